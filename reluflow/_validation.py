@@ -1,0 +1,100 @@
+"""Input validation at the library's boundary.
+
+Every public function of reluflow validates its arguments with these helpers, so that bad input
+fails at once with a message naming the argument, what was expected and what was received.
+Nothing is silently coerced: integer arrays are promoted to float64 (a widening, not a change of
+values), but booleans, complex numbers, objects, NaN and inf are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Default bound on the 2-norm condition number of a weight matrix. Matrices above it are refused
+#: as ill-conditioned, because inverting them (as the truncation maps do) loses more than half of
+#: float64's digits. Every function that inverts weights takes ``max_condition`` to change it.
+MAX_CONDITION = 1e8
+
+
+def as_real_array(value, name: str, *, ndim: int | None = None, finite: bool = True) -> np.ndarray:
+    """Return ``value`` as a float64 array, or raise a clear error.
+
+    Refuses non-numeric, boolean and complex input (TypeError), a wrong number of dimensions
+    and NaN or inf entries (ValueError).
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a real numeric array; got {type(value).__name__} ({exc})") from None
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array; got shape {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
+    if finite and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite; got {bad} NaN or inf entr{'y' if bad == 1 else 'ies'}")
+    return arr
+
+
+def as_points(X, name: str = "X", *, dim: int | None = None) -> np.ndarray:
+    """Validate a data matrix with one point per row, shape (N, M)."""
+    arr = as_real_array(X, name, ndim=2)
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one point (row); got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (N, {dim}) (points as rows); got shape {arr.shape}")
+    return arr
+
+
+def as_square_invertible(W, name: str, *, dim: int | None = None, max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """Validate a square, well-conditioned weight matrix of shape (M, M)."""
+    arr = as_real_array(W, name, ndim=2)
+    if arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a square (M, M) matrix; got shape {arr.shape}")
+    if dim is not None and arr.shape[0] != dim:
+        raise ValueError(f"{name} must have shape ({dim}, {dim}); got shape {arr.shape}")
+    cond = np.linalg.cond(arr)
+    if not np.isfinite(cond) or cond > max_condition:
+        raise ValueError(
+            f"{name} is singular or ill-conditioned: condition number {cond:.3g} exceeds "
+            f"max_condition={max_condition:.3g} (pass a larger max_condition to accept it)"
+        )
+    return arr
+
+
+def as_vector(b, name: str, dim: int) -> np.ndarray:
+    """Validate a vector of length ``dim``."""
+    arr = as_real_array(b, name, ndim=1)
+    if arr.shape != (dim,):
+        raise ValueError(f"{name} must have shape ({dim},); got shape {arr.shape}")
+    return arr
+
+
+def as_layer_list(values, name: str) -> list:
+    """Validate that ``values`` is a non-empty sequence (one entry per layer)."""
+    if isinstance(values, np.ndarray):
+        if values.ndim < 2:
+            raise TypeError(f"{name} must be a sequence of per-layer arrays; got an array of shape {values.shape}")
+        values = list(values)
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise TypeError(f"{name} must be a sequence of per-layer arrays; got {type(values).__name__}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must hold at least one layer; got an empty sequence")
+    return list(values)
+
+
+def check_same_length(a: Sequence, b: Sequence, name_a: str, name_b: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{name_a} and {name_b} must have one entry per layer; got {len(a)} and {len(b)}")
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Validate an integer parameter (bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
