@@ -5,7 +5,8 @@ R_ℓ orthogonal (equivalently, the rows of W^(ℓ) are pairwise orthogonal). Wi
 θ_ℓ = −Λ_ℓ^-1 b^(ℓ), the truncation map of layer ℓ is the Euclidean projection onto the cone
 K_ℓ = {x : R_ℓ x ≥ θ_ℓ}.
 
-- (W^(ℓ), b^(ℓ)) = (Λ_ℓ R_ℓ, −Λ_ℓ θ_ℓ)                 → :func:`adapted_network`, :meth:`AdaptedNetwork.cumulative_parameters`
+- (W^(ℓ), b^(ℓ)) = (Λ_ℓ R_ℓ, −Λ_ℓ θ_ℓ)                 → :func:`adapted_network`,
+  :meth:`AdaptedNetwork.cumulative_parameters`
 - (R_ℓ, λ_ℓ, θ_ℓ) from adapted (W^(ℓ), b^(ℓ))          → :func:`decompose_adapted`
 - ‖offdiag(W Wᵀ)‖_F / ‖diag(W Wᵀ)‖_F                    → :func:`adaptedness`
 - Rᵀ max(R x, θ), the projection onto K                 → :func:`cone_projection`
@@ -113,7 +114,8 @@ def adaptedness(W) -> np.ndarray | float:
         raise ValueError(f"W must be a square matrix or a stack of them, shape (..., M, M); got {W.shape}")
     G = W @ np.swapaxes(W, -1, -2)
     diag = np.diagonal(G, axis1=-2, axis2=-1)
-    off = np.sqrt(np.maximum((G**2).sum(axis=(-2, -1)) - (diag**2).sum(axis=-1), 0.0))
+    M = W.shape[-1]
+    off = np.sqrt((np.where(np.eye(M, dtype=bool), 0.0, G) ** 2).sum(axis=(-2, -1)))
     dnorm = np.sqrt((diag**2).sum(axis=-1))
     if np.any(dnorm == 0):
         raise ValueError("W must not be zero: its adaptedness is undefined")

@@ -59,7 +59,10 @@ def clustered_data(centres, radii, n_per_cluster, *, seed=None) -> ClusteredData
     Q, M = centres.shape
     if Q == 0 or M == 0:
         raise ValueError(f"centres must have shape (Q, M) with Q, M >= 1; got {centres.shape}")
-    radii = np.broadcast_to(as_real_array(radii, "radii"), (Q,)) if np.ndim(radii) == 0 else as_real_array(radii, "radii", ndim=1)
+    if np.ndim(radii) == 0:
+        radii = np.broadcast_to(as_real_array(radii, "radii"), (Q,))
+    else:
+        radii = as_real_array(radii, "radii", ndim=1)
     if radii.shape != (Q,):
         raise ValueError(f"radii must be a number or have shape ({Q},); got {radii.shape}")
     if np.any(radii < 0):

@@ -43,13 +43,15 @@ def _validate_layers(weights, biases, *, square: bool, max_condition: float, pre
             W = as_square_invertible(W, f"{prefix}weights[{i - 1}] (layer {i})", max_condition=max_condition)
             if Ws and W.shape != Ws[0].shape:
                 raise ValueError(
-                    f"{prefix}weights[{i - 1}] (layer {i}) must have shape {Ws[0].shape} like layer 1; got {W.shape}"
+                    f"{prefix}weights[{i - 1}] (layer {i}) must have shape {Ws[0].shape} like layer 1; "
+                    f"got {W.shape}"
                 )
         else:
             W = as_real_array(W, f"{prefix}weights[{i - 1}] (layer {i})", ndim=2)
             if Ws and W.shape[1] != Ws[-1].shape[0]:
                 raise ValueError(
-                    f"{prefix}weights[{i - 1}] (layer {i}) must have {Ws[-1].shape[0]} columns to follow layer {i - 1}; "
+                    f"{prefix}weights[{i - 1}] (layer {i}) must have {Ws[-1].shape[0]} columns "
+                    f"to follow layer {i - 1}; "
                     f"got shape {W.shape}"
                 )
         Ws.append(W)

@@ -60,9 +60,12 @@ class ParameterError(ValueError):
 class NotebookFailed(RuntimeError):
     """A notebook raised during execution; the message names the notebook and the cell."""
 
-    def __init__(self, name: str, cell: int | None, message: str, saved: Path | None = None):
+    def __init__(self, name: str, cell: int | None, message: str, saved: Path | None = None,
+                 exec_count: int | None = None):
         self.name, self.cell, self.saved = name, cell, saved
         where = f"cell {cell}" if cell is not None else "before its first cell"
+        if exec_count is not None:
+            where += f" (In [{exec_count}])"
         text = f"notebook {name} failed in {where}: {message}"
         if saved is not None:
             text += f" (executed copy with the error: {saved})"
@@ -225,6 +228,8 @@ def strip_volatile_metadata(nb):
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill gives it a random id
     return nb
 
 
@@ -300,7 +305,8 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float) -
             )
         except PapermillExecutionError as exc:
             saved = _keep_failed(out_nb, root, path.name)
-            raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved) from None
+            raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,
+                                 exec_count=exc.exec_count) from None
         except Exception as exc:  # kernel death, timeouts, missing kernel
             saved = _keep_failed(out_nb, root, path.name)
             raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None

@@ -57,7 +57,9 @@ def _check_attrs(attrs: dict, where: str) -> None:
             isinstance(value, (numbers.Number, np.number)) and not isinstance(value, (bool, np.bool_))
         )
         if not ok:
-            raise TypeError(f"attribute {key!r} of {where} must be a str or a number; got {type(value).__name__} {value!r}")
+            raise TypeError(
+                f"attribute {key!r} of {where} must be a str or a number; got {type(value).__name__} {value!r}"
+            )
 
 
 def _check_dataset(ds) -> None:

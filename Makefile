@@ -1,0 +1,48 @@
+# reluflow: the two commands a newcomer needs.
+#   make reproduce   regenerate every figure, result file and executed notebook
+#   make test        lint, unit/property/oracle tests, notebook validation (nbval)
+# Both create .venv with python3 if it is missing and install the package with its extras.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.reluflow-installed
+EXTRAS := notebooks,test
+
+.PHONY: install reproduce test lint unit nbval lab clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+reproduce: $(STAMP)
+	$(VENV)/bin/reluflow reproduce
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check reluflow tests benchmarks
+
+# pytest exits 5 when it collects no tests: treat that as a failure, not a pass.
+unit: $(STAMP)
+	@$(PY) -m pytest tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests in tests/ (exit 5): failing"; exit 1; fi; exit $$rc
+
+# nbval re-executes the committed notebooks in a scratch copy (so the repository's data/ and
+# figures/ are never written by tests) and compares the outputs of the check cells.
+nbval: $(STAMP)
+	@tmp=$$(mktemp -d); cp -r notebooks "$$tmp/"; mkdir -p "$$tmp/data" "$$tmp/figures"; \
+	(cd "$$tmp" && $(CURDIR)/$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	  --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg notebooks); rc=$$?; rm -rf "$$tmp"; \
+	if [ $$rc -eq 5 ]; then echo "make: nbval collected no notebook cells (exit 5): failing"; exit 1; fi; exit $$rc
+
+test: lint unit nbval
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf build dist *.egg-info .staging-* .pytest_cache .ruff_cache .hypothesis
+	find . -path ./$(VENV) -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -print0 | xargs -0 rm -rf
