@@ -34,7 +34,7 @@ unit: $(STAMP)
 # figures/ are never written by tests) and compares the outputs of the check cells.
 nbval: $(STAMP)
 	@tmp=$$(mktemp -d); cp -r notebooks "$$tmp/"; mkdir -p "$$tmp/data" "$$tmp/figures"; \
-	(cd "$$tmp" && $(CURDIR)/$(PY) -m pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+	(cd "$$tmp" && $(CURDIR)/$(PY) -m pytest --rootdir . -p no:cacheprovider --nbval-lax --nbval-current-env \
 	  --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg notebooks); rc=$$?; rm -rf "$$tmp"; \
 	if [ $$rc -eq 5 ]; then echo "make: nbval collected no notebook cells (exit 5): failing"; exit 1; fi; exit $$rc
 
