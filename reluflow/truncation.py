@@ -40,7 +40,9 @@ def truncation_map(W, b, X, *, max_condition: float = MAX_CONDITION) -> np.ndarr
 
 def _truncate(W, b, X):
     neg = np.maximum(-_preactivation(W, b, X), 0.0)  # (Wx + b)_−, one row per point
-    return X + np.linalg.solve(W, neg.T).T
+    # W^-1 applied to N rows: one small inverse and a matrix product (W is validated as
+    # well-conditioned, so this is as accurate as a solve and several times faster for large N)
+    return X + neg @ np.linalg.inv(W).T
 
 
 def truncated_data(Wc, bc, X, *, max_condition: float = MAX_CONDITION) -> list[np.ndarray]:
