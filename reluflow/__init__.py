@@ -13,6 +13,9 @@ lives:
 - independent oracles: autodiff, finite differences, sympy (§6) → :mod:`reluflow.oracles` (not imported here)
 - gradient descent on the plain network (§4.5) → :mod:`reluflow.training`
 - Gram matrices and spectral gaps (§5 S6) → :mod:`reluflow.spectral`
+- the exact event-driven solver and the solve_ivp solver of the flows (§4–5) → :mod:`reluflow.solver`,
+  :mod:`reluflow.events`
+- parameter sweeps through any concurrent.futures Executor → :mod:`reluflow.sweep`
 - results as netCDF, figures → :mod:`reluflow.results`, :mod:`reluflow.plotting`
 - running the notebooks → :mod:`reluflow.pipeline` and the ``reluflow`` command
 """
@@ -50,6 +53,7 @@ from .flows import (
     threshold_gradient,
 )
 from .network import cumulative_parameters, forward, layer_parameters, random_network, relu
+from .solver import solve
 from .spectral import (
     bias_chain_matrix,
     bias_flow_gap,
@@ -62,6 +66,7 @@ from .spectral import (
     spectral_trajectory,
     truncated_bias_jacobian,
 )
+from .sweep import grid_points, sweep
 from .training import CostGradient, backprop_cumulative_gradient, backprop_gradient, train
 from .truncation import apex, truncated_data, truncation_map, truncation_pattern
 
@@ -89,6 +94,7 @@ __all__ = [
     "decompose_adapted",
     "flow_jacobian",
     "forward",
+    "grid_points",
     "frame_flow",
     "gram_eigenvalues",
     "induced_bias_flow",
@@ -109,9 +115,11 @@ __all__ = [
     "scale_bias_flow",
     "scale_bias_invariant",
     "ScaleBiasFlow",
+    "solve",
     "spectral_gap",
     "spectral_trajectory",
     "targets_by_label",
+    "sweep",
     "threshold_gradient",
     "train",
     "truncated_bias_jacobian",
