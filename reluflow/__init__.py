@@ -16,6 +16,7 @@ lives:
 - the exact event-driven solver and the solve_ivp solver of the flows (§4–5) → :mod:`reluflow.solver`,
   :mod:`reluflow.events`
 - parameter sweeps through any concurrent.futures Executor → :mod:`reluflow.sweep`
+- effective flows against gradient descent (notebooks 06–07) → :mod:`reluflow.comparison` (not imported here)
 - results as netCDF, figures → :mod:`reluflow.results`, :mod:`reluflow.plotting`
 - running the notebooks → :mod:`reluflow.pipeline` and the ``reluflow`` command
 """
