@@ -16,6 +16,7 @@ lives:
 - the exact event-driven solver and the solve_ivp solver of the flows (§4–5) → :mod:`reluflow.solver`,
   :mod:`reluflow.events`
 - parameter sweeps through any concurrent.futures Executor → :mod:`reluflow.sweep`
+- solution classes S1–S5: explicit one-cluster solutions, NC1, scenarios (§5) → :mod:`reluflow.solutions`
 - effective flows against gradient descent (notebooks 06–07) → :mod:`reluflow.comparison` (not imported here)
 - results as netCDF, figures → :mod:`reluflow.results`, :mod:`reluflow.plotting`
 - running the notebooks → :mod:`reluflow.pipeline` and the ``reluflow`` command
@@ -54,6 +55,20 @@ from .flows import (
     threshold_gradient,
 )
 from .network import cumulative_parameters, forward, layer_parameters, random_network, relu
+from .solutions import (
+    OneClusterSolution,
+    SeparatedClusters,
+    TwoClusterScenario,
+    equilibrium_residual,
+    interference_point,
+    nc1,
+    one_cluster_solution,
+    separated_clusters,
+    separation_margin,
+    truncated_images,
+    two_cluster_scenario,
+    within_class_variability,
+)
 from .solver import solve
 from .spectral import (
     bias_chain_matrix,
@@ -93,18 +108,23 @@ __all__ = [
     "cumulative_gradient",
     "cumulative_parameters",
     "decompose_adapted",
+    "equilibrium_residual",
     "flow_jacobian",
     "forward",
-    "grid_points",
     "frame_flow",
     "gram_eigenvalues",
+    "grid_points",
     "induced_bias_flow",
     "induced_bias_kernel",
     "induced_cumulative_flow",
     "input_cost",
+    "interference_point",
     "layer_gradient",
     "layer_parameters",
+    "nc1",
+    "one_cluster_solution",
     "one_layer_threshold_flow",
+    "OneClusterSolution",
     "output_cost",
     "output_cumulative_parameters",
     "output_jacobian",
@@ -116,15 +136,22 @@ __all__ = [
     "scale_bias_flow",
     "scale_bias_invariant",
     "ScaleBiasFlow",
+    "separated_clusters",
+    "SeparatedClusters",
+    "separation_margin",
     "solve",
     "spectral_gap",
     "spectral_trajectory",
-    "targets_by_label",
     "sweep",
+    "targets_by_label",
     "threshold_gradient",
     "train",
     "truncated_bias_jacobian",
     "truncated_data",
+    "truncated_images",
     "truncation_map",
     "truncation_pattern",
+    "two_cluster_scenario",
+    "TwoClusterScenario",
+    "within_class_variability",
 ]

@@ -39,6 +39,16 @@ def test_there_are_notebooks_and_each_has_a_seed():
         assert params["seed"]["type"] == "int", path.name
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_line_of_the_parameters_cell_is_a_parameter(path):
+    # papermill silently drops lines it cannot parse (e.g. a comment containing '='); catch that
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [line.split("=")[0].strip() for line in cell.source.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert assigned == list(pl.notebook_parameters(path)), path.name
+
+
 def test_list_shows_parameters_with_defaults_and_types():
     res = cli("list")
     assert res.returncode == 0, res.stderr
