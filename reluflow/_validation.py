@@ -98,3 +98,26 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
+
+
+def as_positive_float(value, name: str) -> float:
+    """A positive, finite real scalar (bool refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return value
+
+
+def as_times(t_eval, name: str = "t_eval") -> np.ndarray:
+    """Non-empty, non-negative, strictly increasing output times (the flows start at t = 0)."""
+    t = as_real_array(t_eval, name, ndim=1)
+    if t.size == 0:
+        raise ValueError(f"{name} must hold at least one time; got an empty array")
+    if np.any(t < 0):
+        raise ValueError(f"{name} must be non-negative (the flow starts at t = 0); got minimum {t.min():.6g}")
+    if t.size > 1 and np.any(np.diff(t) <= 0):
+        raise ValueError(f"{name} must be strictly increasing; got a non-increasing step at index "
+                         f"{int(np.argmax(np.diff(t) <= 0)) + 1}")
+    return t

@@ -35,7 +35,6 @@ backend of :func:`reluflow.solver.solve`.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
 
@@ -43,7 +42,7 @@ import numpy as np
 import xarray as xr
 from scipy.linalg import solve_triangular
 
-from ._validation import as_points, as_real_array, check_positive_int
+from ._validation import as_points, as_positive_float, as_real_array, as_times, check_positive_int
 from .adapted import AdaptedNetwork
 from .costs import _as_point_weights, _as_targets
 from .events import EVENT_KINDS, SLIDING, TRUNCATED, UNTRUNCATED, affine_pattern, closed_form, next_crossing
@@ -74,18 +73,6 @@ def _as_adapted(net, name="net") -> AdaptedNetwork:
     return net
 
 
-def _as_times(t_eval) -> np.ndarray:
-    t = as_real_array(t_eval, "t_eval", ndim=1)
-    if t.size == 0:
-        raise ValueError("t_eval must hold at least one time; got an empty array")
-    if np.any(t < 0):
-        raise ValueError(f"t_eval must be non-negative (the flow starts at t = 0); got minimum {t.min():.6g}")
-    if t.size > 1 and np.any(np.diff(t) <= 0):
-        raise ValueError("t_eval must be strictly increasing; got a non-increasing step at index "
-                         f"{int(np.argmax(np.diff(t) <= 0)) + 1}")
-    return t
-
-
 def _as_kernel(kernel, L, M) -> np.ndarray:
     K = as_real_array(kernel, "kernel")
     if K.shape == (L, L, M, M):
@@ -99,15 +86,6 @@ def _as_kernel(kernel, L, M) -> np.ndarray:
     if np.linalg.eigvalsh(0.5 * (K + K.T)).min() <= 0:
         raise ValueError("kernel must be positive definite; got a non-positive eigenvalue")
     return 0.5 * (K + K.T)
-
-
-def _positive(value, name) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- exact kernel bias flow
@@ -168,7 +146,7 @@ def solve_kernel_bias_flow(net, X, targets, t_eval, *, kernel=None, point_weight
     L = net.depth
     Y = _as_targets(targets, N, M)
     w = _as_point_weights(point_weights, N)
-    t_eval = _as_times(t_eval)
+    t_eval = as_times(t_eval)
     K = np.eye(L * M) if kernel is None else _as_kernel(kernel, L, M)
     if max_events is not None:
         max_events = check_positive_int(max_events, "max_events")
@@ -365,7 +343,7 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
     etas = as_real_array(etas, "etas", ndim=1)
     if etas.size == 0 or np.any(etas <= 0):
         raise ValueError(f"etas must be a non-empty list of positive step sizes; got {etas.tolist()}")
-    t_end = _positive(t_end, "t_end")
+    t_end = as_positive_float(t_end, "t_end")
     names = list(references)
     shape = (len(names), etas.size)
     out = {k: np.full(shape, np.nan) for k in ("threshold_error", "cost_error", "count_error", "t_compared")}

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_points, as_real_array, check_positive_int
+from ._validation import as_points, as_positive_float, as_real_array, check_positive_int
 from .adapted import AdaptedNetwork, adapted_network
 from .data import ClusteredData, clustered_data
 
@@ -52,15 +52,6 @@ __all__ = [
     "equilibrium_residual",
     "interference_point",
 ]
-
-
-def _positive(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return value
 
 
 def _real(value, name: str) -> float:
@@ -142,7 +133,7 @@ def one_cluster_solution(u, theta0, y_hat, scale, n_total: int | None = None) ->
         raise ValueError("u must hold at least one point; got an empty array")
     theta0 = _real(theta0, "theta0")
     y_hat = _real(y_hat, "y_hat")
-    lam = _positive(scale, "scale")
+    lam = as_positive_float(scale, "scale")
     N = u.size if n_total is None else check_positive_int(n_total, "n_total", minimum=u.size)
     values, counts = np.unique(u, return_counts=True)  # ascending distinct values
     m = int(np.searchsorted(values, theta0, side="right"))  # groups of equal values truncated: 0..m-1
@@ -288,9 +279,9 @@ def separated_clusters(Q: int, M: int, n_per_cluster: int, *, radius: float = 0.
     Q = check_positive_int(Q, "Q")
     M = check_positive_int(M, "M", minimum=2)
     n_per_cluster = check_positive_int(n_per_cluster, "n_per_cluster", minimum=2)
-    rho = _positive(radius, "radius")
-    D = _positive(distance, "distance")
-    gap = _positive(target_gap, "target_gap")
+    rho = as_positive_float(radius, "radius")
+    D = as_positive_float(distance, "distance")
+    gap = as_positive_float(target_gap, "target_gap")
     if scales is None:
         lam = np.ones((Q, M))
     else:
@@ -392,9 +383,9 @@ def two_cluster_scenario(separation: float, target: float, *, n_per_cluster: int
     """
     s = _real(separation, "separation")
     h = _real(target, "target")
-    rho = _positive(radius, "radius")
-    g = _positive(b_target_gap, "b_target_gap")
-    lam = _positive(scale, "scale")
+    rho = as_positive_float(radius, "radius")
+    g = as_positive_float(b_target_gap, "b_target_gap")
+    lam = as_positive_float(scale, "scale")
     data = clustered_data([[0.0, 0.0], [s, s]], rho, n_per_cluster, seed=seed)
     class_targets = np.array([[h, h], [s - rho - g, s - rho - g]])
     a = np.sort(data.cluster(0), axis=0)

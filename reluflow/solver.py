@@ -52,7 +52,7 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 from . import flows as _flows
-from ._validation import as_points, as_real_array, check_positive_int
+from ._validation import as_points, as_positive_float, as_times, check_positive_int
 from .adapted import AdaptedNetwork
 from .costs import _as_point_weights, _as_targets
 from .events import (
@@ -151,7 +151,7 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", point_
     N, M = X.shape
     targets = _as_targets(targets, N, M)
     w = _as_point_weights(point_weights, N)
-    t_eval = _as_times(t_eval)
+    t_eval = as_times(t_eval)
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     if not (callable(flow) or (isinstance(flow, str) and flow in FLOWS)):
@@ -160,8 +160,8 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", point_
         raise ValueError(f"algorithm must be one of {ALGORITHMS}; got {algorithm!r}")
     if not isinstance(ivp_method, str) or ivp_method not in IVP_METHODS:
         raise ValueError(f"ivp_method must be one of {IVP_METHODS}; got {ivp_method!r}")
-    rtol = _positive_float(rtol, "rtol")
-    atol = _positive_float(atol, "atol")
+    rtol = as_positive_float(rtol, "rtol")
+    atol = as_positive_float(atol, "atol")
     if max_events is not None:
         max_events = check_positive_int(max_events, "max_events")
     if not isinstance(record_events, (bool, np.bool_)):
@@ -212,27 +212,6 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", point_
 
 
 # --------------------------------------------------------------------------- validation helpers
-
-
-def _as_times(t_eval) -> np.ndarray:
-    t = as_real_array(t_eval, "t_eval", ndim=1)
-    if t.size == 0:
-        raise ValueError("t_eval must hold at least one time; got an empty array")
-    if np.any(t < 0):
-        raise ValueError(f"t_eval must be non-negative (the flow starts at t = 0); got minimum {t.min():.6g}")
-    if t.size > 1 and np.any(np.diff(t) <= 0):
-        raise ValueError("t_eval must be strictly increasing; got a non-increasing step at index "
-                         f"{int(np.argmax(np.diff(t) <= 0)) + 1}")
-    return t
-
-
-def _positive_float(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return value
 
 
 # --------------------------------------------------------------------------- shared pieces
