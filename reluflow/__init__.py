@@ -42,6 +42,7 @@ from .costs import (
 from .data import ClusteredData, clustered_data
 from .flows import (
     ScaleBiasFlow,
+    bias_chain_matrix,
     bias_flow,
     cumulative_gradient,
     frame_flow,
@@ -71,7 +72,6 @@ from .solutions import (
 )
 from .solver import solve
 from .spectral import (
-    bias_chain_matrix,
     bias_flow_gap,
     bias_flow_parameter_gram,
     bias_flow_rates,

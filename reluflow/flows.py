@@ -91,6 +91,7 @@ __all__ = [
     "frame_flow",
     "cumulative_gradient",
     "layer_gradient",
+    "bias_chain_matrix",
     "induced_bias_kernel",
     "induced_bias_flow",
     "induced_cumulative_flow",
@@ -403,31 +404,43 @@ def induced_cumulative_flow(weights, biases, X, targets, *, point_weights=None,
     return _cumulative_jvp(Ws, Wc, bc, [-d for d in dW], [-d for d in db])
 
 
+def bias_chain_matrix(weights) -> np.ndarray:
+    """J = ∂(b^(1), …, b^(L))/∂(b_1, …, b_L): block (ℓ, k) = W_ℓ⋯W_{k+1} for k ≤ ℓ, 0 above.
+
+    b^(ℓ) = Σ_{k≤ℓ} W_ℓ⋯W_{k+1} b_k (the empty product is 1). J Jᵀ is the kernel K of the flow that
+    gradient descent on the layer biases induces on the cumulative biases. Shape (L·M, L·M).
+    """
+    Wl = as_layer_list(weights, "weights")
+    Wl = [as_real_array(W, f"weights[{l}] (layer {l + 1})", ndim=2) for l, W in enumerate(Wl)]
+    M = Wl[0].shape[0]
+    for l, W in enumerate(Wl):
+        if W.shape != (M, M) or M == 0:
+            raise ValueError(f"weights[{l}] (layer {l + 1}) must be square of shape ({M}, {M}) like layer 1; "
+                             f"got {W.shape}")
+    L = len(Wl)
+    J = np.zeros((L * M, L * M))
+    for k in range(L):
+        P = np.eye(M)
+        for l in range(k, L):
+            if l > k:
+                P = Wl[l] @ P
+            J[l * M:(l + 1) * M, k * M:(k + 1) * M] = P
+    return J
+
+
 def induced_bias_kernel(weights) -> np.ndarray:
     """K_{ℓℓ'} = Σ_{k ≤ min(ℓ,ℓ')} (W_ℓ⋯W_{k+1})(W_ℓ'⋯W_{k+1})ᵀ (empty product = 1); shape (L, L, M, M).
 
-    ``K[l, l2]`` is the (M, M) block for layers ℓ = l+1, ℓ' = l2+1. It is J_b J_bᵀ, where J_b is the
-    Jacobian of the cumulative biases b^(ℓ) with respect to the layer biases b_k. So the full matrix
-    ``K.transpose(0, 2, 1, 3).reshape(L*M, L*M)`` is symmetric positive definite. The weights need
-    not be invertible here.
+    ``K[l, l2]`` is the (M, M) block for layers ℓ = l+1, ℓ' = l2+1. It is J Jᵀ, with J the Jacobian
+    of the cumulative biases b^(ℓ) with respect to the layer biases b_k (:func:`bias_chain_matrix`).
+    So the full matrix ``K.transpose(0, 2, 1, 3).reshape(L*M, L*M)`` is symmetric positive definite.
+    The weights need not be invertible here.
     """
-    Ws = as_layer_list(weights, "weights")
-    Ws = [as_real_array(W, f"weights[{i}] (layer {i + 1})", ndim=2) for i, W in enumerate(Ws)]
-    M = Ws[0].shape[0]
-    for i, W in enumerate(Ws):
-        if W.shape != (M, M) or M == 0:
-            raise ValueError(f"weights[{i}] (layer {i + 1}) must be square of shape ({M}, {M}) like layer 1; "
-                             f"got {W.shape}")
-    L = len(Ws)
-    K = np.zeros((L, L, M, M))
-    for k in range(L):  # layer bias b_{k+1} (0-based k) reaches layers l >= k through W_l ⋯ W_{k+1} (0-based)
-        prods = {k: np.eye(M)}
-        for l in range(k + 1, L):
-            prods[l] = Ws[l] @ prods[l - 1]
-        for l in range(k, L):
-            for l2 in range(k, L):
-                K[l, l2] += prods[l] @ prods[l2].T
-    return K
+    J = bias_chain_matrix(weights)
+    L = len(weights)
+    M = J.shape[0] // L
+    return (J @ J.T).reshape(L, M, L, M).transpose(0, 2, 1, 3)
+
 
 
 def induced_bias_flow(weights, biases, X, targets, *, point_weights=None,

@@ -13,7 +13,7 @@ Map from formula to function:
 
 - D = ∂x^(L+1)/∂p for p among W_ℓ, b_ℓ, W_out, b_out, b^(ℓ)           → :func:`output_jacobian`
 - D = ∂x^(τ,L)/∂b^(ℓ): D_i^(ℓ) = −Π_L⋯Π_{ℓ+1} (W^(ℓ))^-1 P_ℓ(x_i)       → :func:`truncated_bias_jacobian`
-- ∂b^(ℓ)/∂b_k = W_ℓ⋯W_{k+1} (k ≤ ℓ); K = J Jᵀ is the kernel of §4.5    → :func:`bias_chain_matrix`
+- ∂b^(ℓ)/∂b_k = W_ℓ⋯W_{k+1} (k ≤ ℓ); K = J Jᵀ is the kernel of §4.5    → :func:`reluflow.flows.bias_chain_matrix`
 - eigenvalues of D Dᵀ; λ_min, λ_min⁺                                   → :func:`gram_eigenvalues`, :func:`spectral_gap`
 - n_k/λ_k², the nonzero eigenvalues of D Dᵀ for one adapted layer      → :func:`bias_flow_rates`
 - λ_min⁺ = min_{k: n_k > 0} n_k/λ_k²                                    → :func:`bias_flow_gap`
@@ -28,7 +28,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from ._validation import MAX_CONDITION, as_layer_list, as_points, as_real_array, as_square_invertible, as_vector
+from ._validation import MAX_CONDITION, as_points, as_real_array, as_square_invertible, as_vector
+from .flows import bias_chain_matrix
 from .network import _validate_layers
 from .training import _cumulative, _forward, _layers_from_cumulative
 
@@ -36,7 +37,6 @@ __all__ = [
     "JACOBIAN_PARAMETERS",
     "output_jacobian",
     "truncated_bias_jacobian",
-    "bias_chain_matrix",
     "gram_eigenvalues",
     "spectral_gap",
     "bias_flow_rates",
@@ -166,30 +166,6 @@ def truncated_bias_jacobian(Wc, bc, X, *, max_condition: float = MAX_CONDITION) 
     D, _ = _truncated_bias_jacobian(Wcs, bcs, X)
     N, M, L, _ = D.shape
     return D.reshape(N * M, L * M)
-
-
-def bias_chain_matrix(weights) -> np.ndarray:
-    """J = ∂(b^(1), …, b^(L))/∂(b_1, …, b_L): block (ℓ, k) = W_ℓ⋯W_{k+1} for k ≤ ℓ, 0 above.
-
-    b^(ℓ) = Σ_{k≤ℓ} W_ℓ⋯W_{k+1} b_k (the empty product is 1). J Jᵀ is the kernel K of the flow that
-    gradient descent on the layer biases induces on the cumulative biases. Shape (L·M, L·M).
-    """
-    Wl = as_layer_list(weights, "weights")
-    Wl = [as_real_array(W, f"weights[{l}] (layer {l + 1})", ndim=2) for l, W in enumerate(Wl)]
-    M = Wl[0].shape[0]
-    for l, W in enumerate(Wl):
-        if W.shape != (M, M) or M == 0:
-            raise ValueError(f"weights[{l}] (layer {l + 1}) must be square (M, M) like layer 1, M = {M}; "
-                             f"got shape {W.shape}")
-    L = len(Wl)
-    J = np.zeros((L * M, L * M))
-    for k in range(L):
-        P = np.eye(M)
-        for l in range(k, L):
-            if l > k:
-                P = Wl[l] @ P
-            J[l * M:(l + 1) * M, k * M:(k + 1) * M] = P
-    return J
 
 
 def gram_eigenvalues(D) -> np.ndarray:
