@@ -40,8 +40,9 @@ nbval: $(STAMP)
 
 test: lint unit nbval
 
+# (JupyterLab refuses to run as root unless told; containers often run as root)
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 clean:
 	rm -rf build dist *.egg-info .staging-* .pytest_cache .ruff_cache .hypothesis
