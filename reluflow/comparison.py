@@ -47,6 +47,7 @@ from .adapted import AdaptedNetwork
 from .costs import _as_point_weights, _as_targets
 from .events import EVENT_KINDS, SLIDING, TRUNCATED, UNTRUNCATED, affine_pattern, closed_form, next_crossing
 from .network import layer_parameters
+from .solver import _event_values
 from .spectral import bias_flow_rates, output_jacobian, truncated_bias_jacobian
 from .training import train
 from .truncation import truncated_data, truncation_pattern
@@ -89,17 +90,6 @@ def _as_kernel(kernel, L, M) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- exact kernel bias flow
-
-
-def _event_values(R, theta, X):
-    """g_{ℓ,i,k} = (R_ℓ x_i^(τ,ℓ-1))_k − θ_{ℓ,k}, shape (L, N, M)."""
-    x = X
-    out = np.empty((R.shape[0],) + X.shape)
-    for l in range(R.shape[0]):
-        u = x @ R[l].T
-        out[l] = u - theta[l]
-        x = np.maximum(u, theta[l]) @ R[l]
-    return out
 
 
 def solve_kernel_bias_flow(net, X, targets, t_eval, *, kernel=None, point_weights=None,
