@@ -65,9 +65,13 @@ def truncation_pattern(Wc, bc, X, *, max_condition: float = MAX_CONDITION) -> np
     Returns a boolean array of shape (L, N, M). Ties (pre-activation exactly 0) count as
     truncated, matching σ'(0) = 0.
     """
-    xs = truncated_data(Wc, bc, X, max_condition=max_condition)
     Wcs, bcs = _validate_layers(Wc, bc, square=True, max_condition=max_condition, prefix="cumulative ")
-    return np.stack([_preactivation(W, b, x) <= 0.0 for W, b, x in zip(Wcs, bcs, xs[:-1])])
+    x = as_points(X, "X", dim=Wcs[0].shape[0])
+    pattern = []
+    for W, b in zip(Wcs, bcs):  # validate once, then one pass through the layers
+        pattern.append(_preactivation(W, b, x) <= 0.0)
+        x = _truncate(W, b, x)
+    return np.stack(pattern)
 
 
 def apex(W, b, *, max_condition: float = MAX_CONDITION) -> np.ndarray:
