@@ -35,7 +35,7 @@ if ARGS is not None and ARGS.threads:
 import numpy as np  # noqa: E402  (after the thread settings)
 
 import reluflow as rf  # noqa: E402
-from reluflow.training import train  # noqa: E402
+from reluflow.training.gd import train  # noqa: E402
 
 SIZES = {  # name: (N points, M width, L depth, Q outputs, steps)
     "small": (64, 4, 2, 3, 2000),
@@ -64,7 +64,7 @@ def best_time(fn, args, kwargs, repeats):
 def main(args):
     import torch
 
-    from reluflow._torch_peer import train_torch
+    from reluflow.testing.torch_peer import train_torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -6,9 +6,9 @@ All four are timed side by side in one run, best of K:
 
 - one forward pass, :func:`reluflow.truncated_data` (x^(τ,0), …, x^(τ,L)), and for reference
   the bare forward pass in activation coordinates that the closed form runs internally;
-- the closed-form gradient ∂C_in/∂θ_ℓ, :func:`reluflow.flows.threshold_gradient` (its own forward
+- the closed-form gradient ∂C_in/∂θ_ℓ, :func:`reluflow.theory.flows.threshold_gradient` (its own forward
   and backward pass, with input validation);
-- the autodiff oracle, :func:`reluflow.oracles.oracle_threshold_gradient`: autograd's reverse
+- the autodiff oracle, :func:`reluflow.testing.oracles.oracle_threshold_gradient`: autograd's reverse
   mode through the same vectorised plain forward pass (no per-point loop);
 - central finite differences of that forward pass, 2·L·M cost evaluations.
 
@@ -32,8 +32,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reluflow import random_adapted_network, truncated_data  # noqa: E402
-from reluflow.flows import _adapted_forward, threshold_gradient  # noqa: E402
-from reluflow.oracles import oracle_threshold_gradient, relative_error, tie_margin  # noqa: E402
+from reluflow.testing.oracles import oracle_threshold_gradient, relative_error, tie_margin  # noqa: E402
+from reluflow.theory.flows import _adapted_forward, threshold_gradient  # noqa: E402
 
 
 def best_of(funs: dict, repeats: int) -> dict:

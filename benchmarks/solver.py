@@ -35,7 +35,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import reluflow as rf
-from reluflow.solver import solve
+from reluflow.dynamics.solver import solve
 
 M = 8
 N_VALUES = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]

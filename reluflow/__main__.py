@@ -2,6 +2,6 @@
 
 import sys
 
-from .cli import main
+from reluflow.pipeline.cli import main
 
 sys.exit(main())

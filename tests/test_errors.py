@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import reluflow as rf
-from reluflow import parameters as P
+from reluflow.pipeline import parameters as P
 
 
 def test_nan_and_inf_are_refused():

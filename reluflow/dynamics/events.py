@@ -1,0 +1,496 @@
+"""Truncation events of the bias flow, located exactly (THEORY.md §4.2, §5).
+
+The bias flow (4.2) moves the thresholds θ with the frames R and scales λ frozen. For a fixed
+truncation pattern every layer is affine in θ: a point truncated in the coordinates P_ℓ satisfies
+x^(τ,ℓ) = Π_ℓ x^(τ,ℓ-1) + R_ℓᵀ P_ℓ θ_ℓ, so x^(τ,L) = a + B θ and the flow is θ̇ = A θ + c with
+A = −Λ^-2 G, G = Σ_i w_i B_iᵀ B_i, c = −Λ^-2 Σ_i w_i B_iᵀ (a_i − ỹ_i). Between two events the
+solution is in closed form; an **event** is the first time some point crosses some threshold,
+g_{ℓ,i,k}(t) = (R_ℓ x_i^(τ,ℓ-1))_k − θ_{ℓ,k} changing sign. This module computes both.
+
+Map from formula to function:
+
+- one layer, per coordinate k: θ_k(t) = ȳ + (θ_k(t_m) − ȳ) e^{−κ (t − t_m)}, κ = W/λ_k²,
+  W = Σ_{i∈T_k} w_i, ȳ = Σ_{i∈T_k} w_i (Rỹ_i)_k / W; next event after
+  Δt = (λ_k²/W) log((ȳ − θ_k(t_m)) / (ȳ − u_next)), u_next the next sorted data coordinate
+  (one cluster, w_i = 1/N: Δt = (λ_k² N/n) log((ŷ_k − θ_k(t_m))/(ŷ_k − u_(m+1),k)))  → :func:`one_layer_trajectory`
+- x^(τ,ℓ) = a_ℓ + B_ℓ θ and g = c + d θ for a fixed pattern                          → :func:`affine_pattern`
+- θ(t) = θ_0 + Λ^-1 Q (e^{−μ t} − 1) z, from the eigen-decomposition Λ^-1 G Λ^-1 = Q diag(μ) Qᵀ
+  (exp(t A) for the affine flow, written to be exact at t = 0)      → :func:`closed_form`, :func:`closed_form_scaled`
+- on a sliding surface n_jᵀ φ = const: φ̇ = −Π (S φ + b), Π ⊥ the normals n_j      → :func:`sliding_flow`
+- first time some g_{ℓ,i,k} = α + Σ_j β_j e^{−μ_j t} changes sign, by certified bracketing
+  and Brent's method                                                                  → :func:`next_crossing`
+
+Conventions. A point is truncated in coordinate k when u_k ≤ θ_k (a tie counts as truncated,
+σ'(0) = 0, as in :func:`reluflow.truncation_pattern`). A **truncation** event is a point entering
+T_k, an **untruncation** event a point leaving it. **Sliding** is a point whose crossing would
+reverse the drift of the threshold at once: the threshold is pushed onto the point from both
+sides, f_out > 0 > f_in, and a solver that flips the pattern would chatter. In one layer the
+threshold then stays on the point for good (a kink minimum of the cost in θ_k; the point is
+"partially truncated" in Filippov's sense), which :func:`one_layer_trajectory` returns exactly.
+In the deep case the threshold follows the sliding points: Filippov's field is the projection of
+the field of either side onto the surface, again affine in θ (:func:`sliding_flow`), and the
+exact solver of :mod:`reluflow.dynamics.solver` follows it until the field on one side stops pushing back.
+
+Cost. :func:`one_layer_trajectory` sorts each coordinate once (O(N log N)) and then finds all
+events of that coordinate with prefix sums and vectorised numpy (O(N)), without a loop over
+points or events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import brentq
+
+__all__ = [
+    "EVENT_KINDS",
+    "CoordinateTrajectory",
+    "one_layer_trajectory",
+    "affine_pattern",
+    "closed_form",
+    "closed_form_scaled",
+    "sliding_flow",
+    "next_crossing",
+]
+
+#: Event kinds, in the order of their integer codes.
+EVENT_KINDS = ("truncated", "untruncated", "sliding")
+TRUNCATED, UNTRUNCATED, SLIDING = 0, 1, 2
+
+
+# --------------------------------------------------------------------------- one layer, exact
+
+
+@dataclass(frozen=True)
+class CoordinateTrajectory:
+    """Piecewise closed form of one threshold θ_k(t) of a one-layer bias flow.
+
+    Segment s covers [t_start[s], t_start[s+1]) and holds θ(t) = ybar_eff[s] + offset[s] e^{−decay[s] τ},
+    τ = t − t_start[s]. Its cost contribution is ½ (weight[s] (cost_offset[s] e^{−decay[s] τ})²
+    + spread[s] + untruncated[s]). ``n``, ``rate`` and ``sliding`` describe the pattern in force.
+    Events: times, point indices and kind codes (see :data:`EVENT_KINDS`).
+    """
+
+    t_start: np.ndarray
+    ybar_eff: np.ndarray
+    offset: np.ndarray
+    decay: np.ndarray
+    cost_offset: np.ndarray
+    weight: np.ndarray
+    spread: np.ndarray
+    untruncated: np.ndarray
+    n: np.ndarray
+    rate: np.ndarray
+    sliding: np.ndarray
+    event_time: np.ndarray
+    event_point: np.ndarray
+    event_kind: np.ndarray
+
+    def evaluate(self, times):
+        """θ, θ̇, n, rate, sliding and the cost contribution at ``times`` (right limits at events)."""
+        idx = np.searchsorted(self.t_start, times, side="right") - 1
+        tau = times - self.t_start[idx]
+        ex = np.exp(-self.decay[idx] * tau)
+        theta = self.ybar_eff[idx] + self.offset[idx] * ex
+        theta_dot = -self.decay[idx] * self.offset[idx] * ex
+        cost = 0.5 * (self.weight[idx] * (self.cost_offset[idx] * ex) ** 2 + self.spread[idx] + self.untruncated[idx])
+        return theta, theta_dot, self.n[idx], self.rate[idx], self.sliding[idx], cost
+
+
+def one_layer_trajectory(u, y_hat, w, lam2: float, theta0: float, t_end: float) -> CoordinateTrajectory:
+    """Exact trajectory of one threshold of the one-layer bias flow, with all its events up to ``t_end``.
+
+    θ̇ = −(1/λ²) Σ_{i: u_i ≤ θ} w_i (θ − ŷ_i), where u_i = (R x_i)_k and ŷ_i = (R ỹ_i)_k.
+
+    Parameters
+    ----------
+    u, y_hat, w : arrays (N,)
+        Data coordinates, rotated targets and (non-negative) weights of coordinate k.
+    lam2 : float
+        λ_k².
+    theta0 : float
+        θ_k(0).
+    t_end : float
+        Last time of interest; events after it are not returned.
+
+    The motion of one threshold is monotone: it sweeps up through the data (truncation events)
+    while the weighted mean target ȳ of the truncated points lies above it, or down (untruncation
+    events) while ȳ lies below. It ends by relaxing to ȳ, by freezing (no truncated weight left:
+    a dead coordinate), or by sliding on a point (ȳ jumps to the other side when the point
+    crosses). Points with equal coordinates cross together (one event time, one event each).
+    """
+    N = u.size
+    order = np.argsort(u, kind="stable")
+    us = u[order]
+    ws = w[order]
+    ys = y_hat[order]
+    brk = np.flatnonzero(us[1:] != us[:-1]) + 1
+    gstart = np.concatenate(([0], brk))
+    gend = np.concatenate((brk, [N]))
+    gv = us[gstart]  # distinct data values, ascending
+    G = gv.size
+
+    # Prefix sums over the sorted points, read at group ends: "j groups truncated", j = 0..G.
+    # Targets are centred on their median, so that a single cluster (all ŷ equal) gives ȳ exactly.
+    ref = float(np.median(ys))
+    yc = ys - ref
+    cw = np.concatenate(([0.0], np.cumsum(ws)))
+    cs = np.concatenate(([0.0], np.cumsum(ws * yc)))
+    cq = np.concatenate(([0.0], np.cumsum(ws * yc * yc)))
+    e = ws * (us - ys) ** 2
+    suffix = np.concatenate((np.cumsum(e[::-1])[::-1], [0.0]))
+    pos = np.concatenate(([0], gend))  # number of truncated points when j groups are truncated
+    Wj, Sj, Qj, Ej = cw[pos], cs[pos], cq[pos], suffix[pos]
+    positive = Wj > 0
+    ybar_c = np.divide(Sj, Wj, out=np.zeros_like(Sj), where=positive)
+    ybar = ref + ybar_c
+    Vj = np.maximum(Qj - Sj * ybar_c, 0.0)  # Σ_{truncated} w (ŷ − ȳ)²
+
+    j0 = int(np.searchsorted(gv, theta0, side="right"))
+    if Wj[j0] == 0 or theta0 == ybar[j0]:
+        # Dead (no truncated weight) or at rest: one frozen segment, no event.
+        js = np.array([j0])
+        start = np.array([theta0])
+        s_end, direction = 0, 0
+    else:
+        direction = 1 if theta0 < ybar[j0] else -1
+        if direction > 0:
+            js = np.arange(j0, G + 1)
+            start = np.empty(js.size)
+            start[0] = theta0
+            start[1:] = gv[js[1:] - 1]
+            nxt = np.full(js.size, np.inf)
+            nxt[:-1] = gv[js[:-1]]
+            cont = positive[js] & (ybar[js] > nxt)
+        else:
+            js = np.arange(j0, -1, -1)
+            start = np.empty(js.size)
+            start[0] = theta0
+            start[1:] = gv[js[1:]]
+            nxt = np.full(js.size, -np.inf)
+            nxt[:-1] = gv[js[:-1] - 1]
+            cont = positive[js] & (ybar[js] < nxt)
+        s_end = int(np.argmin(cont))  # first segment that reaches no further event
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dt = lam2 / Wj[js[:s_end]] * np.log1p((nxt[:s_end] - start[:s_end]) / (ybar[js[:s_end]] - nxt[:s_end]))
+    if s_end:
+        t_ev = np.cumsum(dt)
+        E = int(np.searchsorted(t_ev, t_end, side="right"))
+    else:
+        t_ev = np.empty(0)
+        E = 0
+    seg_j = js[: E + 1]
+    st = start[: E + 1]
+    W = Wj[seg_j]
+    yb = ybar[seg_j]
+    t_start = np.concatenate(([0.0], t_ev[:E]))
+    decay = W / lam2
+    ybar_eff = yb.copy()
+    offset = st - yb
+    cost_offset = st - yb
+    sliding = np.zeros(E + 1, dtype=np.int8)
+    last = E  # the final segment is classified only if it is the true end of the motion
+    if E == s_end:
+        frozen = W[last] == 0 or direction == 0
+        if W[last] > 0 and E >= 1 and direction * (yb[last] - st[last]) < 0:
+            frozen = True
+            sliding[last] = 1
+        if frozen:
+            decay[last] = 0.0
+            ybar_eff[last] = st[last]
+            offset[last] = 0.0
+            if W[last] == 0:
+                cost_offset[last] = 0.0
+    # Event log: the crossed groups form one contiguous block of the sorted order.
+    if E:
+        if direction > 0:
+            groups = np.arange(j0, j0 + E)
+            times = t_ev[:E]
+            kind = TRUNCATED
+        else:
+            groups = np.arange(j0 - E, j0)
+            times = t_ev[:E][::-1]
+            kind = UNTRUNCATED
+        sizes = gend[groups] - gstart[groups]
+        ev_point = order[gstart[groups[0]]: gend[groups[-1]]]
+        ev_time = np.repeat(times, sizes)
+        ev_kind = np.full(ev_point.size, kind, dtype=np.int8)
+    else:
+        ev_point = np.empty(0, dtype=np.intp)
+        ev_time = np.empty(0)
+        ev_kind = np.empty(0, dtype=np.int8)
+    if sliding[last]:
+        g = js[s_end] - 1 if direction > 0 else js[s_end]  # the group the threshold rests on
+        pinned = order[gstart[g]: gend[g]]
+        ev_point = np.concatenate((ev_point, pinned))
+        ev_time = np.concatenate((ev_time, np.full(pinned.size, t_start[last])))
+        ev_kind = np.concatenate((ev_kind, np.full(pinned.size, SLIDING, dtype=np.int8)))
+    return CoordinateTrajectory(
+        t_start=t_start,
+        ybar_eff=ybar_eff,
+        offset=offset,
+        decay=decay,
+        cost_offset=cost_offset,
+        weight=W,
+        spread=Vj[seg_j],
+        untruncated=Ej[seg_j],
+        n=pos[seg_j].astype(np.int64),
+        rate=W / lam2,
+        sliding=sliding,
+        event_time=ev_time,
+        event_point=ev_point.astype(np.int64),
+        event_kind=ev_kind,
+    )
+
+
+# --------------------------------------------------------------------------- deep case, affine between events
+
+
+def affine_pattern(R, P, X):
+    """Affine form of the truncated data for a fixed pattern: x^(τ,ℓ) = a_ℓ + B_ℓ θ, g = c + d θ.
+
+    Parameters
+    ----------
+    R : array (L, M, M)
+        Frames.
+    P : bool array (L, N, M)
+        Truncation pattern (True = truncated).
+    X : array (N, M)
+        Points.
+
+    Returns ``(c, d, a, B)``: the event functions g_{ℓ,i,k} = (R_ℓ x_i^(τ,ℓ-1))_k − θ_{ℓ,k}
+    = c[ℓ,i,k] + d[ℓ,i,k] · θ (θ flattened layer-major, length L·M), and x^(τ,L) = a + B θ with
+    a (N, M), B (N, M, L·M).
+    """
+    L, N, M = P.shape
+    K = L * M
+    eye = np.eye(M)
+    a = X
+    B = np.zeros((N, M, K))
+    c = np.empty((L, N, M))
+    d = np.empty((L, N, M, K))
+    for l in range(L):
+        ua = a @ R[l].T
+        uB = np.einsum("km,nmj->nkj", R[l], B)
+        c[l] = ua
+        d[l] = uB
+        d[l][:, :, l * M:(l + 1) * M] -= eye
+        keep = ~P[l]
+        ua = np.where(keep, ua, 0.0)
+        uB = uB * keep[:, :, None]
+        uB[:, :, l * M:(l + 1) * M] += P[l][:, :, None] * eye  # truncated coordinates take the value θ_ℓ,k
+        a = ua @ R[l]
+        B = np.einsum("km,nkj->nmj", R[l], uB)
+    return c, d, a, B
+
+
+@dataclass(frozen=True)
+class ClosedForm:
+    """θ(τ) = θ_0 + V (e^{−μ τ} − 1) z and θ̇(τ) = −V (μ e^{−μ τ} z), with V = Λ^-1 Q."""
+
+    theta0: np.ndarray
+    V: np.ndarray
+    mu: np.ndarray
+    z: np.ndarray
+
+    def theta(self, tau):
+        tau = np.atleast_1d(tau)
+        return self.theta0[None, :] + (np.expm1(-np.outer(tau, self.mu)) * self.z) @ self.V.T
+
+    def theta_dot(self, tau):
+        tau = np.atleast_1d(tau)
+        return -(np.exp(-np.outer(tau, self.mu)) * (self.mu * self.z)) @ self.V.T
+
+
+def closed_form(G, h, lam, theta0, *, rel_tol: float = 1e-12) -> ClosedForm:
+    """Solution of θ̇ = −Λ^-2 (G θ + h) from θ(0) = θ_0, with G symmetric positive semi-definite.
+
+    In φ = Λ θ the flow is φ̇ = −S φ − b with S = Λ^-1 G Λ^-1 and b = Λ^-1 h; see
+    :func:`closed_form_scaled`.
+    """
+    Dinv = 1.0 / lam
+    return closed_form_scaled(Dinv[:, None] * G * Dinv[None, :], Dinv * h, lam, theta0, rel_tol=rel_tol)
+
+
+def closed_form_scaled(S, b, lam, theta0, *, rel_tol: float = 1e-12) -> ClosedForm:
+    """Solution of φ̇ = −S φ − b, φ = Λ θ, from θ(0) = θ_0; S symmetric positive semi-definite.
+
+    With S = Q diag(μ) Qᵀ and b in the range of S (true for a gradient flow of a cost bounded
+    below), the components with μ_j = 0 do not move and the others relax exponentially:
+    φ(τ) = φ_0 + Q (e^{−μ τ} − 1) z with z = Qᵀ(φ_0 − φ_*) on μ > 0, φ_* = −S⁺ b. This is
+    exp(τ A) applied to the affine flow, written to be exact at τ = 0. Eigenvalues below
+    ``rel_tol`` · max μ count as 0.
+    """
+    S = 0.5 * (S + S.T)
+    mu, Q = np.linalg.eigh(S)
+    mu_max = max(float(mu.max()), 0.0)
+    active = mu > rel_tol * mu_max if mu_max > 0 else np.zeros(mu.size, dtype=bool)
+    mu = np.where(active, mu, 0.0)
+    qb = Q.T @ b
+    phi0 = lam * theta0
+    z = Q.T @ phi0 + np.divide(qb, mu, out=np.zeros_like(qb), where=active)
+    z = np.where(active, z, 0.0)
+    return ClosedForm(theta0=theta0.copy(), V=Q / lam[:, None], mu=mu, z=z)
+
+
+def orthonormal_basis(vectors, *, rel_tol: float = 1e-10) -> np.ndarray:
+    """An orthonormal basis (K, r) of the span of the columns of ``vectors`` (K, s), by SVD."""
+    if vectors.shape[1] == 0:
+        return vectors
+    U, sv, _ = np.linalg.svd(vectors, full_matrices=False)
+    return U[:, sv > rel_tol * sv.max()] if sv.max() > 0 else U[:, :0]
+
+
+def sliding_flow(S, b, phi0, normals):
+    """The affine flow on a sliding surface: φ̇ = −Π (S φ + b), Π the projector orthogonal to ``normals``.
+
+    On the surface {n_jᵀ φ = n_jᵀ φ_0} the field of a threshold that slides on points is the
+    projection of the field on either side: the two sides differ by a multiple of the normal
+    (the cost's two branches agree on the surface), and Filippov's convex combination is the one
+    that is tangent. With φ = φ_0 + δ, Πδ = δ, this is φ̇ = −(Π S Π) φ − b_eff with
+    b_eff = Π S (1 − Π) φ_0 + Π b. Returns (Π S Π, b_eff).
+    """
+    Qn = orthonormal_basis(normals)
+    Pi = np.eye(S.shape[0]) - Qn @ Qn.T
+    return Pi @ S @ Pi, Pi @ S @ (phi0 - Pi @ phi0) + Pi @ b
+
+
+def _exp_terms(mu, taus):
+    return np.exp(-np.outer(mu, taus))
+
+
+def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, max_rounds: int = 400, subdivisions: int = 8,
+                  max_cells: int = 8, max_grid: int = 20_000):
+    """Earliest τ ∈ [0, τ_end] at which some h_f(τ) = h0_f + Σ_j hbeta_fj (e^{−μ_j τ} − 1) turns negative.
+
+    Each h_f is a signed event function (positive while the pattern of that point is consistent).
+    Rows with ``tie`` set start at h_f(0) = 0 with h_f'(0) ≥ 0; the others start positive.
+
+    Bracketing is *certified*: a sum of exponentials is bounded on [a, b] by
+    h ≥ α + Σ_j min(β_j e^{−μ_j a}, β_j e^{−μ_j b}), and a tie row is positive on (0, h'(0)/M₂]
+    with M₂ = Σ_j |β_j| μ_j² (Taylor). A geometric grid is refined where no bound proves
+    positivity, until every cell before the first sign change is proved crossing-free (or is
+    narrower than 1e-13 of its position: a tangential touch, which changes no pattern). In the
+    bracketing cell, the crossing rows must be proved decreasing (unique root) before Brent's
+    method locates the root to machine precision. A dip below zero within the rounding of h
+    (64 ε (|α| + Σ|β|)) counts as no crossing. The refinement works on the ``max_cells`` earliest
+    uncertain cells per round and gives up on certifying (treating the rest as crossing-free)
+    beyond ``max_grid`` grid points.
+
+    Returns ``(tau, rows)``: the crossing time and the rows that cross then, or ``None``.
+    """
+    act = mu > 0
+    if not np.any(act) or tau_end <= 0:
+        return None
+    mu = mu[act]
+    hbeta = hbeta[:, act]
+    tie = tie | (h0 <= 0)
+    h0 = np.where(tie, 0.0, h0)
+    halpha = h0 - hbeta.sum(axis=1)
+    slope = -(hbeta * mu).sum(axis=1)
+    curv = (hbeta * mu**2).sum(axis=1)
+    m2 = (np.abs(hbeta) * mu**2).sum(axis=1)
+    m3 = (np.abs(hbeta) * mu**3).sum(axis=1)
+    # Rounding of h is about 64 ε (|α| + Σ|β|): a dip below zero smaller than that is no crossing.
+    eps64 = 64 * np.finfo(float).eps
+    noise = eps64 * (np.abs(halpha) + np.abs(hbeta).sum(axis=1))
+    # A tie row is positive on (0, τ_c]: by Taylor to first order, h ≥ h'(0) τ − ½ M₂ τ², or, when
+    # h'(0) vanishes within rounding, to second order, h ≥ ½ h''(0) τ² − M₃ τ³/6.
+    flat = np.abs(slope) <= eps64 * (np.abs(hbeta) * mu).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau_c = np.where(tie & (slope > 0) & ~flat, slope / m2, 0.0)
+        tau_c = np.where(tie & flat & (curv > 0), 1.5 * curv / m3, tau_c)
+    tau_c = np.nan_to_num(tau_c, nan=0.0, posinf=np.inf)
+    # Whole-horizon certificate: most rows never come near their threshold.
+    e_end = np.exp(-mu * tau_end)
+    a_eff = np.minimum(tau_c, tau_end)
+    lb = halpha + np.minimum(hbeta * np.exp(-np.outer(a_eff, mu)), hbeta * e_end).sum(axis=1)
+    cand = np.flatnonzero(~((lb >= -noise) | (tau_c >= tau_end)))
+    if cand.size == 0:
+        return None
+    ha, hb, h0c, tc, nz = halpha[cand], hbeta[cand], h0[cand], tau_c[cand], noise[cand]
+    mu_max, mu_min = mu.max(), mu.min()
+    t_first = 1e-2 / mu_max
+    t_last = min(tau_end, 60.0 / mu_min)
+    n_geo = max(int(np.ceil(np.log(max(t_last / t_first, 1.0)) / np.log(1.25))), 0) + 1
+    grid = np.unique(np.concatenate(([0.0], t_first * 1.25 ** np.arange(n_geo), [t_last, tau_end])))
+    grid = grid[grid <= tau_end]
+    chunk = max(1, 2_000_000 // (cand.size * mu.size))
+
+    def values(taus):
+        return ha[:, None] + hb @ _exp_terms(mu, taus)
+
+    def certified(a, b):
+        """Per (row, cell): h ≥ −noise on [a', b], a' = max(a, τ_c), by one of two bounds.
+
+        Interval: h ≥ α + Σ_j min(β_j e^{−μ_j a'}, β_j e^{−μ_j b}). Taylor at a': h(a' + δ) ≥
+        h(a') + h'(a') δ − ½ M₂(a') δ², M₂(a') = Σ_j |β_j| μ_j² e^{−μ_j a'}, a concave bound whose
+        minimum on the cell is at one of its ends.
+        """
+        out = np.empty((cand.size, a.size), dtype=bool)
+        for q in range(0, a.size, chunk):
+            aa, bb = a[q:q + chunk], b[q:q + chunk]
+            a_eff = np.maximum(aa[None, :], tc[:, None])
+            ea = np.exp(-mu[None, :, None] * a_eff[:, None, :])
+            Ea = hb[:, :, None] * ea
+            Eb = hb[:, :, None] * np.exp(-mu[None, :, None] * bb[None, None, :])
+            interval = (ha[:, None] + np.minimum(Ea, Eb).sum(axis=1)) >= -nz[:, None]
+            h_a = ha[:, None] + Ea.sum(axis=1)
+            dh_a = -(Ea * mu[None, :, None]).sum(axis=1)
+            m2_a = (np.abs(Ea) * mu[None, :, None] ** 2).sum(axis=1)
+            width = bb[None, :] - a_eff
+            taylor = (h_a >= -nz[:, None]) & (h_a + dh_a * width - 0.5 * m2_a * width**2 >= -nz[:, None])
+            out[:, q:q + chunk] = (a_eff >= bb[None, :]) | interval | taylor
+        return out
+
+    H = values(grid)
+    H[:, 0] = h0c
+    for _ in range(max_rounds):
+        T = grid.size
+        neg = H < -nz[:, None]
+        first = np.where(neg.any(axis=1), neg.argmax(axis=1), T)
+        i_min = int(first.min())
+        n_cells = T - 1 if i_min == T else i_min  # cells 0..n_cells-1 must be certified
+        a, b = grid[:n_cells], grid[1:n_cells + 1]
+        ok = certified(a, b)
+        if i_min < T:
+            # in the bracketing cell the crossing rows must decrease monotonically (a unique root)
+            cross = first == i_min
+            last = n_cells - 1
+            ga = -(hb * mu) * np.exp(-mu[None, :] * np.maximum(a[last], tc)[:, None])
+            gb = -(hb * mu) * np.exp(-mu * b[last])[None, :]
+            decreasing = np.maximum(ga, gb).sum(axis=1) < 0
+            ok[cross, last] = decreasing[cross] | (tc[cross] >= b[last])
+        bad_cells = np.flatnonzero(~ok.all(axis=0))
+        width = b - a
+        tiny = width <= 1e-13 * np.maximum(b, 1.0 / mu_max)
+        bad_cells = bad_cells[~tiny[bad_cells]][:max_cells]  # the earliest uncertain cells first
+        if bad_cells.size == 0 or grid.size > max_grid:
+            break
+        new = (a[bad_cells, None] + width[bad_cells, None] * np.arange(1, subdivisions) / subdivisions).ravel()
+        grid = np.concatenate((grid, new))
+        H = np.concatenate((H, values(new)), axis=1)
+        o = np.argsort(grid, kind="stable")
+        grid, H = grid[o], H[:, o]
+    neg = H < -nz[:, None]
+    first = np.where(neg.any(axis=1), neg.argmax(axis=1), grid.size)
+    i_min = int(first.min())
+    if i_min == grid.size:
+        return None
+    lo, hi = grid[i_min - 1], grid[i_min]
+    rows = np.flatnonzero(first == i_min)
+    roots = np.empty(rows.size)
+    for r, f in enumerate(rows):
+        lo_f = max(lo, min(tc[f], hi) * 0.5) if h0c[f] == 0 and lo == 0 else lo
+
+        def fun(t, f=f):
+            return ha[f] + hb[f] @ np.exp(-mu * t)
+
+        if fun(lo_f) <= 0:
+            roots[r] = lo_f
+        else:
+            roots[r] = brentq(fun, lo_f, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=200)
+    tau = float(roots.min())
+    tol = 1e-12 * max(tau, 1.0 / mu_max)
+    return tau, cand[rows[roots <= tau + tol]]

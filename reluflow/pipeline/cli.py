@@ -1,0 +1,97 @@
+"""The ``reluflow`` command: list, run and reproduce the notebooks.
+
+    reluflow list
+    reluflow run 01_truncation_maps -p seed 3
+    reluflow reproduce [--only NAME]... [--profile fast|paper]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from reluflow import __version__
+from reluflow.pipeline import runner as pl
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=pl.PROFILES, default="paper",
+                   help="parameter profile: 'paper' (the notebooks' defaults) or 'fast' (smoke run); default paper")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("KEY", "VALUE"), default=[],
+                   help="override a notebook parameter (repeatable); the value is parsed as a Python literal")
+    p.add_argument("--output-dir", default=None,
+                   help="where notebooks/, data/, figures/ are written (default: the repository for paper runs "
+                        "without -p, build/fast for --profile fast, build/custom with -p)")
+    p.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
+    p.add_argument("--root", default=None, help=argparse.SUPPRESS)
+
+
+def _overrides(pairs) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise pl.ParameterError(f"parameter {key!r} given twice")
+        out[key] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reluflow",
+        description="Run the reluflow notebooks (companion to arXiv:2501.07400) through papermill.",
+    )
+    parser.add_argument("--version", action="version", version=f"reluflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the notebooks with their parameters, defaults and types")
+    run = sub.add_parser("run", help="execute one notebook")
+    run.add_argument("name", help="notebook name, e.g. 01_truncation_maps or 01")
+    _add_common(run)
+    rep = sub.add_parser("reproduce", help="execute every notebook, one after another")
+    rep.add_argument("--only", action="append", metavar="NAME", default=None,
+                     help="run only this notebook (repeatable)")
+    rep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_common(rep)
+    return parser
+
+
+def cmd_list(args) -> int:
+    notebooks = pl.list_notebooks(getattr(args, "root", None))
+    if not notebooks:
+        print("no notebooks found")
+        return 1
+    for path in notebooks:
+        print(path.stem)
+        params = pl.notebook_parameters(path)
+        width = max((len(n) for n in params), default=0)
+        for name, spec in params.items():
+            help_text = f"  # {spec['help']}" if spec["help"] else ""
+            print(f"    {name:<{width}} : {spec['type']:<5} = {spec['default']!r}{help_text}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    res = pl.run_notebook(args.name, parameters=_overrides(args.parameter), profile=args.profile,
+                          output_dir=args.output_dir, root=args.root, timeout=args.timeout)
+    print(pl.format_summary([res]))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    results = pl.reproduce(args.only, profile=args.profile, parameters=_overrides(args.parameter),
+                           output_dir=args.output_dir, root=args.root, timeout=args.timeout,
+                           progress=False if args.no_progress else None)
+    return 0 if results and all(r.status == "ok" for r in results) else 1
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce}[args.command]
+    try:
+        return handler(args)
+    except (pl.ParameterError, pl.NotebookFailed, FileNotFoundError) as exc:
+        print(f"reluflow: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, pl.ParameterError) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,397 @@
+"""Running the notebooks: listing their parameters, executing them through papermill, and
+reproducing every figure and result.
+
+How outputs stay safe and stable:
+
+- **Staging.** A notebook runs with its working directory inside a fresh staging folder
+  (``<output>/.staging-*/notebooks``), so its relative outputs ``../data`` and ``../figures`` land
+  in staging. Only when the notebook succeeds are its files moved into place, one atomic rename
+  each. A failed notebook leaves every previous figure, result and notebook untouched; its
+  executed copy, with the error, is kept in ``build/failed/`` for inspection.
+- **Determinism.** Volatile metadata (papermill timestamps and durations, nbclient timings, paths)
+  is removed from executed notebooks, and files whose content did not change are not rewritten,
+  so reproducing twice leaves ``git status`` clean.
+- **Where outputs go.** With the paper profile and no ``-p`` overrides, outputs are the published
+  ones (the repository's ``notebooks/``, ``data/``, ``figures/``). A ``fast`` profile run writes
+  to ``build/fast/`` and a run with overrides to ``build/custom/``, unless ``output_dir`` is
+  given, so published results are never overwritten by smoke or exploratory runs.
+- **Parameters.** Names and types of ``-p`` overrides and profile values are checked against the
+  notebook's own parameters cell before any kernel starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "ParameterError",
+    "NotebookFailed",
+    "RunResult",
+    "project_root",
+    "list_notebooks",
+    "resolve_notebook",
+    "notebook_parameters",
+    "coerce_parameters",
+    "load_profile",
+    "run_notebook",
+    "reproduce",
+    "strip_volatile_metadata",
+    "PROFILES",
+    "DEFAULT_TIMEOUT",
+]
+
+PROFILES = ("paper", "fast")
+#: Per-cell timeout in seconds (every notebook is meant to run in well under a minute).
+DEFAULT_TIMEOUT = 600
+KERNEL = "python3"
+
+
+class ParameterError(ValueError):
+    """An unknown notebook, profile or parameter, or a value of the wrong type."""
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised during execution; the message names the notebook and the cell."""
+
+    def __init__(self, name: str, cell: int | None, message: str, saved: Path | None = None,
+                 exec_count: int | None = None):
+        self.name, self.cell, self.saved = name, cell, saved
+        where = f"cell {cell}" if cell is not None else "before its first cell"
+        if exec_count is not None:
+            where += f" (In [{exec_count}])"
+        text = f"notebook {name} failed in {where}: {message}"
+        if saved is not None:
+            text += f" (executed copy with the error: {saved})"
+        super().__init__(text)
+
+
+@dataclass
+class RunResult:
+    """The outcome of one notebook run."""
+
+    name: str
+    status: str  # "ok" or "failed"
+    seconds: float
+    output_root: Path
+    written: list[Path] = field(default_factory=list)
+    error: str = ""
+
+
+# --------------------------------------------------------------------------------------------
+# Finding notebooks and their parameters
+
+
+def project_root(root=None) -> Path:
+    """The project folder holding ``notebooks/`` (by default, the checkout reluflow runs from)."""
+    root = Path(root) if root is not None else Path(__file__).resolve().parents[2]
+    if not (root / "notebooks").is_dir():
+        raise FileNotFoundError(
+            f"no notebooks/ folder under {root}: run from a source checkout of reluflow "
+            "(pip install -e .), or pass --root"
+        )
+    return root
+
+
+def list_notebooks(root=None) -> list[Path]:
+    """The project's notebooks, ``notebooks/NN_topic.ipynb``, in order."""
+    return sorted(project_root(root).joinpath("notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def resolve_notebook(name: str, root=None) -> Path:
+    """A notebook by full name, name without ``.ipynb``, or number prefix (``01``)."""
+    notebooks = list_notebooks(root)
+    stem = Path(str(name)).name.removesuffix(".ipynb")
+    matches = [p for p in notebooks if p.stem == stem] or [p for p in notebooks if p.stem.split("_")[0] == stem]
+    if len(matches) != 1:
+        known = ", ".join(p.stem for p in notebooks) or "none"
+        raise ParameterError(f"unknown notebook {name!r}; known notebooks: {known}")
+    return matches[0]
+
+
+def notebook_parameters(path) -> dict[str, dict]:
+    """Parameters declared in a notebook's ``parameters`` cell: name → {default, type, help}.
+
+    ``default`` is the literal value; ``type`` is its Python type name.
+    """
+    import papermill
+
+    out = {}
+    for name, spec in papermill.inspect_notebook(str(path)).items():
+        try:
+            default = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError):
+            raise ParameterError(
+                f"{Path(path).name}: parameter {name!r} must have a literal default; got {spec['default']!r}"
+            ) from None
+        out[name] = {"default": default, "type": type(default).__name__, "help": spec.get("help", "")}
+    return out
+
+
+def _coerce(nb: str, name: str, default, value):
+    expected = type(default)
+    bad = ParameterError(
+        f"{nb}: parameter {name!r} expects {expected.__name__} (default {default!r}); got {value!r}"
+    )
+    if isinstance(value, str) and expected is not str:
+        if expected is bool:
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+            raise bad
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise bad from None
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if expected in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+            if default and all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in default):
+                want_int = all(isinstance(d, int) for d in default)
+                for v in items:
+                    ok = isinstance(v, int) if want_int else isinstance(v, (int, float))
+                    if not ok or isinstance(v, bool):
+                        raise bad
+            return items
+        raise bad
+    if isinstance(value, expected):
+        return value
+    raise bad
+
+
+def coerce_parameters(path, overrides: dict) -> dict:
+    """Check override names against the notebook's parameters and convert values to their types.
+
+    String values (from the command line) are parsed as Python literals; numbers, lists and
+    booleans must match the default's type (an int is accepted for a float).
+    """
+    nb = Path(path).stem
+    params = notebook_parameters(path)
+    out = {}
+    for name, value in overrides.items():
+        if name not in params:
+            known = ", ".join(params) or "none"
+            raise ParameterError(f"{nb}: unknown parameter {name!r}; parameters are: {known}")
+        out[name] = _coerce(nb, name, params[name]["default"], value)
+    return out
+
+
+def load_profile(profile: str, root=None) -> dict[str, dict]:
+    """Overrides of a profile: notebook stem → {parameter: value}. 'paper' has none."""
+    if profile not in PROFILES:
+        raise ParameterError(f"unknown profile {profile!r}; profiles are: {', '.join(PROFILES)}")
+    if profile == "paper":
+        return {}
+    import yaml
+
+    path = project_root(root) / "notebooks" / "profiles" / f"{profile}.yaml"
+    if not path.is_file():
+        raise ParameterError(f"profile {profile!r} has no file {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ParameterError(f"{path}: must map notebook names to mappings of parameter values")
+    stems = {p.stem for p in list_notebooks(root)}
+    for nb in data:
+        if nb not in stems:
+            raise ParameterError(f"{path}: unknown notebook {nb!r}; known notebooks: {', '.join(sorted(stems))}")
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# Executing
+
+
+def strip_volatile_metadata(nb):
+    """Remove run-dependent metadata (timestamps, durations, paths) from an executed notebook."""
+    meta = nb.metadata.get("papermill")
+    if meta is not None:
+        nb.metadata["papermill"] = {"parameters": meta.get("parameters", {})}
+    for cell in nb.cells:
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell["id"] = "injected-parameters"  # papermill gives it a random id
+        if cell.cell_type == "code":
+            cell.outputs = _coalesce_streams(cell.outputs)
+    return nb
+
+
+def _coalesce_streams(outputs):
+    """Merge consecutive stream outputs of the same name (the kernel may split them by timing)."""
+    merged = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged and merged[-1].get("output_type") == "stream"
+                and merged[-1].get("name") == out.get("name")):
+            merged[-1]["text"] = merged[-1]["text"] + out["text"]
+        else:
+            merged.append(out)
+    return merged
+
+
+def _promote(stage: Path, dest_root: Path) -> list[Path]:
+    """Move the staged outputs into place, one atomic rename per changed file."""
+    from reluflow.results.netcdf import same_content
+
+    written = []
+    for sub in ("data", "figures", "notebooks"):
+        src_dir = stage / sub
+        if not src_dir.is_dir():
+            continue
+        for src in sorted(p for p in src_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+            dest = dest_root / sub / src.relative_to(src_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if dest.exists():
+                same = same_content(dest, src) if src.suffix == ".nc" else dest.read_bytes() == src.read_bytes()
+                if same:
+                    continue
+            os.replace(src, dest)
+            written.append(dest)
+    return written
+
+
+def _default_output(root: Path, profile: str, overrides: dict) -> Path:
+    if profile == "paper" and not overrides:
+        return root
+    return root / "build" / ("custom" if overrides else profile)
+
+
+def run_notebook(name: str, *, parameters: dict | None = None, profile: str = "paper", output_dir=None,
+                 root=None, timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+    """Execute one notebook through papermill and move its outputs into place on success.
+
+    Parameters
+    ----------
+    name : notebook name, stem or number (``"01"``)
+    parameters : overrides ``{name: value}``, applied after the profile's
+    profile : ``"paper"`` (the notebook's defaults) or ``"fast"``
+    output_dir : root under which ``notebooks/``, ``data/``, ``figures/`` are written (default:
+        the repository for paper runs without overrides, else ``build/<profile>`` or ``build/custom``)
+    timeout : per-cell timeout in seconds
+
+    Raises :class:`ParameterError` before starting a kernel if a parameter is unknown or of the
+    wrong type, and :class:`NotebookFailed` (naming the cell) if the notebook raises.
+    """
+    root = project_root(root)
+    path = resolve_notebook(name, root)
+    overrides = {**load_profile(profile, root).get(path.stem, {}), **(parameters or {})}
+    values = coerce_parameters(path, overrides)
+    dest = Path(output_dir) if output_dir is not None else _default_output(root, profile, parameters or {})
+    return _execute(path, values, dest, root, timeout)
+
+
+def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float) -> RunResult:
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    dest = dest.resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+    start = time.perf_counter()
+    try:
+        for sub in ("notebooks", "data", "figures"):
+            (stage / sub).mkdir()
+        out_nb = stage / "notebooks" / path.name
+        try:
+            papermill.execute_notebook(
+                str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(stage / "notebooks"),
+                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                execution_timeout=timeout,
+            )
+        except PapermillExecutionError as exc:
+            saved = _keep_failed(out_nb, root, path.name)
+            raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,
+                                 exec_count=exc.exec_count) from None
+        except Exception as exc:  # kernel death, timeouts, missing kernel
+            saved = _keep_failed(out_nb, root, path.name)
+            raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None
+        nb = nbformat.read(str(out_nb), as_version=4)
+        nbformat.write(strip_volatile_metadata(nb), str(out_nb))
+        written = _promote(stage, dest)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written)
+
+
+def _keep_failed(out_nb: Path, root: Path, filename: str) -> Path | None:
+    if not out_nb.exists():
+        return None
+    failed = root / "build" / "failed"
+    failed.mkdir(parents=True, exist_ok=True)
+    target = failed / filename
+    shutil.copyfile(out_nb, target)
+    return target
+
+
+def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = None, output_dir=None, root=None,
+              timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None, stop_on_error: bool = True,
+              stream=None) -> list[RunResult]:
+    """Execute notebooks one after another (all of them by default) and print a summary.
+
+    All parameter overrides are checked for every selected notebook before any kernel starts.
+    Returns one :class:`RunResult` per notebook attempted; a failure is recorded with status
+    ``"failed"`` and, when ``stop_on_error`` (the default), ends the run.
+    """
+    from tqdm.auto import tqdm
+
+    stream = stream if stream is not None else sys.stdout
+    root = project_root(root)
+    paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)
+    if not paths:
+        raise ParameterError(f"no notebooks found under {root / 'notebooks'}")
+    prof = load_profile(profile, root)
+    plan = []
+    for p in paths:  # validate everything first
+        overrides = {**prof.get(p.stem, {}), **(parameters or {})}
+        plan.append((p, coerce_parameters(p, overrides)))
+    dest = Path(output_dir) if output_dir is not None else _default_output(root, profile, parameters or {})
+    results: list[RunResult] = []
+    disable = None if progress is None else not progress  # None: show only on a terminal
+    bar = tqdm(plan, desc="reproduce", unit="notebook", disable=disable, file=sys.stderr)
+    for p, values in bar:
+        bar.set_postfix_str(p.stem)
+        t0 = time.perf_counter()
+        try:
+            results.append(_execute(p, values, dest, root, timeout))
+        except NotebookFailed as exc:
+            results.append(RunResult(p.stem, "failed", time.perf_counter() - t0, dest, error=str(exc)))
+            if stop_on_error:
+                break
+    bar.close()
+    print(format_summary(results), file=stream)
+    return results
+
+
+def format_summary(results: list[RunResult]) -> str:
+    """A plain-text table: notebook, status, seconds, files written."""
+    width = max([len("notebook")] + [len(r.name) for r in results])
+    lines = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  files written", "-" * (width + 34)]
+    for r in results:
+        lines.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {len(r.written)}")
+    total = sum(r.seconds for r in results)
+    n_ok = sum(r.status == "ok" for r in results)
+    lines.append(f"{n_ok}/{len(results)} notebooks ok in {total:.1f} s; outputs under {results[0].output_root}"
+                 if results else "no notebooks run")
+    for r in results:
+        if r.error:
+            lines.append(f"error: {r.error}")
+    return "\n".join(lines)

@@ -1,0 +1,6 @@
+"""Gradient descent on the plain network, compared with the effective flows (THEORY.md §4.5, §5 S6, §6).
+
+- gradient descent with hand-written backpropagation, trajectories as Datasets → :mod:`.gd`
+- effective flows against gradient descent at matched times t = kη             → :mod:`.comparison`
+- Jacobians D, Gram spectra, spectral gaps, spectra along a trajectory          → :mod:`.spectral`
+"""

@@ -1,0 +1,579 @@
+"""Effective flows against gradient descent, and the spectrum of a flow along its solution (THEORY.md §4, §5 S6, §6).
+
+The cost is the input-layer cost C = C_in = ½ Σ_i w_i |x_i^(τ,L) − ỹ_i|² (w_i = 1/N unless said
+otherwise). Points are rows, ``X.shape == (N, M)``. Gradient descent is :func:`reluflow.training.gd.train`,
+whose ``time`` coordinate is t = step·η.
+
+Map from formula to function:
+
+- θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ, solved exactly between truncation events; K = 1 is the bias flow
+  (4.2), K = the kernel of :func:`reluflow.theory.flows.induced_bias_kernel` is the flow (4.5) that gradient
+  descent on the layer biases b_ℓ induces on the thresholds θ_ℓ = −b^(ℓ)/λ_ℓ   → :func:`solve_kernel_bias_flow`
+- max over matched times t = kη of |q_GD(t) − q_flow(t)| for a recorded quantity q      → :func:`matched_time_error`
+- the least-squares slope of log e(η) against log η                                      → :func:`convergence_slope`
+- e(η) over several step sizes η, one gradient-descent run per η                          → :func:`gd_convergence`
+- unconstrained gradient descent (mode ``"full"``) against the effective scale-and-bias flow
+  λ̇ = ρ θ g/λ, θ̇ = −(1 + ρθ²) g/λ² (g = ∂C/∂θ, frames frozen; ρ = 0 is the bias flow (4.2)),
+  discretised with the same step η (mode ``"adapted"``)                               → :func:`effective_comparison`
+- along a solution θ(t) of a threshold flow: D = ∂x^(τ,L)/∂b^(ℓ), the eigenvalues of D Dᵀ, λ_min,
+  λ_min⁺, the rates n_k/λ_k² and the split of the residual r = x^(τ,L) − ỹ into its components in
+  range(D) and orthogonal to it                                                           → :func:`flow_spectrum`
+
+Why the kernel form. For a fixed truncation pattern x^(τ,L) = a + Bθ, so ∂C/∂θ = Gθ + h with
+G = Σ_i w_i B_iᵀB_i and h = Σ_i w_i B_iᵀ(a_i − ỹ_i). With H = Λ^-1 K Λ^-1 = C Cᵀ (Cholesky) and
+ψ = C^-1 θ the flow becomes ψ̇ = −(CᵀGC)ψ − Cᵀh, a symmetric positive semi-definite affine flow,
+which :func:`reluflow.dynamics.events.closed_form` solves in closed form; the events (a point crossing a
+threshold) are then sums of exponentials in time, located by :func:`reluflow.dynamics.events.next_crossing`.
+Gradient descent on the layer biases moves b^(ℓ) = Σ_{k≤ℓ} W_ℓ⋯W_{k+1} b_k by ḃ^(ℓ) = −Σ K_ℓℓ' ∇_{b^(ℓ')} C,
+and ∇_b C = −Λ^-1 ∂C/∂θ, θ̇ = −Λ^-1 ḃ give the kernel form with this K.
+
+Ties count as truncated (σ'(0) = 0), as in :func:`reluflow.truncation_pattern`. A point that
+*slides* (the field on both sides of its threshold pushes it back onto it) ends the exact
+solution: :func:`solve_kernel_bias_flow` stops there with ``status = 1``, like the deep exact
+backend of :func:`reluflow.dynamics.solver.solve`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import xarray as xr
+from scipy.linalg import solve_triangular
+
+from reluflow.dynamics.events import (
+    EVENT_KINDS,
+    SLIDING,
+    TRUNCATED,
+    UNTRUNCATED,
+    affine_pattern,
+    closed_form,
+    next_crossing,
+)
+from reluflow.dynamics.solver import _event_values
+from reluflow.theory.adapted import AdaptedNetwork
+from reluflow.theory.network import layer_parameters
+from reluflow.theory.truncation import truncated_data, truncation_pattern
+from reluflow.training.gd import train
+from reluflow.training.spectral import bias_flow_rates, output_jacobian, truncated_bias_jacobian
+from reluflow.validation import (
+    as_point_weights,
+    as_points,
+    as_positive_float,
+    as_real_array,
+    as_targets,
+    as_times,
+    check_positive_int,
+)
+
+__all__ = [
+    "solve_kernel_bias_flow",
+    "matched_time_error",
+    "convergence_slope",
+    "gd_convergence",
+    "effective_comparison",
+    "flow_spectrum",
+]
+
+_EPS = np.finfo(float).eps
+#: Relative tolerance for matching a gradient-descent time kη to a reference time.
+TIME_MATCH_RTOL = 1e-9
+
+# --------------------------------------------------------------------------- validation helpers
+
+
+def _as_adapted(net, name="net") -> AdaptedNetwork:
+    if not isinstance(net, AdaptedNetwork):
+        raise TypeError(f"{name} must be a reluflow.AdaptedNetwork (see adapted_network); got {type(net).__name__}")
+    return net
+
+
+def _as_kernel(kernel, L, M) -> np.ndarray:
+    K = as_real_array(kernel, "kernel")
+    if K.shape == (L, L, M, M):
+        K = K.transpose(0, 2, 1, 3).reshape(L * M, L * M)
+    if K.shape != (L * M, L * M):
+        raise ValueError(f"kernel must have shape ({L * M}, {L * M}) or (L, L, M, M) = ({L}, {L}, {M}, {M}); "
+                         f"got {K.shape}")
+    if np.abs(K - K.T).max() > 1e-12 * max(np.abs(K).max(), 1.0):
+        raise ValueError("kernel must be symmetric; got max |K − Kᵀ| = "
+                         f"{np.abs(K - K.T).max():.3g}")
+    if np.linalg.eigvalsh(0.5 * (K + K.T)).min() <= 0:
+        raise ValueError("kernel must be positive definite; got a non-positive eigenvalue")
+    return 0.5 * (K + K.T)
+
+
+# --------------------------------------------------------------------------- exact kernel bias flow
+
+
+def solve_kernel_bias_flow(net, X, targets, t_eval, *, kernel=None, point_weights=None,
+                           max_events: int | None = None) -> xr.Dataset:
+    """θ̇ = −Λ^-1 K Λ^-1 ∂C_in/∂θ from θ(0) = ``net.thresholds``, exact between truncation events.
+
+    With K = 1 (``kernel=None``) this is the bias flow (4.2), ḃ^(ℓ) = −∇_{b^(ℓ)} C. With
+    K = :func:`reluflow.theory.flows.induced_bias_kernel` of the layer weights it is the flow (4.5) induced by
+    gradient descent on the layer biases only, ḃ^(ℓ) = −Σ_ℓ' K_ℓℓ' ∇_{b^(ℓ')} C, written for θ = −b/λ.
+    Frames R and scales λ stay frozen.
+
+    Parameters
+    ----------
+    net : AdaptedNetwork
+        Frames R_ℓ, scales λ_ℓ and initial thresholds θ_ℓ(0).
+    X : array (N, M)
+        Training points as rows.
+    targets : array (N, M)
+        Input-space target ỹ_i of each point.
+    t_eval : 1-D array
+        Output times, non-negative and strictly increasing.
+    kernel : array (L·M, L·M) or (L, L, M, M), optional
+        Symmetric positive definite K acting on the stacked cumulative biases (layer-major);
+        default the identity.
+    point_weights : array (N,), optional
+        Cost weights w_i ≥ 0; default 1/N.
+    max_events : int, optional
+        Stop (``status = -1``) after more events than this.
+
+    Returns
+    -------
+    xarray.Dataset
+        Over ``time`` (0 and the requested times up to the stopping time), ``layer`` (1..L),
+        ``coordinate`` (0..M-1) and ``event``: ``thresholds``, ``n_truncated`` (right limits at
+        events), ``cost``, ``requested`` (1 at the times of ``t_eval``) and the event log
+        ``event_time``, ``event_layer``, ``event_coordinate``, ``event_point``, ``event_kind``
+        (truncated, untruncated or sliding). Attributes ``status`` (0 reached the last time,
+        1 stopped at the onset of sliding, −1 stopped otherwise), ``message``, ``n_events``,
+        ``kernel`` (``"identity"`` or ``"custom"``).
+    """
+    net = _as_adapted(net)
+    X = as_points(X, "X", dim=net.width)
+    N, M = X.shape
+    L = net.depth
+    Y = as_targets(targets, N, M)
+    w = as_point_weights(point_weights, N)
+    t_eval = as_times(t_eval)
+    K = np.eye(L * M) if kernel is None else _as_kernel(kernel, L, M)
+    if max_events is not None:
+        max_events = check_positive_int(max_events, "max_events")
+    R, lam = net.frames, net.scales
+    lam_f = lam.ravel()
+    H = K / lam_f[:, None] / lam_f[None, :]
+    Cf = np.linalg.cholesky(0.5 * (H + H.T))
+    t_end = float(t_eval[-1])
+    theta = net.thresholds.ravel().copy()
+    Pf = (_event_values(R, theta.reshape(L, M), X) <= 0.0).ravel()
+    P = Pf.reshape(L, N, M)  # a view: flipping Pf flips P
+    forced = np.zeros(Pf.size, dtype=bool)
+    scale = 1.0 + float(np.abs(X).max()) + float(np.abs(Y).max())
+    t, stalls = 0.0, 0
+    segments, events = [], []
+    status, message, t_stop = 0, f"reached t = {t_end:.6g}", t_end
+
+    def unravel(f):
+        l, i, k = np.unravel_index(f, (L, N, M))
+        return int(l), int(i), int(k)
+
+    while True:
+        c, d, a, B = affine_pattern(R, P, X)
+        G = np.einsum("n,nmj,nmk->jk", w, B, B)
+        h = np.einsum("n,nmj,nm->j", w, B, a - Y)
+        psi0 = solve_triangular(Cf, theta, lower=True)
+        cf = closed_form(Cf.T @ G @ Cf, Cf.T @ h, np.ones(L * M), psi0)
+        V = Cf @ cf.V  # θ(τ) = θ_m + V (e^{−μτ} − 1) z
+        d_flat = d.reshape(-1, L * M)
+        g = c.ravel() + d_flat @ theta
+        beta = (d_flat @ V) * cf.z
+        s = np.where(Pf, -1.0, 1.0)
+        slope = -(s[:, None] * beta * cf.mu).sum(axis=1)  # d(s g)/dτ at τ = 0
+        segments.append({"t0": t, "theta": theta.copy(), "V": V, "mu": cf.mu, "z": cf.z, "a": a, "B": B,
+                         "n": P.sum(axis=1).astype(np.int64)})
+        back = np.flatnonzero(forced & (slope < -64 * _EPS * scale * max(1.0, float(np.abs(cf.mu).max()))))
+        if back.size:  # the field of the new pattern pushes a just-crossed point straight back
+            for f in back:
+                l, i, k = unravel(f)
+                events.append((t, l + 1, k, i, SLIDING))
+            l, i, k = unravel(back[0])
+            status, t_stop = 1, t
+            message = (f"stopped at t = {t:.6g}: point {i} slides on the threshold of layer {l + 1}, "
+                       f"coordinate {k} (the field on both sides pushes it onto the threshold)")
+            break
+        if max_events is not None and len(events) > max_events:
+            status, t_stop = -1, t
+            message = f"stopped at t = {t:.6g}: more than max_events = {max_events} events"
+            break
+        ztol = 64 * _EPS * (scale + float(np.abs(theta).max(initial=0.0)))
+        tie = forced | (s * g <= ztol)
+        hit = next_crossing(s * g, s[:, None] * beta, cf.mu, t_end - t, tie)
+        if hit is None:
+            break
+        tau, rows = hit
+        stalls = stalls + 1 if tau == 0 else 0
+        if stalls > Pf.size + 2:
+            status, t_stop = -1, t
+            message = f"stopped at t = {t:.6g}: the event resolution does not progress (degenerate ties)"
+            break
+        theta = theta + V @ (np.expm1(-cf.mu * tau) * cf.z)
+        t = t + tau
+        for f in rows:
+            Pf[f] = ~Pf[f]
+            l, i, k = unravel(f)
+            events.append((t, l + 1, k, i, TRUNCATED if Pf[f] else UNTRUNCATED))
+        forced = np.zeros(Pf.size, dtype=bool)
+        forced[rows] = True
+
+    times = np.unique(np.concatenate(([0.0], t_eval[t_eval <= t_stop])))
+    starts = np.array([sg["t0"] for sg in segments])
+    idx = np.searchsorted(starts, times, side="right") - 1
+    T = times.size
+    theta_t = np.empty((T, L * M))
+    n_t = np.empty((T, L, M), np.int64)
+    cost = np.empty(T)
+    for j in np.unique(idx):
+        sel = np.flatnonzero(idx == j)
+        sg = segments[j]
+        tau = times[sel] - sg["t0"]
+        th = sg["theta"][None, :] + (np.expm1(-np.outer(tau, sg["mu"])) * sg["z"]) @ sg["V"].T
+        theta_t[sel] = th
+        n_t[sel] = sg["n"]
+        r = sg["a"][None] + np.einsum("nmj,tj->tnm", sg["B"], th) - Y[None]
+        cost[sel] = 0.5 * np.einsum("n,tnm,tnm->t", w, r, r)
+    if events:
+        ev_t, ev_l, ev_k, ev_p, ev_kind = (np.asarray(v) for v in zip(*events))
+    else:
+        ev_t, ev_l, ev_k, ev_p, ev_kind = (np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64),
+                                           np.empty(0, np.int64), np.empty(0, np.int64))
+    one = {"units": "1"}
+    data = {
+        "thresholds": (("time", "layer", "coordinate"), theta_t.reshape(T, L, M),
+                       {"long_name": "threshold theta_(l,k)", **one}),
+        "n_truncated": (("time", "layer", "coordinate"), n_t,
+                        {"long_name": "number of points truncated in coordinate k of layer l (right limit)", **one}),
+        "cost": (("time",), cost, {"long_name": "input-layer cost C_in", **one}),
+        "requested": (("time",), np.isin(times, t_eval).astype(np.int8),
+                      {"long_name": "1 at the times requested in t_eval", **one}),
+        "event_time": (("event",), ev_t.astype(float), {"long_name": "time of the event", **one}),
+        "event_layer": (("event",), ev_l.astype(np.int64), {"long_name": "layer l of the crossed threshold", **one}),
+        "event_coordinate": (("event",), ev_k.astype(np.int64),
+                             {"long_name": "coordinate k of the crossed threshold", **one}),
+        "event_point": (("event",), ev_p.astype(np.int64), {"long_name": "index i of the crossing point", **one}),
+        "event_kind": (("event",), np.array(EVENT_KINDS)[ev_kind.astype(np.int64)] if len(events)
+                       else np.empty(0, dtype="<U11"), {"long_name": "truncated, untruncated or sliding", **one}),
+    }
+    coords = {
+        "time": ("time", times, {"long_name": "gradient-flow time t", **one}),
+        "layer": ("layer", np.arange(1, L + 1), {"long_name": "hidden layer l (1 = first)", **one}),
+        "coordinate": ("coordinate", np.arange(M), {"long_name": "activation coordinate k (0-based)", **one}),
+        "event": ("event", np.arange(len(events)), {"long_name": "event index, in time order", **one}),
+    }
+    attrs = {"status": int(status), "message": message, "n_events": len(events),
+             "kernel": "identity" if kernel is None else "custom",
+             "flow": "dtheta/dt = -Lambda^-1 K Lambda^-1 dC_in/dtheta, exact between events",
+             "weights": "uniform 1/N" if point_weights is None else "point_weights"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+# --------------------------------------------------------------------------- gradient descent against a flow
+
+
+def _check_recorded(ds, name, variable):
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"{name} must be an xarray.Dataset; got {type(ds).__name__}")
+    if "time" not in ds.coords or variable not in ds:
+        raise ValueError(f"{name} must hold a 'time' coordinate and the variable {variable!r}; "
+                         f"got variables {sorted(ds.data_vars)}")
+
+
+def matched_time_error(trajectory: xr.Dataset, reference: xr.Dataset, *, variable: str = "thresholds"):
+    """max over matched times t = kη ≤ t_ref of |q_GD(t) − q_ref(t)| (max over all other dims too).
+
+    ``trajectory`` is a gradient-descent run of :func:`reluflow.training.gd.train` (``time`` = step·η);
+    ``reference`` any Dataset with a ``time`` coordinate (e.g. a flow solution), which must hold every
+    recorded time kη up to its own last time, to a relative tolerance of 1e-9. ``variable`` names the
+    quantity in both (``"thresholds"`` or ``"cost"``; for counts, ``truncation_counts`` and
+    ``n_truncated`` are paired). Returns ``(error, n_matched, t_last)``: the maximum absolute error,
+    the number of matched times and the last matched time.
+    """
+    ref_var = "n_truncated" if variable == "truncation_counts" else variable
+    _check_recorded(trajectory, "trajectory", variable)
+    _check_recorded(reference, "reference", ref_var)
+    t = np.asarray(trajectory["time"].values, dtype=float)
+    tr = np.asarray(reference["time"].values, dtype=float)
+    keep = t <= tr[-1] * (1 + TIME_MATCH_RTOL) + TIME_MATCH_RTOL
+    t = t[keep]
+    j = np.clip(np.searchsorted(tr, t), 0, tr.size - 1)
+    jm = np.clip(j - 1, 0, tr.size - 1)
+    j = np.where(np.abs(tr[jm] - t) < np.abs(tr[j] - t), jm, j)
+    bad = np.abs(tr[j] - t) > TIME_MATCH_RTOL * np.maximum(1.0, t)
+    if np.any(bad):
+        raise ValueError(f"reference must hold every recorded time kη of the trajectory; time {t[bad][0]:.12g} "
+                         f"is missing (nearest {tr[j[bad][0]]:.12g})")
+    a = np.asarray(trajectory[variable].values, dtype=float)[keep]
+    b = np.asarray(reference[ref_var].values, dtype=float)[j]
+    if a.shape != b.shape:
+        raise ValueError(f"{variable} has shape {a.shape[1:]} per time in the trajectory and {b.shape[1:]} in the "
+                         "reference")
+    return float(np.abs(a - b).max()), int(t.size), float(t[-1]) if t.size else 0.0
+
+
+def convergence_slope(etas, errors):
+    """(p, c) of the least-squares fit log e = p log η + c; p ≈ 1 for a first-order method."""
+    etas = as_real_array(etas, "etas", ndim=1)
+    errors = as_real_array(errors, "errors", ndim=1)
+    if etas.shape != errors.shape or etas.size < 2:
+        raise ValueError(f"etas and errors must be 1-D of equal length >= 2; got {etas.shape} and {errors.shape}")
+    if np.any(etas <= 0) or np.any(errors <= 0):
+        raise ValueError("etas and errors must be positive (they are fitted on log-log axes)")
+    p, c = np.polyfit(np.log(etas), np.log(errors), 1)
+    return float(p), float(c)
+
+
+def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: float, mode: str,
+                   weight_lr_ratio: float = 0.0) -> xr.Dataset:
+    """e(η) = max_{kη ≤ t} |θ_GD(kη) − θ_flow(kη)| (and the same for C) for each step size η.
+
+    One :func:`reluflow.training.gd.train` run per η (every step recorded) with the input cost, from the
+    layer parameters ``weights, biases``, for ``round(t_end/η)`` steps, compared with each reference
+    flow solution at the matched times (see :func:`matched_time_error`). ``references`` is one Dataset
+    or a dict name → Dataset; every reference must hold all times kη up to its last time.
+
+    Returns a Dataset over ``reference`` and ``eta``: ``threshold_error``, ``cost_error``,
+    ``count_error`` (max |Δn_{ℓ,k}|, if the reference has ``n_truncated``), ``t_compared`` (the last
+    matched time) and ``n_steps``; attributes ``mode``, ``weight_lr_ratio``, ``t_end``.
+    """
+    if isinstance(references, xr.Dataset):
+        references = {"flow": references}
+    if not isinstance(references, Mapping) or not references:
+        raise TypeError(f"references must be a Dataset or a non-empty dict of name -> Dataset; "
+                        f"got {type(references).__name__}")
+    etas = as_real_array(etas, "etas", ndim=1)
+    if etas.size == 0 or np.any(etas <= 0):
+        raise ValueError(f"etas must be a non-empty list of positive step sizes; got {etas.tolist()}")
+    t_end = as_positive_float(t_end, "t_end")
+    names = list(references)
+    shape = (len(names), etas.size)
+    out = {k: np.full(shape, np.nan) for k in ("threshold_error", "cost_error", "count_error", "t_compared")}
+    n_steps = np.empty(etas.size, np.int64)
+    for e, eta in enumerate(etas):
+        n = max(1, int(round(t_end / eta)))
+        n_steps[e] = n
+        traj = train(weights, biases, X, targets, mode=mode, cost="input", lr=float(eta),
+                     weight_lr_ratio=weight_lr_ratio, n_steps=n, record_every=1, progress=False)
+        if traj.attrs["status"] != "completed":
+            raise ValueError(f"gradient descent with eta={eta:g} stopped early: {traj.attrs['message']}")
+        for r, name in enumerate(names):
+            ref = references[name]
+            err, _, t_last = matched_time_error(traj, ref, variable="thresholds")
+            out["threshold_error"][r, e] = err
+            out["t_compared"][r, e] = t_last
+            out["cost_error"][r, e] = matched_time_error(traj, ref, variable="cost")[0]
+            if "n_truncated" in ref:
+                out["count_error"][r, e] = matched_time_error(traj, ref, variable="truncation_counts")[0]
+    one = {"units": "1"}
+    dims = ("reference", "eta")
+    data = {
+        "threshold_error": (dims, out["threshold_error"],
+                            {"long_name": "max over t = k eta of |theta_GD - theta_flow| (all layers, coordinates)",
+                             **one}),
+        "cost_error": (dims, out["cost_error"], {"long_name": "max over t = k eta of |C_GD - C_flow|", **one}),
+        "count_error": (dims, out["count_error"],
+                        {"long_name": "max over t = k eta of |n_GD - n_flow| (truncation counts)", **one}),
+        "t_compared": (dims, out["t_compared"], {"long_name": "last matched time t = k eta", **one}),
+        "n_steps": (("eta",), n_steps, {"long_name": "number of gradient-descent steps", **one}),
+    }
+    coords = {"reference": ("reference", np.array(names)), "eta": ("eta", etas, {"long_name": "step size eta", **one})}
+    return xr.Dataset(data, coords=coords, attrs={"mode": mode, "weight_lr_ratio": float(weight_lr_ratio),
+                                                  "t_end": t_end})
+
+
+def effective_comparison(net, X, targets, *, weight_lr_ratio: float, lr: float, n_steps: int,
+                         record_every: int = 1) -> xr.Dataset:
+    """Unconstrained gradient descent against the effective scale-and-bias flow, from one adapted network.
+
+    Both start from ``net`` (W^(ℓ) = Λ_ℓ R_ℓ, b^(ℓ) = −Λ_ℓ θ_ℓ), with the input cost, bias step η = ``lr``
+    and weight step ρη (ρ = ``weight_lr_ratio``):
+
+    - *gradient descent*: :func:`reluflow.training.gd.train` in mode ``"full"`` on the layer parameters
+      W_ℓ = W^(ℓ)(W^(ℓ-1))^-1, b_ℓ = b^(ℓ) − W_ℓ b^(ℓ-1), with nothing held fixed;
+    - *effective flow*: λ̇ = ρ θ g/λ, θ̇ = −(1 + ρθ²) g/λ² with g = ∂C/∂θ and the frames frozen
+      (for ρ = 0 the bias flow (4.2)), discretised by the same gradient steps in the adapted
+      coordinates (mode ``"adapted"``), which converge to it as η → 0 at order η.
+
+    Returns a Dataset over ``time`` (the recorded t = kη): ``cost_gd``, ``cost_effective``,
+    ``cost_error`` |C_GD − C_eff|/C(0), ``threshold_error`` max_{ℓ,k} |θ_GD − θ_eff| (θ = −b^(ℓ)_k/|row k
+    of W^(ℓ)|), ``count_error`` max_{ℓ,k} |n_GD − n_eff|/N (truncation counts), ``adaptedness`` (the
+    largest non-adaptedness over the layers of the gradient-descent network) and ``completed``
+    (1 while both runs were still going; a run that stops early, e.g. on ill-conditioned weights,
+    leaves NaN afterwards).
+    """
+    net = _as_adapted(net)
+    X = as_points(X, "X", dim=net.width)
+    N = X.shape[0]
+    n_steps = check_positive_int(n_steps, "n_steps")
+    record_every = check_positive_int(record_every, "record_every")
+    weights, biases = layer_parameters(*net.cumulative_parameters())
+    runs = {}
+    for mode in ("full", "adapted"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an early stop is reported through `completed`
+            runs[mode] = train(weights, biases, X, targets, mode=mode, cost="input", lr=lr,
+                               weight_lr_ratio=weight_lr_ratio, n_steps=n_steps, record_every=record_every,
+                               progress=False)
+    steps = np.unique(np.concatenate((np.arange(0, n_steps + 1, record_every), [n_steps])))
+    times = steps * float(lr)
+
+    def on_grid(ds, var):
+        full = np.full((steps.size,) + ds[var].shape[1:], np.nan)
+        full[np.searchsorted(steps, ds["step"].values)] = ds[var].values
+        return full
+
+    gd, ef = runs["full"], runs["adapted"]
+    c_gd, c_ef = on_grid(gd, "cost"), on_grid(ef, "cost")
+    c0 = float(c_ef[0])
+    th_err = np.abs(on_grid(gd, "thresholds") - on_grid(ef, "thresholds")).max(axis=(1, 2))
+    n_err = np.abs(on_grid(gd, "truncation_counts") - on_grid(ef, "truncation_counts")).max(axis=(1, 2)) / N
+    completed = np.isfinite(c_gd) & np.isfinite(c_ef)
+    one = {"units": "1"}
+    data = {
+        "cost_gd": (("time",), c_gd, {"long_name": "cost C under unconstrained gradient descent", **one}),
+        "cost_effective": (("time",), c_ef, {"long_name": "cost C under the effective scale-and-bias flow", **one}),
+        "cost_error": (("time",), np.abs(c_gd - c_ef) / c0,
+                       {"long_name": "relative cost error |C_GD - C_eff| / C(0)", **one}),
+        "threshold_error": (("time",), th_err, {"long_name": "max |theta_GD - theta_eff| over layers and "
+                                                             "coordinates", **one}),
+        "count_error": (("time",), n_err, {"long_name": "max |n_GD - n_eff| / N over layers and coordinates", **one}),
+        "adaptedness": (("time",), on_grid(gd, "adaptedness").max(axis=1),
+                        {"long_name": "non-adaptedness of the gradient-descent network (max over layers)", **one}),
+        "completed": (("time",), completed.astype(np.int8), {"long_name": "1 while both runs were going", **one}),
+    }
+    coords = {"time": ("time", times, {"long_name": "time t = k eta", **one})}
+    return xr.Dataset(data, coords=coords, attrs={"weight_lr_ratio": float(weight_lr_ratio), "lr": float(lr),
+                                                  "status_gd": gd.attrs["status"],
+                                                  "status_effective": ef.attrs["status"]})
+
+
+# --------------------------------------------------------------------------- spectrum along a solution
+
+
+TERMINALS = ("cumulative", "layer")
+
+
+def flow_spectrum(solution: xr.Dataset, net, X, targets, *, W_out=None, terminal: str = "cumulative",
+                  rtol: float | None = None) -> xr.Dataset:
+    """Eigenvalues of D Dᵀ, λ_min, λ_min⁺, rates n_k/λ_k² and the residual split along a threshold-flow solution.
+
+    At each time of ``solution`` (a Dataset with ``time`` and ``thresholds`` (time, layer, coordinate),
+    e.g. from :func:`reluflow.dynamics.solver.solve` or :func:`solve_kernel_bias_flow`), with the frames and
+    scales of ``net``: D = ∂x^(τ,L)/∂b^(ℓ) (:func:`reluflow.training.spectral.truncated_bias_jacobian`, N·M rows,
+    L·M columns); the L·M largest eigenvalues of D Dᵀ (the others are 0), its rank (singular values
+    above ``rtol``·σ_max, default max(N·M, L·M)·ε), λ_min(D Dᵀ) (0 whenever N·M > L·M), λ_min⁺; the
+    counts n_{ℓ,k} and rates n_{ℓ,k}/λ_{ℓ,k}² (for one layer the nonzero eigenvalues); the residual
+    r = x^(τ,L) − ỹ stacked (N·M), its norms in range(D) and orthogonal to it, and the drift
+    |P⊥(t) r(t) − P⊥(t') r(t')| of the orthogonal component from the previous time t' when the
+    truncation pattern is unchanged (NaN otherwise). The relations ∂_t r = −(1/N) D Dᵀ r behind them
+    assume uniform weights 1/N.
+
+    With a terminal layer ``W_out`` (Q, M), D is the Jacobian of the outputs x^(L+1) = W_out x^(L) + b_out
+    (N·Q rows) with respect to the cumulative biases, in one of two conventions:
+
+    - ``terminal="cumulative"``: the cumulative terminal parameters W^(L+1) = W_out W^(L), b^(L+1) are held
+      fixed (so the targets pulled back to input space do not move):
+      D = (1_N ⊗ W^(L+1)) ∂x^(τ,L)/∂b; for one layer Dᵀ D = (TᵀT) ⊙ (W_outᵀ W_out), T the truncation indicators;
+    - ``terminal="layer"``: the terminal layer's own (W_out, b_out) are held fixed, as in an ordinary network
+      (:func:`reluflow.training.spectral.output_jacobian` with ``"cumulative_biases"``); for one layer
+      Dᵀ D = (UᵀU) ⊙ (W_outᵀ W_out), U = 1 − T the indicators of the untruncated coordinates.
+
+    The residual variables and ``cost`` are then left out (they belong to the input cost).
+    """
+    net = _as_adapted(net)
+    if not isinstance(solution, xr.Dataset) or "thresholds" not in solution or "time" not in solution.coords:
+        raise TypeError("solution must be an xarray.Dataset with a 'time' coordinate and 'thresholds'")
+    X = as_points(X, "X", dim=net.width)
+    N, M = X.shape
+    L = net.depth
+    Y = as_targets(targets, N, M)
+    theta = np.asarray(solution["thresholds"].values, dtype=float)
+    if theta.shape[1:] != (L, M):
+        raise ValueError(f"solution thresholds must have shape (time, {L}, {M}) to match net; got {theta.shape}")
+    if rtol is not None and not (np.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"rtol must be a finite number >= 0; got {rtol!r}")
+    if not isinstance(terminal, str) or terminal not in TERMINALS:
+        raise ValueError(f"terminal must be one of {TERMINALS}; got {terminal!r}")
+    if W_out is not None:
+        W_out = as_real_array(W_out, "W_out", ndim=2)
+        if W_out.shape[1] != M or W_out.shape[0] == 0:
+            raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
+    T = theta.shape[0]
+    K = L * M
+    eig = np.zeros((T, K))
+    rank = np.empty(T, np.int64)
+    lam_min = np.empty(T)
+    lam_plus = np.full(T, np.nan)
+    counts = np.empty((T, L, M), np.int64)
+    r_range = np.empty(T)
+    r_orth = np.empty(T)
+    drift = np.full(T, np.nan)
+    cost = np.empty(T)
+    prev = None
+    for s in range(T):
+        n_s = AdaptedNetwork(frames=net.frames, scales=net.scales, thresholds=theta[s])
+        Wc, bc = n_s.cumulative_parameters()
+        D = truncated_bias_jacobian(Wc, bc, X)
+        if W_out is not None and terminal == "cumulative":
+            D = np.kron(np.eye(N), W_out @ Wc[-1]) @ D
+        elif W_out is not None:
+            weights, biases = layer_parameters(Wc, bc)
+            D = output_jacobian(weights, biases, W_out, np.zeros(W_out.shape[0]), X, parameters="cumulative_biases")
+        pattern = truncation_pattern(Wc, bc, X)
+        counts[s] = pattern.sum(axis=1)
+        r = (truncated_data(Wc, bc, X)[-1] - Y).ravel()
+        cost[s] = 0.5 * float(r @ r) / N
+        U, sv, _ = np.linalg.svd(D, full_matrices=False)
+        tol = (sv.max() if sv.size else 0.0) * (max(D.shape) * _EPS if rtol is None else rtol)
+        keep = sv > tol
+        eig[s, : sv.size] = sv**2
+        rank[s] = int(keep.sum())
+        lam_min[s] = 0.0 if D.shape[0] > sv.size else float(sv.min() ** 2)
+        if keep.any():
+            lam_plus[s] = float(sv[keep].min() ** 2)
+        if W_out is not None:
+            prev = None
+            continue
+        rr = U[:, keep] @ (U[:, keep].T @ r)
+        ro = r - rr
+        r_range[s] = float(np.linalg.norm(rr))
+        r_orth[s] = float(np.linalg.norm(ro))
+        if prev is not None and np.array_equal(prev[0], pattern):
+            drift[s] = float(np.linalg.norm(ro - prev[1]))
+        prev = (pattern, ro)
+    rates = np.stack([bias_flow_rates(net.scales.ravel(), c.ravel()).reshape(L, M) for c in counts])
+    one = {"units": "1"}
+    tlm = ("time", "layer", "coordinate")
+    data = {
+        "gram_eigenvalues": (("time", "mode"), eig,
+                             {"long_name": "the L*M largest eigenvalues of D D^T, descending (the rest are 0)", **one}),
+        "gram_rank": (("time",), rank, {"long_name": "rank of D", **one}),
+        "lambda_min": (("time",), lam_min, {"long_name": "lambda_min(D D^T)", **one}),
+        "lambda_min_plus": (("time",), lam_plus,
+                            {"long_name": "smallest nonzero eigenvalue of D D^T (NaN if D = 0)", **one}),
+        "truncation_counts": (tlm, counts, {"long_name": "number n_(l,k) of points truncated", **one}),
+        "rates": (tlm, rates, {"long_name": "n_(l,k) / lambda_(l,k)^2", **one}),
+        "residual_range_norm": (("time",), r_range, {"long_name": "|component of r in range(D)|", **one}),
+        "residual_orthogonal_norm": (("time",), r_orth,
+                                     {"long_name": "|component of r orthogonal to range(D)|", **one}),
+        "orthogonal_drift": (("time",), drift,
+                             {"long_name": "|change of the orthogonal component since the previous time| "
+                                           "(NaN where the pattern changed)", **one}),
+        "cost": (("time",), cost, {"long_name": "input-layer cost C_in = |r|^2/(2N)", **one}),
+    }
+    if W_out is not None:
+        for name in ("residual_range_norm", "residual_orthogonal_norm", "orthogonal_drift", "cost"):
+            del data[name]
+    coords = {
+        "time": ("time", np.asarray(solution["time"].values, dtype=float), {"long_name": "flow time t", **one}),
+        "mode": ("mode", np.arange(K), {"long_name": "eigenvalue index (descending)", **one}),
+        "layer": ("layer", np.arange(1, L + 1), {"long_name": "hidden layer l", **one}),
+        "coordinate": ("coordinate", np.arange(M), {"long_name": "activation coordinate k (0-based)", **one}),
+    }
+    attrs = {"n_points": N, "outputs": "x^(tau,L) (input cost)" if W_out is None else
+             f"x^(L+1) with the {terminal} terminal parameters fixed"}
+    return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -1,0 +1,397 @@
+"""Spectral gaps of gradient flows (THEORY.md §4.5 and §5, S6).
+
+If the trained parameters p follow ∂_t p = −∇_p C with C = (1/2N) Σ_i |f_i − y_i|², the stacked outputs
+f = (f_1, …, f_N) follow ∂_t f = −(1/N) D Dᵀ (f − y), with D = ∂f/∂p. When λ_min(D Dᵀ) ≥ λ on
+[0, t], C(t) ≤ e^{−2λt/N} C(0). When D Dᵀ is rank-deficient (the truncation regime) the component of
+the residual orthogonal to range(D) is frozen between events, and the component in range(D) decays
+at least at the rate λ_min⁺(D Dᵀ)/N, the smallest *nonzero* eigenvalue.
+
+Rows of every Jacobian here are the stacked outputs, point-major: row i·Q + q is coordinate q of
+point i (points are rows of X, shape (N, M)). Columns are the parameters in the order requested.
+
+Map from formula to function:
+
+- D = ∂x^(L+1)/∂p for p among W_ℓ, b_ℓ, W_out, b_out, b^(ℓ)           → :func:`output_jacobian`
+- D = ∂x^(τ,L)/∂b^(ℓ): D_i^(ℓ) = −Π_L⋯Π_{ℓ+1} (W^(ℓ))^-1 P_ℓ(x_i)       → :func:`truncated_bias_jacobian`
+- ∂b^(ℓ)/∂b_k = W_ℓ⋯W_{k+1} (k ≤ ℓ); K = J Jᵀ is the kernel of §4.5    → :func:`reluflow.theory.flows.bias_chain_matrix`
+- eigenvalues of D Dᵀ; λ_min, λ_min⁺                                   → :func:`gram_eigenvalues`, :func:`spectral_gap`
+- n_k/λ_k², the nonzero eigenvalues of D Dᵀ for one adapted layer      → :func:`bias_flow_rates`
+- λ_min⁺ = min_{k: n_k > 0} n_k/λ_k²                                    → :func:`bias_flow_gap`
+- Dᵀ (1 ⊗ G) D = (TᵀT) ⊙ (W^-T G W^-1), one layer, G = 1 or
+  G = (W^(2))ᵀ W^(2) (so that W^-T G W^-1 = W_outᵀ W_out)               → :func:`bias_flow_parameter_gram`
+- D H^½ at a recorded step of a trajectory (H: learning-rate ratios)    → :func:`flow_jacobian`
+- λ_min, λ_min⁺, residual split and C(0) e^{−2λt/N} along a trajectory  → :func:`spectral_trajectory`
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from reluflow.theory.flows import bias_chain_matrix
+from reluflow.theory.kernels import cumulative_pass, forward_pass, layer_pass
+from reluflow.validation import (
+    MAX_CONDITION,
+    as_points,
+    as_real_array,
+    as_square_invertible,
+    as_vector,
+    validate_layers,
+)
+
+__all__ = [
+    "JACOBIAN_PARAMETERS",
+    "output_jacobian",
+    "truncated_bias_jacobian",
+    "gram_eigenvalues",
+    "spectral_gap",
+    "bias_flow_rates",
+    "bias_flow_gap",
+    "bias_flow_parameter_gram",
+    "flow_jacobian",
+    "spectral_trajectory",
+]
+
+#: Parameter groups :func:`output_jacobian` differentiates with respect to.
+JACOBIAN_PARAMETERS = ("weights", "biases", "W_out", "b_out", "cumulative_biases")
+
+
+def _parameter_names(parameters):
+    names = (parameters,) if isinstance(parameters, str) else parameters
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise TypeError(f"parameters must be a name or a sequence of names from {JACOBIAN_PARAMETERS}; "
+                        f"got {type(parameters).__name__}") from None
+    if not names:
+        raise ValueError(f"parameters must name at least one group from {JACOBIAN_PARAMETERS}; got none")
+    for n in names:
+        if n not in JACOBIAN_PARAMETERS:
+            raise ValueError(f"parameters must be names from {JACOBIAN_PARAMETERS}; got {n!r}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"parameters must not repeat a group; got {names!r}")
+    return names
+
+
+def _terminal(W_out, b_out, M):
+    W_out = as_real_array(W_out, "W_out", ndim=2)
+    if W_out.shape[1] != M or W_out.shape[0] == 0:
+        raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
+    return W_out, as_vector(b_out, "b_out", W_out.shape[0])
+
+
+def _truncated_bias_jacobian(Wc, bc, X):
+    """(N, M, L, M) array D[i, :, ℓ, :] = ∂x_i^(τ,L)/∂b^(ℓ), and the truncation masks (L, N, M)."""
+    N, M = X.shape
+    L = Wc.shape[0]
+    x = X
+    masks = []
+    for W, b in zip(Wc, bc, strict=True):
+        z = x @ W.T + b
+        masks.append(z <= 0.0)  # ties count as truncated (σ'(0) = 0)
+        x = x + np.linalg.solve(W, np.maximum(-z, 0.0).T).T
+    A = np.broadcast_to(np.eye(M), (N, M, M))  # ∂x^(τ,L)/∂x^(τ,ℓ)
+    D = np.empty((N, M, L, M))
+    for l in range(L - 1, -1, -1):
+        Dl = -(A @ np.linalg.inv(Wc[l])) * masks[l][:, None, :]  # ∂τ_ℓ/∂b^(ℓ) = −(W^(ℓ))^-1 P_ℓ
+        D[:, :, l, :] = Dl
+        A = A + Dl @ Wc[l]  # ∂τ_ℓ/∂x = 1 − (W^(ℓ))^-1 P_ℓ W^(ℓ)
+    return D, np.stack(masks)
+
+
+def _output_jacobian(Ws, bs, W_out, X, names, scale=None):
+    """Unvalidated core of :func:`output_jacobian`; ``scale`` maps a group name to a column factor."""
+    N = X.shape[0]
+    L, M = bs.shape
+    Q = W_out.shape[0]
+    Z, A = forward_pass(Ws, bs, X)
+    J = [None] * L  # J[l][i] = ∂x_i^(L+1)/∂z_l, shape (N, Q, M)
+    Jl = W_out[None, :, :] * (Z[-1] > 0.0)[:, None, :]
+    for l in range(L - 1, -1, -1):
+        J[l] = Jl
+        if l > 0:
+            Jl = (Jl @ Ws[l]) * (Z[l - 1] > 0.0)[:, None, :]
+    blocks = []
+    for name in names:
+        if name == "biases":
+            block = np.concatenate(J, axis=2)
+        elif name == "weights":
+            block = np.concatenate([np.einsum("nqk,nj->nqkj", J[l], A[l]).reshape(N, Q, M * M) for l in range(L)],
+                                   axis=2)
+        elif name == "W_out":
+            block = np.einsum("qp,nj->nqpj", np.eye(Q), A[L]).reshape(N, Q, Q * M)
+        elif name == "b_out":
+            block = np.broadcast_to(np.eye(Q), (N, Q, Q))
+        else:  # cumulative_biases: x^(L) = W^(L) x^(τ,L) + b^(L) with the layer (W_out, b_out) fixed
+            Wcs, bcs = cumulative_pass(Ws, bs)
+            Din, _ = _truncated_bias_jacobian(Wcs, bcs, X)
+            dx = np.einsum("km,nmlj->nklj", Wcs[-1], Din)
+            dx[:, :, L - 1, :] += np.eye(M)
+            block = np.einsum("qk,nklj->nqlj", W_out, dx).reshape(N, Q, L * M)
+        if scale is not None and scale.get(name, 1.0) != 1.0:
+            block = block * np.sqrt(scale[name])
+        blocks.append(block)
+    return np.concatenate(blocks, axis=2).reshape(N * Q, -1)
+
+
+def output_jacobian(weights, biases, W_out, b_out, X, *, parameters="biases",
+                    max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """D = ∂x^(L+1)/∂p, the Jacobian of the stacked outputs x_i^(L+1) = W_out x_i^(L) + b_out.
+
+    ``parameters`` is one name or a sequence of names from :data:`JACOBIAN_PARAMETERS`; the column
+    blocks follow that order:
+
+    - ``"weights"``: W_1, …, W_L, each (M, M) flattened row-major (L·M² columns);
+    - ``"biases"``: the layer biases b_1, …, b_L (L·M columns);
+    - ``"W_out"``: (Q, M) row-major (Q·M columns); ``"b_out"``: Q columns;
+    - ``"cumulative_biases"``: b^(1), …, b^(L) with the layer weights W_ℓ and the terminal layer
+      (W_out, b_out) fixed (L·M columns; needs invertible weights).
+
+    Returns an array of shape (N·Q, P), rows point-major. ``weights, biases``: L square layers;
+    ``W_out`` (Q, M), ``b_out`` (Q,); X (N, M).
+    """
+    names = _parameter_names(parameters)
+    cond = max_condition if "cumulative_biases" in names else np.inf
+    Wl, bl = validate_layers(weights, biases, square=True, max_condition=cond)
+    Ws, bs = np.stack(Wl), np.stack(bl)
+    W_out, b_out = _terminal(W_out, b_out, Ws.shape[1])
+    X = as_points(X, "X", dim=Ws.shape[1])
+    return _output_jacobian(Ws, bs, W_out, X, names)
+
+
+def truncated_bias_jacobian(Wc, bc, X, *, max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """D = ∂x^(τ,L)/∂b^(ℓ), with blocks D_i^(ℓ) = −Π_L⋯Π_{ℓ+1} (W^(ℓ))^-1 P_ℓ(x_i^(τ,ℓ-1)).
+
+    Π_ℓ = 1 − (W^(ℓ))^-1 P_ℓ W^(ℓ) is the Jacobian of τ_ℓ in x and P_ℓ = diag(T_ℓ,·) the truncation
+    indicators (ties count as truncated). ``Wc, bc`` are the cumulative parameters (L square
+    layers); X (N, M). Returns shape (N·M, L·M): row i·M + m, column (ℓ-1)·M + k.
+    """
+    Wl, bl = validate_layers(Wc, bc, square=True, max_condition=max_condition, prefix="cumulative ")
+    Wcs, bcs = np.stack(Wl), np.stack(bl)
+    X = as_points(X, "X", dim=Wcs.shape[1])
+    D, _ = _truncated_bias_jacobian(Wcs, bcs, X)
+    N, M, L, _ = D.shape
+    return D.reshape(N * M, L * M)
+
+
+def gram_eigenvalues(D) -> np.ndarray:
+    """Eigenvalues of the Gram matrix D Dᵀ in ascending order (length D.shape[0]).
+
+    Computed as the squared singular values of D, padded with exact zeros when D has fewer columns
+    than rows.
+    """
+    D = as_real_array(D, "D", ndim=2)
+    s = np.linalg.svd(D, compute_uv=False)
+    eig = np.zeros(D.shape[0])
+    eig[: s.size] = s**2
+    return np.sort(eig)
+
+
+def _rank_tol(s, shape, rtol):
+    if rtol is None:
+        rtol = max(shape) * np.finfo(float).eps
+    return (s.max() if s.size else 0.0) * rtol
+
+
+def spectral_gap(D, *, nonzero: bool = False, rtol: float | None = None) -> float:
+    """λ_min(D Dᵀ), or with ``nonzero=True`` the smallest nonzero eigenvalue λ_min⁺(D Dᵀ).
+
+    An eigenvalue σ² counts as zero when its singular value σ ≤ rtol·σ_max (default rtol =
+    max(D.shape)·ε). λ_min⁺ is NaN when D = 0 (no nonzero eigenvalue).
+    """
+    D = as_real_array(D, "D", ndim=2)
+    if rtol is not None and not (np.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"rtol must be a finite number >= 0; got {rtol!r}")
+    s = np.linalg.svd(D, compute_uv=False)
+    if not nonzero:
+        return 0.0 if D.shape[0] > s.size else float(s.min() ** 2)
+    keep = s[s > _rank_tol(s, D.shape, rtol)]
+    return float(keep.min() ** 2) if keep.size else float("nan")
+
+
+def _scales_counts(scales, counts):
+    lam = as_real_array(scales, "scales", ndim=1)
+    n = as_real_array(counts, "counts", ndim=1)
+    if n.shape != lam.shape:
+        raise ValueError(f"counts must have the shape of scales, {lam.shape}; got {n.shape}")
+    if np.any(lam <= 0):
+        raise ValueError(f"scales must be positive; got minimum {lam.min():.3g}")
+    if np.any(n < 0) or np.any(n != np.round(n)):
+        raise ValueError("counts must be non-negative integers (numbers of truncated points)")
+    return lam, n
+
+
+def bias_flow_rates(scales, counts) -> np.ndarray:
+    """n_k/λ_k² for each coordinate k: the eigenvalues of Dᵀ D = diag(n_k/λ_k²) for one adapted layer.
+
+    D = ∂x^(τ,1)/∂b^(1); ``scales`` λ (M,) > 0, ``counts`` n (M,) the numbers of truncated points.
+    The nonzero ones are the nonzero eigenvalues of D Dᵀ, and n_k/(λ_k² N) is the relaxation rate of
+    θ_k in the one-cluster bias flow.
+    """
+    lam, n = _scales_counts(scales, counts)
+    return n / lam**2
+
+
+def bias_flow_gap(scales, counts) -> float:
+    """λ_min⁺ = min_{k: n_k > 0} n_k/λ_k², the spectral gap of the one-layer adapted bias flow.
+
+    NaN when no point is truncated in any coordinate (then D = 0 and the flow is stationary).
+    """
+    rates = bias_flow_rates(scales, counts)
+    pos = rates[rates > 0]
+    return float(pos.min()) if pos.size else float("nan")
+
+
+def bias_flow_parameter_gram(W, b, X, *, W_out=None, max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """Dᵀ (1 ⊗ G) D = (TᵀT) ⊙ (W^-T G W^-1) for one layer, D = ∂x^(τ,1)/∂b^(1) (shape (M, M)).
+
+    T (N, M) are the truncation indicators of the layer (W, b) on X, so (TᵀT)_{kk'} counts the points
+    truncated in both k and k'. Without ``W_out``, G = 1 (the input-layer cost): for adapted W = ΛR
+    this is diag(n_k/λ_k²). With ``W_out`` (Q, M), G = (W^(2))ᵀ W^(2) with W^(2) = W_out W, the metric of
+    the output cost pulled back to input space, and W^-T G W^-1 = W_outᵀ W_out: this is the Gram of
+    the outputs x^(2) = W^(2) x^(τ,1) + b^(2) with the *cumulative* terminal (W^(2), b^(2)) fixed. The
+    nonzero eigenvalues of this (M, M) matrix are those of the output-side Gram (1 ⊗ W^(2)) D Dᵀ (1 ⊗ W^(2))ᵀ.
+    """
+    W = as_square_invertible(W, "W", max_condition=max_condition)
+    M = W.shape[0]
+    b = as_vector(b, "b", M)
+    X = as_points(X, "X", dim=M)
+    T = (X @ W.T + b <= 0.0).astype(float)
+    if W_out is None:
+        Winv = np.linalg.inv(W)
+        metric = Winv.T @ Winv
+    else:
+        W_out = as_real_array(W_out, "W_out", ndim=2)
+        if W_out.shape[1] != M or W_out.shape[0] == 0:
+            raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
+        metric = W_out.T @ W_out
+    return (T.T @ T) * metric
+
+
+def _trajectory_layout(attrs):
+    """Which parameters a trajectory trained, as (kind, names, column scales)."""
+    mode, cost = attrs.get("mode"), attrs.get("cost")
+    rho = float(attrs.get("weight_lr_ratio", 1.0))
+    terminal = bool(attrs.get("train_terminal", 0))
+    if mode == "biases":
+        names = ["biases"] + (["b_out"] if terminal else [])
+        return names, {}
+    if mode in ("adapted", "cumulative") and rho == 0:
+        return ["cumulative_biases"] + (["b_out"] if terminal else []), {}
+    if mode == "full" and cost == "output":
+        names = ["weights", "biases"] + (["W_out", "b_out"] if terminal else [])
+        return names, {"weights": rho, "W_out": rho}
+    raise ValueError(
+        "spectral_trajectory supports trajectories of mode 'biases', of mode 'adapted' or 'cumulative' with "
+        f"weight_lr_ratio=0, and of mode 'full' with cost='output'; got mode={mode!r}, cost={cost!r}, "
+        f"weight_lr_ratio={rho!r}"
+    )
+
+
+def _check_trajectory(trajectory, X, caller):
+    if not isinstance(trajectory, xr.Dataset):
+        raise TypeError(f"trajectory must be an xarray.Dataset returned by reluflow.train; "
+                        f"got {type(trajectory).__name__}")
+    missing = [v for v in ("cost", "cumulative_weights", "cumulative_biases") if v not in trajectory]
+    if missing or "mode" not in trajectory.attrs:
+        raise ValueError(f"trajectory must come from reluflow.train; missing {missing or ['attribute mode']}")
+    if trajectory.attrs.get("point_weights") != "uniform 1/N":
+        raise ValueError(f"{caller} needs uniform point weights 1/N; got "
+                         f"point_weights={trajectory.attrs.get('point_weights')!r}")
+    names, scale = _trajectory_layout(trajectory.attrs)
+    X = as_points(X, "X", dim=trajectory.sizes["coordinate"])
+    return names, scale, X
+
+
+def _flow_jacobian_at(trajectory, X, s, names, scale):
+    """(D H^½, f) at recorded step index s: the scaled Jacobian and the stacked outputs (N, dim)."""
+    Wc = trajectory["cumulative_weights"].values[s]
+    bc = trajectory["cumulative_biases"].values[s]
+    N, M = X.shape
+    Ws, bs = layer_pass(Wc, bc)
+    if trajectory.attrs["cost"] == "output":
+        Wo = trajectory["output_weights"].values[s]
+        bo = trajectory["output_biases"].values[s]
+        return _output_jacobian(Ws, bs, Wo, X, names, scale), forward_pass(Ws, bs, X)[1][-1] @ Wo.T + bo
+    Din, _ = _truncated_bias_jacobian(Wc, bc, X)
+    D = Din.reshape(N * M, -1)
+    if names[0] == "biases":
+        D = D @ bias_chain_matrix(list(Ws))
+    return D, (forward_pass(Ws, bs, X)[1][-1] - bc[-1]) @ np.linalg.inv(Wc[-1]).T
+
+
+def flow_jacobian(trajectory: xr.Dataset, X, *, index: int = 0) -> np.ndarray:
+    """D H^½ at a recorded step of a :func:`reluflow.train` trajectory: ∂_t f = −(1/N) (D H^½)(D H^½)ᵀ (f − y).
+
+    D = ∂f/∂p for the parameters p the trajectory trained (see :func:`spectral_trajectory`), and
+    H = diag(1 for biases, ρ for weights). Rows: the stacked outputs f, point-major; ``index`` is
+    the position along the ``step`` dimension (negative values count from the end).
+    """
+    names, scale, X = _check_trajectory(trajectory, X, "flow_jacobian")
+    n = trajectory.sizes["step"]
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
+        raise ValueError(f"index must be an integer in [{-n}, {n - 1}] (a recorded step position); got {index!r}")
+    return _flow_jacobian_at(trajectory, X, int(index) % n, names, scale)[0]
+
+
+def spectral_trajectory(trajectory: xr.Dataset, X, targets, *, rtol: float | None = None) -> xr.Dataset:
+    """λ_min(t), λ_min⁺(t) of D H Dᵀ and the bound C(0) e^{−2 λ(t) t/N} along a trajectory of :func:`reluflow.train`.
+
+    D = ∂f/∂p is the Jacobian of the stacked outputs f (x^(L+1) for the output cost, x^(τ,L) for the
+    input cost) with respect to the trained parameters p, and H = diag(1 for biases, ρ for weights)
+    carries the weight-to-bias learning-rate ratio, so that with t = step·η the outputs follow
+    ∂_t f = −(1/N) D H Dᵀ (f − y). λ(t) = min over the recorded steps s ≤ t of λ_min(s). The residual
+    r = f − y is split into its components in range(D) and orthogonal to it.
+
+    ``X`` and ``targets`` must be the training data of the trajectory (checked against its cost).
+    Supported: mode ``"biases"`` (p = the layer biases b_ℓ, and b_out if trained); modes
+    ``"adapted"``/``"cumulative"`` with weight_lr_ratio 0 (p = the cumulative biases b^(ℓ), and b_out
+    if trained, the layer (W_out, b_out) being the terminal parameters); mode ``"full"`` with the
+    output cost (p = W_ℓ, b_ℓ, and W_out, b_out if trained). Uniform point weights only.
+    """
+    names, scale, X = _check_trajectory(trajectory, X, "spectral_trajectory")
+    cost = trajectory.attrs["cost"]
+    N, M = X.shape
+    dim = M if cost == "input" else trajectory.sizes["output"]
+    Y = as_real_array(targets, "targets", ndim=2)
+    if Y.shape != (N, dim):
+        raise ValueError(f"targets must have shape ({N}, {dim}) for cost={cost!r}; got {Y.shape}")
+    w = np.full(N, 1.0 / N)
+    out = {k: [] for k in ("lambda_min", "lambda_min_plus", "rank", "range", "orth")}
+    for s in range(trajectory.sizes["step"]):
+        D, f = _flow_jacobian_at(trajectory, X, s, names, scale)
+        r = (f - Y).ravel()
+        C = 0.5 * float(np.dot(w, ((f - Y) ** 2).sum(axis=1)))
+        C_rec = float(trajectory["cost"].values[s])
+        if abs(C - C_rec) > 1e-8 * max(abs(C_rec), 1e-300) + 1e-14:
+            raise ValueError(f"X and targets do not match the trajectory: cost at step "
+                             f"{int(trajectory['step'].values[s])} is {C:.6g}, recorded {C_rec:.6g}")
+        U, sv, _ = np.linalg.svd(D, full_matrices=False)
+        keep = sv > _rank_tol(sv, D.shape, rtol)
+        out["lambda_min"].append(0.0 if D.shape[0] > sv.size else float(sv.min() ** 2))
+        out["lambda_min_plus"].append(float(sv[keep].min() ** 2) if keep.any() else np.nan)
+        out["rank"].append(int(keep.sum()))
+        r_range = U[:, keep] @ (U[:, keep].T @ r)
+        out["range"].append(float(np.linalg.norm(r_range)))
+        out["orth"].append(float(np.linalg.norm(r - r_range)))
+    t = trajectory["time"].values
+    lam_run = np.minimum.accumulate(np.asarray(out["lambda_min"]))
+    cost0 = float(trajectory["cost"].values[0])
+    one = {"units": "1"}
+    data = {
+        "cost": (("step",), trajectory["cost"].values, {"long_name": "cost C(t)", **one}),
+        "lambda_min": (("step",), np.asarray(out["lambda_min"]), {"long_name": "λ_min(D H Dᵀ)", **one}),
+        "lambda_min_plus": (("step",), np.asarray(out["lambda_min_plus"]),
+                            {"long_name": "smallest nonzero eigenvalue λ_min⁺(D H Dᵀ) (NaN if D = 0)", **one}),
+        "gram_rank": (("step",), np.asarray(out["rank"], dtype=np.int64), {"long_name": "rank of D", **one}),
+        "cost_bound": (("step",), cost0 * np.exp(-2.0 * lam_run * t / N),
+                       {"long_name": "C(0) exp(−2 λ t/N), λ = min of λ_min over recorded steps s ≤ t", **one}),
+        "residual_range_norm": (("step",), np.asarray(out["range"]),
+                                {"long_name": "|component of f − y in range(D)|", **one}),
+        "residual_orthogonal_norm": (("step",), np.asarray(out["orth"]),
+                                     {"long_name": "|component of f − y orthogonal to range(D)|", **one}),
+    }
+    coords = {"step": trajectory["step"], "time": trajectory["time"]}
+    attrs = {"parameters": ", ".join(names), "weight_lr_ratio": float(trajectory.attrs.get("weight_lr_ratio", 1.0)),
+             "cost": cost, "mode": trajectory.attrs["mode"], "n_points": N}
+    return xr.Dataset(data, coords=coords, attrs=attrs)

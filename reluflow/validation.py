@@ -1,0 +1,188 @@
+"""Input validation at the library's boundary.
+
+Every public function of reluflow validates its arguments with these helpers, so that bad input
+fails at once with a message naming the argument, what was expected and what was received.
+Nothing is silently coerced: integer arrays are promoted to float64 (a widening, not a change of
+values), but booleans, complex numbers, objects, NaN and inf are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Default bound on the 2-norm condition number of a weight matrix. Matrices above it are refused
+#: as ill-conditioned, because inverting them (as the truncation maps do) loses more than half of
+#: float64's digits. Every function that inverts weights takes ``max_condition`` to change it.
+MAX_CONDITION = 1e8
+
+
+def as_real_array(value, name: str, *, ndim: int | None = None, finite: bool = True) -> np.ndarray:
+    """Return ``value`` as a float64 array, or raise a clear error.
+
+    Refuses non-numeric, boolean and complex input (TypeError), a wrong number of dimensions
+    and NaN or inf entries (ValueError).
+    """
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a real numeric array; got {type(value).__name__} ({exc})") from None
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"{name} must be a real numeric array; got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array; got shape {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
+    if finite and not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite; got {bad} NaN or inf entr{'y' if bad == 1 else 'ies'}")
+    return arr
+
+
+def as_points(X, name: str = "X", *, dim: int | None = None) -> np.ndarray:
+    """Validate a data matrix with one point per row, shape (N, M)."""
+    arr = as_real_array(X, name, ndim=2)
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} must hold at least one point (row); got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (N, {dim}) (points as rows); got shape {arr.shape}")
+    return arr
+
+
+def as_square_invertible(W, name: str, *, dim: int | None = None, max_condition: float = MAX_CONDITION) -> np.ndarray:
+    """Validate a square, well-conditioned weight matrix of shape (M, M)."""
+    arr = as_real_array(W, name, ndim=2)
+    if arr.shape[0] != arr.shape[1] or arr.shape[0] == 0:
+        raise ValueError(f"{name} must be a square (M, M) matrix; got shape {arr.shape}")
+    if dim is not None and arr.shape[0] != dim:
+        raise ValueError(f"{name} must have shape ({dim}, {dim}); got shape {arr.shape}")
+    cond = np.linalg.cond(arr)
+    if not np.isfinite(cond) or cond > max_condition:
+        raise ValueError(
+            f"{name} is singular or ill-conditioned: condition number {cond:.3g} exceeds "
+            f"max_condition={max_condition:.3g} (pass a larger max_condition to accept it)"
+        )
+    return arr
+
+
+def as_vector(b, name: str, dim: int) -> np.ndarray:
+    """Validate a vector of length ``dim``."""
+    arr = as_real_array(b, name, ndim=1)
+    if arr.shape != (dim,):
+        raise ValueError(f"{name} must have shape ({dim},); got shape {arr.shape}")
+    return arr
+
+
+def as_layer_list(values, name: str) -> list:
+    """Validate that ``values`` is a non-empty sequence (one entry per layer)."""
+    if isinstance(values, np.ndarray):
+        if values.ndim < 2:
+            raise TypeError(f"{name} must be a sequence of per-layer arrays; got an array of shape {values.shape}")
+        values = list(values)
+    if not isinstance(values, Sequence) or isinstance(values, str):
+        raise TypeError(f"{name} must be a sequence of per-layer arrays; got {type(values).__name__}")
+    if len(values) == 0:
+        raise ValueError(f"{name} must hold at least one layer; got an empty sequence")
+    return list(values)
+
+
+def check_same_length(a: Sequence, b: Sequence, name_a: str, name_b: str) -> None:
+    if len(a) != len(b):
+        raise ValueError(f"{name_a} and {name_b} must have one entry per layer; got {len(a)} and {len(b)}")
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Validate an integer parameter (bool is refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+    return int(value)
+
+
+def as_positive_float(value, name: str) -> float:
+    """A positive, finite real scalar (bool refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return value
+
+
+def as_times(t_eval, name: str = "t_eval") -> np.ndarray:
+    """Non-empty, non-negative, strictly increasing output times (the flows start at t = 0)."""
+    t = as_real_array(t_eval, name, ndim=1)
+    if t.size == 0:
+        raise ValueError(f"{name} must hold at least one time; got an empty array")
+    if np.any(t < 0):
+        raise ValueError(f"{name} must be non-negative (the flow starts at t = 0); got minimum {t.min():.6g}")
+    if t.size > 1 and np.any(np.diff(t) <= 0):
+        raise ValueError(f"{name} must be strictly increasing; got a non-increasing step at index "
+                         f"{int(np.argmax(np.diff(t) <= 0)) + 1}")
+    return t
+
+
+def validate_layers(weights, biases, *, square: bool, max_condition: float, prefix: str = ""):
+    """Layer weights and biases as lists of float arrays, checked as a chain; square and invertible (condition
+    number at most ``max_condition``) when ``square``. ``prefix`` starts every argument name in messages."""
+    weights = as_layer_list(weights, f"{prefix}weights")
+    biases = as_layer_list(biases, f"{prefix}biases")
+    check_same_length(weights, biases, f"{prefix}weights", f"{prefix}biases")
+    Ws, bs = [], []
+    for i, (W, b) in enumerate(zip(weights, biases), start=1):
+        if square:
+            W = as_square_invertible(W, f"{prefix}weights[{i - 1}] (layer {i})", max_condition=max_condition)
+            if Ws and W.shape != Ws[0].shape:
+                raise ValueError(
+                    f"{prefix}weights[{i - 1}] (layer {i}) must have shape {Ws[0].shape} like layer 1; "
+                    f"got {W.shape}"
+                )
+        else:
+            W = as_real_array(W, f"{prefix}weights[{i - 1}] (layer {i})", ndim=2)
+            if Ws and W.shape[1] != Ws[-1].shape[0]:
+                raise ValueError(
+                    f"{prefix}weights[{i - 1}] (layer {i}) must have {Ws[-1].shape[0]} columns "
+                    f"to follow layer {i - 1}; "
+                    f"got shape {W.shape}"
+                )
+        Ws.append(W)
+        bs.append(as_vector(b, f"{prefix}biases[{i - 1}] (layer {i})", W.shape[0]))
+    return Ws, bs
+
+
+def as_labels(labels, name: str = "labels", *, n_classes: int | None = None) -> np.ndarray:
+    """Integer class labels 0..Q-1, one per point, shape (N,)."""
+    arr = np.asarray(labels)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array of class indices; got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array (one label per point); got shape {arr.shape}")
+    if arr.min() < 0:
+        raise ValueError(f"{name} must be class indices >= 0; got minimum {int(arr.min())}")
+    if n_classes is not None and arr.max() >= n_classes:
+        raise ValueError(f"{name} must be class indices in 0..{n_classes - 1}; got maximum {int(arr.max())}")
+    return arr.astype(np.intp, copy=False)
+
+
+def as_targets(targets, N: int, dim: int, name: str = "targets") -> np.ndarray:
+    """Per-point targets, shape (N, dim)."""
+    arr = as_real_array(targets, name, ndim=2)
+    if arr.shape != (N, dim):
+        raise ValueError(f"{name} must have shape (N, {dim}) = ({N}, {dim}), one row per point; got shape {arr.shape}")
+    return arr
+
+
+def as_point_weights(point_weights, N: int, name: str = "point_weights") -> np.ndarray:
+    """Per-point cost weights w_i ≥ 0, shape (N,); ``None`` means uniform 1/N."""
+    if point_weights is None:
+        return np.full(N, 1.0 / N)
+    arr = as_real_array(point_weights, name, ndim=1)
+    if arr.shape != (N,):
+        raise ValueError(f"{name} must have shape ({N},), one weight per point; got shape {arr.shape}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be non-negative; got minimum {arr.min():.3g}")
+    if not np.any(arr > 0):
+        raise ValueError(f"{name} must have at least one positive weight (else the cost is identically 0); "
+                         "got all zeros")
+    return arr

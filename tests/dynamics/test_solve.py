@@ -1,0 +1,566 @@
+"""Tests of the dynamical truncation solver (reluflow.dynamics.solver, reluflow.dynamics.events).
+
+Oracles, all independent of the code under test:
+- the one-layer event-time formula Δt = (λ² N/n) log((ŷ − θ_m)/(ŷ − u_(m+1))), iterated in a plain
+  loop written here;
+- scipy's solve_ivp driven by reluflow.theory.flows.bias_flow (the general backend) and plain explicit
+  Euler steps of reluflow.theory.flows.bias_flow;
+- reluflow.theory.costs.input_cost and reluflow.truncated_data for the cost and the truncated data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reluflow as rf
+from reluflow.theory import flows
+from reluflow.dynamics.events import affine_pattern, next_crossing
+from reluflow.dynamics.solver import solve
+from reluflow.results.netcdf import save_result
+from reluflow.theory.costs import input_cost
+
+
+def one_layer_problem(seed, N, M, *, yhat=None, theta_rank=1, lam_range=(0.6, 1.5)):
+    """A one-cluster, one-layer problem in rotated coordinates u = R x (u given directly)."""
+    rng = np.random.default_rng(seed)
+    R = rf.random_adapted_network(M, 1, seed=seed).frames[0]
+    lam = rng.uniform(*lam_range, size=M)
+    U = rng.uniform(-1.0, 1.0, size=(N, M))
+    us = np.sort(U, axis=0)
+    theta0 = 0.5 * (us[theta_rank - 1] + us[theta_rank])  # exactly theta_rank points truncated
+    if yhat is None:
+        yhat = rng.uniform(1.5, 3.0, size=M)  # beyond the cluster: sweep and collapse (S2)
+    net = rf.adapted_network(R[None], lam[None], theta0[None])
+    X = U @ R
+    targets = np.tile(np.asarray(yhat, float) @ R, (N, 1))
+    return net, X, targets, U, np.asarray(yhat, float)
+
+
+def oracle_events(u, yhat, lam, theta0, t_end):
+    """Event times of one coordinate of the one-layer, one-cluster bias flow, from the formula."""
+    us = np.sort(u)
+    N = us.size
+    n = int(np.count_nonzero(us <= theta0))
+    theta, t, times = theta0, 0.0, []
+    while 0 < n < N and yhat > us[n]:
+        t += lam**2 * N / n * np.log((yhat - theta) / (yhat - us[n]))
+        if t > t_end:
+            break
+        times.append(t)
+        theta = us[n]
+        n += 1
+    return np.array(times)
+
+
+def oracle_theta(u, yhat, lam, theta0, times):
+    """θ(t) from the oracle's events and the exponential relaxation between them."""
+    ev = oracle_events(u, yhat, lam, theta0, np.inf)
+    us = np.sort(u)
+    N = us.size
+    n0 = int(np.count_nonzero(us <= theta0))
+    starts = np.concatenate(([0.0], ev))
+    th_start = np.concatenate(([theta0], us[n0:n0 + ev.size]))
+    counts = n0 + np.arange(ev.size + 1)
+    out = []
+    for t in times:
+        j = np.searchsorted(starts, t, side="right") - 1
+        out.append(yhat + (th_start[j] - yhat) * np.exp(-counts[j] / (lam**2 * N) * (t - starts[j])))
+    return np.array(out)
+
+
+def events_by_key(ds):
+    """{(layer, coordinate, point, kind): [times]} from an event log."""
+    out = {}
+    for t, l, k, i, kind in zip(ds.event_time.values, ds.event_layer.values, ds.event_coordinate.values,
+                                ds.event_point.values, ds.event_kind.values):
+        out.setdefault((int(l), int(k), int(i), str(kind)), []).append(float(t))
+    return out
+
+
+# --------------------------------------------------------------------------- event times and closed form
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), N=st.integers(2, 300), M=st.integers(1, 4), rank=st.integers(1, 3))
+def test_event_times_match_formula(seed, N, M, rank):
+    rank = min(rank, N - 1)
+    net, X, targets, U, yhat = one_layer_problem(seed, N, M, theta_rank=rank)
+    t_end = 40.0
+    ds = solve(net, X, targets, [t_end])
+    assert ds.attrs["status"] == 0
+    lam = net.scales[0]
+    for k in range(M):
+        expected = oracle_events(U[:, k], yhat[k], lam[k], net.thresholds[0, k], t_end)
+        got = np.sort(ds.event_time.values[ds.event_coordinate.values == k])
+        assert got.size == expected.size
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    assert set(ds.event_kind.values.tolist()) <= {"truncated"}
+
+
+def test_thresholds_match_closed_form():
+    net, X, targets, U, yhat = one_layer_problem(7, 200, 3, theta_rank=2)
+    t_eval = np.linspace(0.0, 15.0, 61)
+    ds = solve(net, X, targets, t_eval)
+    for k in range(3):
+        expected = oracle_theta(U[:, k], yhat[k], net.scales[0, k], net.thresholds[0, k], t_eval)
+        np.testing.assert_allclose(ds.thresholds.sel(time=t_eval, layer=1, coordinate=k), expected,
+                                   rtol=0, atol=1e-12)
+
+
+def test_event_points_are_the_sorted_points_in_order():
+    net, X, targets, U, yhat = one_layer_problem(3, 50, 2)
+    ds = solve(net, X, targets, [100.0])
+    for k in range(2):
+        sel = ds.event_coordinate.values == k
+        order = np.argsort(U[:, k])
+        np.testing.assert_array_equal(ds.event_point.values[sel], order[1:1 + sel.sum()])
+        # at each event the threshold equals the crossing point's coordinate
+        np.testing.assert_allclose(ds.thresholds.sel(time=ds.event_time.values[sel], coordinate=k).values[:, 0],
+                                   U[order[1:1 + sel.sum()], k], rtol=0, atol=1e-14)
+
+
+def test_cost_and_pattern_match_the_network():
+    rng = np.random.default_rng(11)
+    N, M = 60, 3
+    net, X, _, _, _ = one_layer_problem(11, N, M, theta_rank=5)
+    targets = rng.normal(size=(N, M)) * 0.7  # one target per point: several "clusters" (S5)
+    w = rng.uniform(0.2, 1.0, N)
+    t_eval = np.array([0.0, 0.3, 1.7, 6.0])
+    for algorithm in ("sorted", "affine"):
+        ds = solve(net, X, targets, t_eval, point_weights=w, algorithm=algorithm)
+        t_ok = t_eval[t_eval <= ds.time.values[-1]]
+        for t in t_ok:
+            th = ds.thresholds.sel(time=t).values
+            net_t = rf.adapted_network(net.frames, net.scales, th)
+            c = input_cost(*net_t.cumulative_parameters(), X, targets, point_weights=w)
+            assert abs(float(ds.cost.sel(time=t)) - c) <= 1e-12 * max(1.0, c)
+            if not ds.sliding.sel(time=t).values.any():
+                P = rf.truncation_pattern(*net_t.cumulative_parameters(), X)
+                np.testing.assert_array_equal(ds.n_truncated.sel(time=t).values, P.sum(axis=1))
+
+
+# --------------------------------------------------------------------------- affine forms vs flows.bias_flow
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), L=st.integers(1, 3), M=st.integers(1, 3), N=st.integers(1, 12))
+def test_affine_forms_match_bias_flow(seed, L, M, N):
+    rng = np.random.default_rng(seed)
+    net = rf.random_adapted_network(M, L, seed=seed, threshold_scale=0.7)
+    X = rng.normal(size=(N, M))
+    targets = rng.normal(size=(N, M))
+    w = rng.uniform(0.1, 1.0, N)
+    Wc, bc = net.cumulative_parameters()
+    P = rf.truncation_pattern(Wc, bc, X)
+    c, d, a, B = affine_pattern(net.frames, P, X)
+    theta = net.thresholds.ravel()
+    # x^(τ,L) = a + B θ
+    xL = rf.truncated_data(Wc, bc, X)[-1]
+    np.testing.assert_allclose(a + B @ theta, xL, rtol=0, atol=1e-12)
+    # g = c + d θ changes sign with the pattern (ties count as truncated)
+    g = c + d @ theta
+    np.testing.assert_array_equal(g <= 1e-12, P)
+    # θ̇ = −Λ^-2 (G θ + h) equals the bias flow (4.2)
+    G = np.einsum("n,nmj,nmk->jk", w, B, B)
+    h = np.einsum("n,nmj,nm->j", w, B, a - targets)
+    theta_dot = -(G @ theta + h) / net.scales.ravel() ** 2
+    expected = flows.bias_flow(net, X, targets, point_weights=w).ravel()
+    np.testing.assert_allclose(theta_dot, expected, rtol=1e-10, atol=1e-13)
+
+
+# --------------------------------------------------------------------------- exact vs solve_ivp
+
+
+def test_exact_matches_solve_ivp_one_layer():
+    net, X, targets, U, yhat = one_layer_problem(5, 25, 3)
+    t_eval = np.linspace(0.0, 6.0, 13)
+    ex = solve(net, X, targets, t_eval)
+    ge = solve(net, X, targets, t_eval, method="general")
+    assert ex.attrs["status"] == ge.attrs["status"] == 0
+    assert ge.attrs["ivp_method"] == "DOP853" and ge.attrs["nfev"] > 0
+    assert ex.attrs["n_events"] == ge.attrs["n_events"] > 10
+    ke, kg = events_by_key(ex), events_by_key(ge)
+    assert ke.keys() == kg.keys()
+    for key in ke:
+        np.testing.assert_allclose(ke[key], kg[key], rtol=0, atol=1e-6)
+    for var in ("thresholds", "cost", "dissipation"):
+        np.testing.assert_allclose(ex[var].sel(time=t_eval), ge[var].sel(time=t_eval), rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(ex.n_truncated.sel(time=t_eval), ge.n_truncated.sel(time=t_eval))
+
+
+@pytest.mark.parametrize(("seed", "L", "N"), [(0, 2, 12), (12, 2, 12), (10, 3, 10), (2, 2, 12)])
+def test_exact_matches_solve_ivp_deep(seed, L, N):
+    # the last case slides: solve_ivp stops at its onset, and the comparison runs up to there
+    rng = np.random.default_rng(seed)
+    M = 2
+    net = rf.random_adapted_network(M, L, seed=seed, threshold_scale=0.5)
+    X = rng.normal(size=(N, M))
+    targets = np.tile(rng.normal(size=M) * 2, (N, 1))
+    t_eval = np.linspace(0.0, 4.0, 9)
+    ex = solve(net, X, targets, t_eval)
+    ge = solve(net, X, targets, t_eval, method="general")
+    assert ex.attrs["algorithm"] == "affine" and ex.attrs["status"] == 0
+    # solve_ivp stops at the onset of sliding (status 1); the exact backend follows it: compare up to there
+    assert ge.attrs["status"] in (0, 1)
+    t_stop = ge.time.values[-1]
+    ex_upto = ex.isel(event=np.flatnonzero(ex.event_time.values <= t_stop + 1e-6))
+    assert ex_upto.sizes["event"] == ge.attrs["n_events"] >= 1
+    ke, kg = events_by_key(ex_upto), events_by_key(ge)
+    assert ke.keys() == kg.keys()
+    for key in ke:
+        np.testing.assert_allclose(ke[key], kg[key], rtol=0, atol=1e-6)
+    common = np.intersect1d(ex.time.values[ex.requested.values == 1], ge.time.values[ge.requested.values == 1])
+    assert common.size >= 1
+    for var in ("thresholds", "cost", "rate"):
+        np.testing.assert_allclose(ex[var].sel(time=common), ge[var].sel(time=common), rtol=0, atol=1e-6)
+
+
+def test_sorted_and_affine_agree_one_layer():
+    net, X, targets, U, yhat = one_layer_problem(9, 40, 3, theta_rank=3)
+    t_eval = np.linspace(0.0, 10.0, 11)
+    a = solve(net, X, targets, t_eval, algorithm="sorted")
+    b = solve(net, X, targets, t_eval, algorithm="affine")
+    np.testing.assert_allclose(a.event_time, b.event_time, rtol=1e-11, atol=1e-13)
+    np.testing.assert_array_equal(a.event_point, b.event_point)
+    for var in ("thresholds", "cost", "rate", "dissipation"):
+        np.testing.assert_allclose(a[var], b[var], rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(a.n_truncated, b.n_truncated)
+
+
+# --------------------------------------------------------------------------- solution classes
+
+
+def test_s1_dead_coordinate():
+    net, X, targets, U, yhat = one_layer_problem(4, 30, 3)
+    theta = net.thresholds.copy()
+    theta[0, 1] = U[:, 1].min() - 0.25  # no point truncated in coordinate 1
+    net = rf.adapted_network(net.frames, net.scales, theta)
+    for method in ("exact", "general"):
+        ds = solve(net, X, targets, [0.0, 2.0, 5.0], method=method)
+        col = ds.sel(coordinate=1, layer=1)
+        np.testing.assert_array_equal(col.thresholds, theta[0, 1])
+        np.testing.assert_array_equal(col.n_truncated, 0)
+        np.testing.assert_array_equal(col.rate, 0.0)
+        assert not np.any(ds.event_coordinate.values == 1)
+
+
+def test_s2_sweep_and_collapse():
+    N, M = 40, 3
+    net, X, targets, U, yhat = one_layer_problem(21, N, M)
+    lam = net.scales[0]
+    ds = solve(net, X, targets, [0.0, 400.0])
+    final = ds.sel(time=400.0, layer=1)
+    np.testing.assert_array_equal(final.n_truncated, N)  # every point truncated in every coordinate
+    np.testing.assert_allclose(final.rate, 1.0 / lam**2, rtol=1e-14)  # the maximal rate N/(λ² N)
+    np.testing.assert_allclose(final.thresholds, yhat, atol=1e-12)
+    assert float(final.cost) < 1e-20  # the cluster collapses onto the target: zero training loss
+    assert ds.attrs["n_events"] == M * (N - 1)
+    # A3: the rate only grows, n/(λ² N) after each truncation
+    rate = ds.rate.sel(layer=1).values
+    assert np.all(np.diff(rate, axis=0) >= 0)
+    np.testing.assert_allclose(rate, ds.n_truncated.sel(layer=1).values / (lam**2 * N), rtol=1e-14)
+    # the cost decreases
+    assert np.all(np.diff(ds.cost.values) <= 1e-15)
+
+
+def test_s3_partial_truncation_stops_at_the_target():
+    N, M = 50, 2
+    net, X, targets, U, yhat = one_layer_problem(13, N, M, yhat=[0.2, -0.3], theta_rank=2)
+    ds = solve(net, X, targets, [0.0, 500.0])
+    final = ds.sel(time=500.0, layer=1)
+    np.testing.assert_allclose(final.thresholds, [0.2, -0.3], atol=1e-12)
+    expected_n = [(U[:, k] <= yhat[k]).sum() for k in range(M)]
+    np.testing.assert_array_equal(final.n_truncated, expected_n)
+    assert 0 < min(expected_n) and max(expected_n) < N
+    assert set(ds.event_kind.values.tolist()) == {"truncated"}
+
+
+def test_s3_release_freezes_at_the_boundary():
+    N, M = 30, 2
+    net, X, targets, U, yhat = one_layer_problem(17, N, M, yhat=[-3.0, -2.0], theta_rank=N - 5)
+    t_eval = [0.0, 1.0, 1000.0]
+    ds = solve(net, X, targets, t_eval)
+    ge = solve(net, X, targets, t_eval, method="general")
+    assert set(ds.event_kind.values.tolist()) == {"untruncated"}
+    final = ds.sel(time=1000.0, layer=1)
+    np.testing.assert_array_equal(final.n_truncated, 0)
+    np.testing.assert_array_equal(final.thresholds, U.min(axis=0))  # frozen exactly on the lowest point
+    np.testing.assert_array_equal(final.rate, 0.0)
+    assert ds.attrs["n_events"] == ge.attrs["n_events"] == M * (N - 5)
+    np.testing.assert_allclose(ds.thresholds.sel(time=t_eval), ge.thresholds.sel(time=t_eval), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- ties, simultaneous events, sliding
+
+
+def test_tied_points_cross_together():
+    rng = np.random.default_rng(2)
+    M = 2
+    R = rf.random_adapted_network(M, 1, seed=2).frames[0]
+    U = rng.uniform(-1, 1, size=(12, M))
+    a, b = np.argsort(U[:, 0] + U[:, 1])[5:7]  # two points that are the lowest in no coordinate
+    U = np.concatenate([U, U[[a, a, b]]])  # three duplicates: ties of 3 and 2 points
+    N = U.shape[0]
+    X = U @ R
+    theta0 = np.sort(U, axis=0)[0] + 1e-9
+    net = rf.adapted_network(R[None], np.ones((1, M)), theta0[None])
+    targets = np.tile(np.array([2.0, 2.5]) @ R, (N, 1))
+    ex = solve(net, X, targets, [0.0, 30.0])
+    ge = solve(net, X, targets, [0.0, 30.0], method="general")
+    for ds in (ex, ge):
+        assert ds.attrs["status"] == 0
+        for k in range(M):
+            sel = ds.event_coordinate.values == k
+            times = dict(zip(ds.event_point.values[sel], ds.event_time.values[sel]))
+            assert times[a] == times[12] == times[13]
+            assert times[b] == times[14]
+    assert ex.attrs["n_events"] == ge.attrs["n_events"]
+    # the exact event times of the tie groups follow the formula with n jumping by the group size
+    for k in range(M):
+        us = np.sort(U[:, k])
+        n = 1
+        theta, t, expected = theta0[k], 0.0, []
+        while n < N:
+            group = np.count_nonzero(us == us[n])
+            t += N / n * np.log((targets[0] @ R.T)[k] - theta) - N / n * np.log((targets[0] @ R.T)[k] - us[n])
+            expected += [t] * group
+            theta = us[n]
+            n += group
+        got = np.sort(ex.event_time.values[ex.event_coordinate.values == k])
+        np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_initial_tie_counts_as_truncated_and_releases_at_time_zero():
+    # M = 1, R = 1: the threshold starts exactly on the point u = 0.5, whose target pulls it down
+    X = np.array([[0.0], [0.5], [2.0]])
+    net = rf.adapted_network(np.ones((1, 1, 1)), np.ones((1, 1)), np.array([[0.5]]))
+    targets = np.array([[-1.0], [-1.0], [-1.0]])
+    for algorithm in ("sorted", "affine"):
+        ds = solve(net, X, targets, [0.0, 5.0], algorithm=algorithm)
+        assert ds.n_truncated.sel(time=0.0).item() == 1  # the point at 0.5 released at once, 0.0 still in
+        kinds = list(zip(ds.event_time.values, ds.event_point.values, ds.event_kind.values))
+        assert kinds[0] == (0.0, 1, "untruncated")
+        # then the threshold sweeps down to u = 0: Δt = λ² N / 1 · log((0.5 + 1)/(0 + 1))
+        assert kinds[1][1:] == (0, "untruncated")
+        assert abs(kinds[1][0] - 3 * np.log(1.5)) < 1e-12
+
+
+def sliding_problem():
+    """u = (0, 1, 2); point 1 pulls down hard, the others up: the threshold slides on u = 1."""
+    X = np.array([[0.0], [1.0], [2.0]])
+    targets = np.array([[10.0], [-100.0], [10.0]])
+    net = rf.adapted_network(np.ones((1, 1, 1)), np.ones((1, 1)), np.array([[0.5]]))
+    return net, X, targets
+
+
+def test_sliding_one_layer_rests_on_the_point():
+    net, X, targets = sliding_problem()
+    t_slide = 3.0 / 1.0 * np.log((10.0 - 0.5) / (10.0 - 1.0))  # λ² N / n · log(...)
+    ds = solve(net, X, targets, [0.0, 0.1, 1.0, 50.0])
+    assert ds.attrs["status"] == 0 and "slide" in ds.attrs["message"]
+    ev = list(zip(ds.event_point.values, ds.event_kind.values))
+    assert ev == [(1, "truncated"), (1, "sliding")]
+    np.testing.assert_allclose(ds.event_time.values, t_slide, rtol=1e-12)
+    late = ds.sel(time=50.0, layer=1, coordinate=0)
+    assert late.thresholds.item() == 1.0 and late.sliding.item() == 1
+    assert ds.sliding.sel(time=0.1).item() == 0
+    # Independent check: explicit Euler steps of the bias flow chatter around u = 1 within O(η).
+    for eta in (1e-2, 1e-3):
+        theta = np.array([[0.5]])
+        traj = []
+        for _ in range(int(3.0 / eta)):
+            n = rf.adapted_network(net.frames, net.scales, theta)
+            theta = theta + eta * flows.bias_flow(n, X, targets)
+            traj.append(theta.item())
+        assert np.max(np.abs(np.array(traj[-int(1.0 / eta):]) - 1.0)) < 40 * eta
+    # The affine algorithm follows the sliding surface too.
+    affine = solve(net, X, targets, [0.0, 0.1, 1.0, 50.0], algorithm="affine")
+    assert affine.attrs["status"] == 0 and "sliding episode" in affine.attrs["message"]
+    np.testing.assert_allclose(affine.thresholds, ds.thresholds, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(affine.sliding, ds.sliding)
+    # The general backend stops at the onset and says so.
+    other = solve(net, X, targets, [0.0, 1.0, 50.0], method="general")
+    assert other.attrs["status"] == 1 and "slides" in other.attrs["message"]
+    assert abs(other.time.values[-1] - t_slide) < 1e-6
+    assert other.event_kind.values[-1] == "sliding"
+    assert other.sliding.values[-1].sum() == 1
+
+
+def deep_sliding_problem():
+    rng = np.random.default_rng(8)
+    net = rf.random_adapted_network(2, 2, seed=8, threshold_scale=0.5)
+    X = rng.normal(size=(12, 2))
+    targets = np.tile(rng.normal(size=2) * 2, (12, 1))
+    return net, X, targets
+
+
+def test_deep_sliding_followed_exactly_and_detected_by_solve_ivp():
+    net, X, targets = deep_sliding_problem()
+    T = 3.0
+    ex = solve(net, X, targets, [0.0, T])
+    assert ex.attrs["status"] == 0 and "sliding episode" in ex.attrs["message"]
+    t_slide = ex.event_time.values[ex.event_kind.values == "sliding"][0]
+    assert ex.sliding.sel(time=T).values.sum() >= 1 or "untruncated" in ex.event_kind.values
+    # solve_ivp stops at the onset of sliding, at the same time
+    ge = solve(net, X, targets, [0.0, T], method="general")
+    assert ge.attrs["status"] == 1 and ge.event_kind.values[-1] == "sliding"
+    assert abs(ge.time.values[-1] - t_slide) < 1e-6
+    # Independent check: explicit Euler steps of flows.bias_flow chatter about the sliding
+    # surface and converge to the exact (Filippov) solution as the step shrinks.
+    theta_exact = ex.thresholds.sel(time=T).values
+    errors = []
+    for eta in (4e-3, 1e-3):
+        theta = net.thresholds.copy()
+        for _ in range(int(round(T / eta))):
+            theta = theta + eta * flows.bias_flow(rf.AdaptedNetwork(net.frames, net.scales, theta), X, targets)
+        errors.append(np.abs(theta - theta_exact).max())
+    assert errors[1] < 0.5 * errors[0] and errors[1] < 1e-4
+
+
+# --------------------------------------------------------------------------- the other flows (general backend)
+
+
+def test_induced_bias_one_layer_equals_bias_flow_and_callable_flow():
+    net, X, targets, U, yhat = one_layer_problem(6, 8, 2)
+    t_eval = [0.0, 1.0, 2.0]
+    ex = solve(net, X, targets, t_eval)
+    ind = solve(net, X, targets, t_eval, method="general", flow="induced_bias")
+    cal = solve(net, X, targets, t_eval, method="general",
+                flow=lambda n, X, t, w: flows.bias_flow(n, X, t, point_weights=w))
+    for ds in (ind, cal):
+        np.testing.assert_allclose(ds.thresholds.sel(time=t_eval), ex.thresholds.sel(time=t_eval), atol=1e-6)
+        assert ds.attrs["n_events"] == ex.attrs["n_events"]
+
+
+def test_scale_bias_flow_conserves_its_invariant():
+    net, X, targets, U, yhat = one_layer_problem(8, 10, 2)
+    ds = solve(net, X, targets, np.linspace(0, 2, 5), method="general", flow="scale_bias")
+    assert ds.attrs["status"] == 0 and "scales" in ds
+    inv = ds.scales**2 * (1 + ds.thresholds**2)
+    np.testing.assert_allclose(inv, inv.isel(time=0).broadcast_like(inv), rtol=1e-8)
+    assert np.all(np.diff(ds.cost.values) <= 1e-12)
+    assert np.all(ds.dissipation.values >= 0)
+
+
+def test_frame_flow_stays_orthogonal_and_decreases_the_cost():
+    rng = np.random.default_rng(1)
+    net = rf.random_adapted_network(2, 2, seed=1, threshold_scale=0.3)
+    X = rng.normal(size=(10, 2))
+    targets = rng.normal(size=(10, 2))
+    ds = solve(net, X, targets, np.linspace(0, 1, 5), method="general", flow="frame")
+    R = ds.frames.values
+    err = np.abs(np.einsum("tlij,tlkj->tlik", R, R) - np.eye(2)).max()
+    assert err < 1e-7
+    assert np.all(np.diff(ds.cost.values) <= 1e-12)
+    np.testing.assert_array_equal(ds.thresholds, np.broadcast_to(net.thresholds, ds.thresholds.shape))
+
+
+# --------------------------------------------------------------------------- result conventions
+
+
+def test_result_conventions_and_netcdf_round_trip(tmp_path):
+    net, X, targets, U, yhat = one_layer_problem(1, 20, 2)
+    t_eval = np.array([0.5, 2.0])
+    ds = solve(net, X, targets, t_eval)
+    assert ds.time.values[0] == 0.0 and np.all(np.diff(ds.time.values) > 0)
+    np.testing.assert_array_equal(ds.time.values[ds.requested.values == 1], t_eval)
+    assert set(ds.event_time.values) <= set(ds.time.values)
+    assert np.all(np.diff(ds.event_time.values) >= 0)
+    for name, var in ds.data_vars.items():
+        assert {"long_name", "units"} <= set(var.attrs), name
+    for value in ds.attrs.values():
+        assert isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    path = save_result(ds, tmp_path / "solve.nc", notebook="test", parameters={"seed": 1}, title="solver test")
+    back = xr.load_dataset(path)
+    xr.testing.assert_allclose(back[list(ds.data_vars)], ds, rtol=0, atol=0)
+    # deterministic
+    xr.testing.assert_identical(ds, solve(net, X, targets, t_eval))
+    # without the event times, only 0 and t_eval
+    lean = solve(net, X, targets, t_eval, record_events=False)
+    np.testing.assert_array_equal(lean.time.values, [0.0, 0.5, 2.0])
+    xr.testing.assert_allclose(lean.thresholds, ds.thresholds.sel(time=lean.time), rtol=0, atol=0)
+    assert lean.attrs["n_events"] == ds.attrs["n_events"]
+
+
+def test_max_events_stops_with_a_status():
+    net, X, targets, U, yhat = one_layer_problem(1, 30, 2)
+    for kw in ({}, {"algorithm": "affine"}):
+        ds = solve(net, X, targets, [100.0], max_events=5, **kw)
+        assert ds.attrs["status"] == -1 and "max_events" in ds.attrs["message"]
+        assert ds.time.values[-1] < 100.0
+
+
+def test_next_crossing_finds_a_hidden_narrow_dip():
+    # h(τ) = 1 − 3x + c x², x = e^{−τ}, dips to −1e-6 on an interval of width ~2e-3 around τ = log 1.5,
+    # far narrower than the initial grid: only the certified refinement finds it.
+    c = 2.25 / (1 + 1e-6)
+    mu = np.array([1.0, 2.0])
+    hbeta = np.array([[-3.0, c]])
+    h0 = np.array([1.0 - 3.0 + c])
+
+    def h(tau):
+        return h0[0] + (np.exp(-mu * tau) - 1.0) @ hbeta[0]
+
+    hit = next_crossing(h0, hbeta, mu, 50.0, np.array([False]))
+    assert hit is not None
+    tau = hit[0]
+    x_root = (3 + np.sqrt(9 - 4 * c)) / (2 * c)  # the larger root in x is the earlier one in τ
+    assert abs(tau + np.log(x_root)) < 1e-9
+    assert abs(h(tau)) < 1e-13
+    assert h(tau * (1 - 1e-6)) > 0 and h(tau * (1 + 1e-6)) < 0
+    # no crossing at all when the dip stays above zero
+    assert next_crossing(h0 + 2e-6, hbeta, mu, 50.0, np.array([False])) is None
+
+
+# --------------------------------------------------------------------------- error paths
+
+
+def test_errors():
+    net, X, targets, U, yhat = one_layer_problem(1, 10, 2)
+    deep = rf.random_adapted_network(2, 2, seed=0)
+    with pytest.raises(TypeError, match="net must be a reluflow.AdaptedNetwork"):
+        solve("net", X, targets, [1.0])
+    with pytest.raises(ValueError, match=r"X must have shape \(N, 2\)"):
+        solve(net, X[:, :1], targets, [1.0])
+    with pytest.raises(ValueError, match="targets must have shape"):
+        solve(net, X, targets[:5], [1.0])
+    with pytest.raises(ValueError, match="point_weights must be non-negative"):
+        solve(net, X, targets, [1.0], point_weights=-np.ones(10))
+    with pytest.raises(ValueError, match="t_eval must hold at least one time"):
+        solve(net, X, targets, [])
+    with pytest.raises(ValueError, match="t_eval must be non-negative"):
+        solve(net, X, targets, [-1.0, 1.0])
+    with pytest.raises(ValueError, match="t_eval must be strictly increasing"):
+        solve(net, X, targets, [1.0, 1.0])
+    with pytest.raises(ValueError, match="t_eval must be a 1-D array"):
+        solve(net, X, targets, [[1.0]])
+    with pytest.raises(ValueError, match="t_eval must be finite"):
+        solve(net, X, targets, [np.nan])
+    with pytest.raises(ValueError, match="method must be one of"):
+        solve(net, X, targets, [1.0], method="euler")
+    with pytest.raises(ValueError, match="flow must be one of"):
+        solve(net, X, targets, [1.0], flow="weights")
+    with pytest.raises(ValueError, match="method='exact' solves only flow='bias'"):
+        solve(net, X, targets, [1.0], flow="frame")
+    with pytest.raises(ValueError, match="algorithm='sorted' needs a one-layer network"):
+        solve(deep, X, targets, [1.0], algorithm="sorted")
+    with pytest.raises(ValueError, match="algorithm applies to method='exact' only"):
+        solve(net, X, targets, [1.0], method="general", algorithm="affine")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        solve(net, X, targets, [1.0], algorithm="fast")
+    with pytest.raises(ValueError, match="ivp_method must be one of"):
+        solve(net, X, targets, [1.0], method="general", ivp_method="Euler")
+    with pytest.raises(ValueError, match="rtol must be a positive finite number"):
+        solve(net, X, targets, [1.0], rtol=0.0)
+    with pytest.raises(TypeError, match="atol must be a positive number"):
+        solve(net, X, targets, [1.0], atol=True)
+    with pytest.raises(ValueError, match="max_events must be >= 1"):
+        solve(net, X, targets, [1.0], max_events=0)
+    with pytest.raises(TypeError, match="record_events must be a bool"):
+        solve(net, X, targets, [1.0], record_events=1)
+    with pytest.raises(ValueError, match=r"must return θ̇ of shape \(1, 2\)"):
+        solve(net, X, targets, [1.0], method="general", flow=lambda n, X, t, w: np.zeros(3))

@@ -1,0 +1,175 @@
+"""The notebook pipeline: parameters, failures, the fast profile, and the published artefacts.
+
+These tests execute notebooks through papermill, always into temporary folders: they never write
+into the repository's data/, figures/ or notebooks/.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import xarray as xr
+from matplotlib.testing.compare import compare_images
+
+from reluflow.pipeline import runner as pl
+from reluflow.results.netcdf import load_result
+
+ROOT = Path(__file__).resolve().parents[2]
+NOTEBOOKS = pl.list_notebooks(ROOT)
+REQUIRED_ATTRS = ("Conventions", "title", "source", "references", "notebook", "parameters")
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "reluflow", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_there_are_notebooks_and_each_has_a_seed():
+    assert NOTEBOOKS, "no notebooks found"
+    for path in NOTEBOOKS:
+        params = pl.notebook_parameters(path)
+        assert params["seed"]["type"] == "int", path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_line_of_the_parameters_cell_is_a_parameter(path):
+    # papermill silently drops lines it cannot parse (e.g. a comment containing '='); catch that
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    assigned = [line.split("=")[0].strip() for line in cell.source.splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+    assert assigned == list(pl.notebook_parameters(path)), path.name
+
+
+def test_list_shows_parameters_with_defaults_and_types():
+    res = cli("list")
+    assert res.returncode == 0, res.stderr
+    assert "01_truncation_maps" in res.stdout
+    assert "seed" in res.stdout and ": int   = 0" in res.stdout
+    assert "widths" in res.stdout and "list" in res.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["-p", "sed", "3"], "unknown parameter 'sed'; parameters are: seed"),
+        (["-p", "seed", "three"], "parameter 'seed' expects int (default 0); got 'three'"),
+        (["-p", "seed", "1.5"], "parameter 'seed' expects int"),
+        (["-p", "widths", "[2, 'a']"], "parameter 'widths' expects list"),
+        (["--profile", "huge"], "invalid choice: 'huge'"),
+    ],
+)
+def test_bad_parameters_are_refused_before_any_kernel_starts(args, match):
+    res = cli("run", "01_truncation_maps", *args)
+    assert res.returncode == 2
+    assert match in res.stderr
+
+
+def test_refusal_happens_before_execution(monkeypatch, tmp_path):
+    import papermill
+
+    def boom(*a, **k):
+        raise AssertionError("a kernel was started")
+
+    monkeypatch.setattr(papermill, "execute_notebook", boom)
+    with pytest.raises(pl.ParameterError, match="unknown parameter 'nope'"):
+        pl.reproduce(parameters={"nope": 1}, output_dir=tmp_path, root=ROOT, progress=False)
+    with pytest.raises(pl.ParameterError, match="unknown notebook '99_missing'"):
+        pl.run_notebook("99_missing", root=ROOT, output_dir=tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_value_coercion_from_strings_and_profiles():
+    path = pl.resolve_notebook("01", ROOT)
+    assert pl.coerce_parameters(path, {"seed": "7", "widths": "[2, 3]"}) == {"seed": 7, "widths": [2, 3]}
+    assert pl.coerce_parameters(path, {"seed": 7}) == {"seed": 7}
+    with pytest.raises(pl.ParameterError, match="expects int"):
+        pl.coerce_parameters(path, {"seed": True})
+    fast = pl.load_profile("fast", ROOT)
+    for name, overrides in fast.items():
+        pl.coerce_parameters(pl.resolve_notebook(name, ROOT), overrides)  # the shipped profile is valid
+
+
+def test_a_failing_run_leaves_previous_outputs_untouched(tmp_path):
+    # a previous, complete set of outputs
+    for sub in ("data", "figures", "notebooks"):
+        shutil.copytree(ROOT / sub, tmp_path / sub, ignore=shutil.ignore_patterns("profiles"))
+    before = snapshot(tmp_path)
+    with pytest.raises(pl.NotebookFailed) as info:
+        pl.run_notebook("01_truncation_maps", parameters={"seed": -1}, output_dir=tmp_path, root=ROOT)
+    message = str(info.value)
+    # cell 2 is the injected-parameters cell; cell 3 validates the parameters
+    assert "notebook 01_truncation_maps failed in cell 3 (In [3])" in message
+    assert "parameter 'seed' must lie in [0, inf]; got -1" in message
+    assert snapshot(tmp_path) == before  # nothing replaced, no staging folder left
+    res = cli("run", "01", "-p", "seed", "-1", "--output-dir", str(tmp_path))
+    assert res.returncode == 1 and "failed in cell 3" in res.stderr
+    assert snapshot(tmp_path) == before
+
+
+def _check_artefacts(out: Path, names):
+    for name in names:
+        nb = nbformat.read(out / "notebooks" / f"{name}.ipynb", as_version=4)
+        text = json.dumps(nb)
+        assert "start_time" not in text and "duration" not in text, f"{name}: volatile metadata left"
+        assert not [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+        checks = [line for c in nb.cells if "nbval-check-output" in c.metadata.get("tags", [])
+                  for o in c.outputs if o.output_type == "stream" for line in o.text.splitlines()
+                  if line.startswith("check_")]
+        assert checks, f"{name}: no check lines"
+        assert all(": True" in line for line in checks), checks
+    for nc in (out / "data").glob("*.nc"):
+        ds = load_result(nc)
+        for attr in REQUIRED_ATTRS:
+            assert isinstance(ds.attrs.get(attr), str) and ds.attrs[attr], f"{nc.name}: attribute {attr}"
+        json.loads(ds.attrs["parameters"])
+        for var in ds.data_vars.values():
+            assert "long_name" in var.attrs and "units" in var.attrs, f"{nc.name}:{var.name}"
+    for png in (out / "figures").glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
+    out = tmp_path / "fast"
+    results = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False)
+    assert [r.status for r in results] == ["ok"] * len(NOTEBOOKS)
+    names = [p.stem for p in NOTEBOOKS]
+    _check_artefacts(out, names)
+    # every published artefact has a fast counterpart with the same schema
+    assert {p.name for p in (ROOT / "data").glob("*.nc")} <= {p.name for p in (out / "data").glob("*.nc")}
+    assert {p.name for p in (ROOT / "figures").glob("*.png")} <= {p.name for p in (out / "figures").glob("*.png")}
+    # rerunning changes no file
+    before = snapshot(out)
+    again = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False)
+    assert all(r.written == [] for r in again)
+    assert snapshot(out) == before
+
+
+def test_committed_artefacts_match_what_the_notebooks_produce(tmp_path):
+    out = tmp_path / "paper"
+    results = pl.reproduce(output_dir=out, root=ROOT, progress=False)
+    assert all(r.status == "ok" for r in results)
+    _check_artefacts(out, [p.stem for p in NOTEBOOKS])
+    committed_data = sorted((ROOT / "data").glob("*.nc"))
+    assert {p.name for p in committed_data} == {p.name for p in (out / "data").glob("*.nc")}
+    for path in committed_data:
+        old, new = load_result(path), load_result(out / "data" / path.name)
+        old.attrs.pop("source"), new.attrs.pop("source")
+        assert old.attrs == new.attrs, path.name
+        # round-off-level values may differ between BLAS builds; everything else must agree
+        xr.testing.assert_allclose(old, new, rtol=1e-9, atol=1e-12)
+        for name in old.variables:
+            assert old[name].attrs == new[name].attrs, f"{path.name}:{name}"
+    committed_figs = sorted((ROOT / "figures").glob("*.png"))
+    assert {p.name for p in committed_figs} == {p.name for p in (out / "figures").glob("*.png")}
+    for path in committed_figs:
+        assert compare_images(str(path), str(out / "figures" / path.name), tol=2.0) is None, path.name
+    assert np.all([r.seconds < 120 for r in results])

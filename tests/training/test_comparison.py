@@ -1,0 +1,286 @@
+"""Effective flows against gradient descent (THEORY §4.2, §4.5, §6) and spectra along a solution (§5, S6).
+
+Oracles: the exact event solver and the solve_ivp backend of reluflow.dynamics.solver (written separately),
+the library's own induced flow (4.5) integrated by solve_ivp, hand-written gradient descent in
+reluflow.training.gd, closed forms derived here (time rescaling by a scalar kernel, the one-cluster
+exponential), the input cost and truncation counts computed directly from u = R x and θ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import reluflow as rf
+from reluflow.dynamics.solver import solve
+from reluflow.theory.costs import input_cost, targets_by_label
+from reluflow.theory.flows import induced_bias_kernel
+from reluflow.training.comparison import (
+    convergence_slope,
+    effective_comparison,
+    flow_spectrum,
+    gd_convergence,
+    matched_time_error,
+    solve_kernel_bias_flow,
+)
+
+
+def rotation(degrees):
+    a = np.deg2rad(degrees)
+    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def two_cluster_problem(seed, n=12, L=2):
+    data = rf.clustered_data([[-1.0, 0.6], [1.0, -0.6]], 0.7, n, seed=seed)
+    Y = targets_by_label([[-1.6, 1.4], [1.5, -0.2]], data.labels)
+    frames = [rotation(0.0), rotation(35.0)][:L]
+    scales = [[1.0, 1.3], [0.9, 1.1]][:L]
+    thresholds = [[-1.2, 0.3], [-0.6, -1.0]][:L]
+    return rf.adapted_network(frames, scales, thresholds), data.points, Y
+
+
+def random_problem(seed, M, L, N):
+    rng = np.random.default_rng(seed)
+    net = rf.random_adapted_network(M, L, seed=rng, threshold_scale=0.5)
+    X = rng.standard_normal((N, M))
+    Y = rng.standard_normal((N, M)) + 1.0
+    return net, X, Y
+
+
+# --------------------------------------------------------------------------- solve_kernel_bias_flow
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), M=st.integers(1, 3), L=st.integers(1, 3))
+def test_identity_kernel_matches_the_exact_solver(seed, M, L):
+    net, X, Y = random_problem(seed, M, L, 15)
+    t_eval = np.linspace(0.1, 6.0, 40)
+    ours = solve_kernel_bias_flow(net, X, Y, t_eval)
+    ref = solve(net, X, Y, t_eval, method="exact", record_events=False)
+    n = ours.sizes["time"]  # ours stops at the onset of sliding; compare up to there
+    assert np.array_equal(ours.time.values, ref.time.values[:n])
+    np.testing.assert_allclose(ours.thresholds.values, ref.thresholds.values[:n], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ours.cost.values, ref.cost.values[:n], rtol=1e-10, atol=1e-12)
+    k = ours.sizes["event"] - int((ours.event_kind.values == "sliding").sum())
+    np.testing.assert_allclose(ours.event_time.values[:k], ref.event_time.values[:k], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("c", [0.25, 3.0])
+def test_scalar_kernel_rescales_time(c):
+    # θ̇ = −c Λ^-2 ∂C/∂θ is the bias flow run c times faster: θ_c(t) = θ_1(c t)
+    net, X, Y = random_problem(5, 2, 2, 12)
+    t_eval = np.linspace(0.05, 2.0, 30)
+    scaled = solve_kernel_bias_flow(net, X, Y, t_eval, kernel=c * np.eye(4))
+    ref = solve(net, X, Y, c * scaled.time.values[1:], method="exact", record_events=False)
+    n = scaled.sizes["time"]
+    np.testing.assert_allclose(scaled.thresholds.values, ref.thresholds.values[:n], rtol=0, atol=1e-10)
+
+
+def test_one_cluster_relaxes_exponentially():
+    # one layer, every point truncated: θ_k(t) = ŷ_k + (θ_k(0) − ŷ_k) e^{−t/λ_k²}, no event
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 0, size=(10, 2))
+    net = rf.adapted_network([np.eye(2)], [[0.8, 1.5]], [[0.5, 0.2]])
+    Y = np.tile([1.0, 2.0], (10, 1))
+    t = np.linspace(0.2, 3.0, 15)
+    sol = solve_kernel_bias_flow(net, X, Y, t)
+    assert sol.attrs["n_events"] == 0 and sol.attrs["status"] == 0
+    want = Y[0] + (np.array([0.5, 0.2]) - Y[0]) * np.exp(-np.outer(sol.time.values, 1 / np.array([0.8, 1.5]) ** 2))
+    np.testing.assert_allclose(sol.thresholds.values[:, 0], want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_induced_kernel_matches_solve_ivp_of_the_induced_flow(seed):
+    net, X, Y = two_cluster_problem(seed, n=6)
+    weights, _ = rf.layer_parameters(*net.cumulative_parameters())
+    t_eval = np.linspace(0.1, 2.5, 12)
+    ours = solve_kernel_bias_flow(net, X, Y, t_eval, kernel=induced_bias_kernel(weights))
+    ref = solve(net, X, Y, t_eval, method="general", flow="induced_bias", record_events=False)
+    n = min(ours.sizes["time"], ref.sizes["time"])
+    assert n >= 6
+    np.testing.assert_allclose(ours.thresholds.values[:n], ref.thresholds.values[:n], rtol=0, atol=1e-7)
+    assert ours.attrs["kernel"] == "custom"
+
+
+def test_gradient_descent_on_layer_biases_converges_to_the_induced_flow():
+    net, X, Y = two_cluster_problem(1, n=10)
+    weights, biases = rf.layer_parameters(*net.cumulative_parameters())
+    etas = np.array([0.08, 0.04, 0.02])
+    ref = solve_kernel_bias_flow(net, X, Y, np.arange(1, 151) * 0.02, kernel=induced_bias_kernel(weights))
+    bias_flow = solve(net, X, Y, np.arange(1, 151) * 0.02, method="exact", record_events=False)
+    res = gd_convergence(weights, biases, X, Y, {"induced": ref, "bias": bias_flow}, etas=etas, t_end=3.0,
+                         mode="biases")
+    err = res.threshold_error.sel(reference="induced").values
+    assert np.all(np.diff(err) < 0)
+    assert 0.8 <= convergence_slope(etas, err)[0] <= 1.2
+    # the cumulative bias flow (4.2) is a different flow: its error does not shrink with η
+    assert res.threshold_error.sel(reference="bias").min() > 10 * err[-1]
+
+
+def test_result_conventions():
+    net, X, Y = two_cluster_problem(0)
+    sol = solve_kernel_bias_flow(net, X, Y, [0.5, 1.0])
+    for v in sol.data_vars.values():
+        assert {"long_name", "units"} <= set(v.attrs)
+    assert all(isinstance(a, (str, int, float)) for a in sol.attrs.values())
+    assert sol.requested.values.tolist() == [0, 1, 1]
+
+
+def test_solve_kernel_errors():
+    net, X, Y = two_cluster_problem(0)
+    with pytest.raises(TypeError, match="net must be"):
+        solve_kernel_bias_flow("net", X, Y, [1.0])
+    with pytest.raises(ValueError, match="kernel must have shape"):
+        solve_kernel_bias_flow(net, X, Y, [1.0], kernel=np.eye(3))
+    with pytest.raises(ValueError, match="kernel must be symmetric"):
+        solve_kernel_bias_flow(net, X, Y, [1.0], kernel=np.eye(4) + np.triu(np.ones((4, 4)), 1))
+    with pytest.raises(ValueError, match="positive definite"):
+        solve_kernel_bias_flow(net, X, Y, [1.0], kernel=-np.eye(4))
+    with pytest.raises(ValueError, match="t_eval must be strictly increasing"):
+        solve_kernel_bias_flow(net, X, Y, [1.0, 0.5])
+    with pytest.raises(ValueError, match="t_eval must be non-negative"):
+        solve_kernel_bias_flow(net, X, Y, [-1.0])
+    with pytest.raises(ValueError, match="targets must have shape"):
+        solve_kernel_bias_flow(net, X, Y[:3], [1.0])
+    with pytest.raises(ValueError, match="max_events"):
+        solve_kernel_bias_flow(net, X, Y, [1.0], max_events=0)
+
+
+# --------------------------------------------------------------------------- matching, slopes, convergence
+
+
+def test_matched_time_error_and_slope():
+    times = np.arange(5) * 0.5
+    gd = xr.Dataset({"thresholds": (("time", "a"), np.outer(times, [1.0, 2.0]))}, coords={"time": times})
+    ref_t = np.arange(9) * 0.25
+    ref = xr.Dataset({"thresholds": (("time", "a"), np.outer(ref_t, [1.0, 2.5]))}, coords={"time": ref_t})
+    err, n, t_last = matched_time_error(gd, ref)
+    assert (err, n, t_last) == (pytest.approx(1.0), 5, 2.0)  # 0.5·2.0 at t = 2
+    short = ref.isel(time=slice(0, 5))  # reference up to t = 1: only t ≤ 1 are compared
+    assert matched_time_error(gd, short)[1:] == (3, 1.0)
+    with pytest.raises(ValueError, match="must hold every recorded time"):
+        matched_time_error(gd, ref.isel(time=[0, 1, 3, 4, 5, 6, 7, 8]))
+    with pytest.raises(ValueError, match="variable 'cost'"):
+        matched_time_error(gd, ref, variable="cost")
+    with pytest.raises(TypeError, match="trajectory must be"):
+        matched_time_error({"time": times}, ref)
+    etas = np.array([0.1, 0.05, 0.025])
+    p, c = convergence_slope(etas, 3.0 * etas**1.5)
+    assert p == pytest.approx(1.5, abs=1e-12) and np.exp(c) == pytest.approx(3.0, rel=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        convergence_slope(etas, [1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="equal length"):
+        convergence_slope(etas, [1.0, 2.0])
+
+
+def test_gd_convergence_bias_flow_and_errors():
+    net, X, Y = two_cluster_problem(2, n=10)
+    weights, biases = rf.layer_parameters(*net.cumulative_parameters())
+    etas = [0.1, 0.05, 0.025, 0.0125]
+    ref = solve(net, X, Y, np.arange(1, 241) * 0.0125, method="exact", record_events=False)
+    res = gd_convergence(weights, biases, X, Y, ref, etas=etas, t_end=3.0, mode="adapted")
+    assert res.n_steps.values.tolist() == [30, 60, 120, 240]
+    assert np.all(res.t_compared.values == pytest.approx(3.0))
+    assert 0.8 <= convergence_slope(etas, res.threshold_error.values[0])[0] <= 1.2
+    assert res.cost_error.values[0, -1] < 0.05
+    with pytest.raises(TypeError, match="references must be"):
+        gd_convergence(weights, biases, X, Y, [ref], etas=etas, t_end=3.0, mode="adapted")
+    with pytest.raises(ValueError, match="etas must be"):
+        gd_convergence(weights, biases, X, Y, ref, etas=[0.1, -0.1], t_end=3.0, mode="adapted")
+    with pytest.raises(ValueError, match="t_end must be"):
+        gd_convergence(weights, biases, X, Y, ref, etas=etas, t_end=0.0, mode="adapted")
+
+
+def test_effective_comparison_one_layer():
+    net, X, Y = two_cluster_problem(0, n=10, L=1)
+    # ρ = 0, one layer: layer and cumulative parameters coincide, so both runs are the same descent
+    same = effective_comparison(net, X, Y, weight_lr_ratio=0.0, lr=0.05, n_steps=60, record_every=6)
+    assert same.cost_error.max() <= 1e-12 and same.threshold_error.max() <= 1e-12
+    assert same.count_error.max() == 0 and same.adaptedness.max() <= 1e-12
+    Wc, bc = net.cumulative_parameters()
+    assert float(same.cost_gd[0]) == pytest.approx(input_cost(Wc, bc, X, Y), rel=1e-12)
+    assert same.time.values[-1] == pytest.approx(3.0)
+    moving = effective_comparison(net, X, Y, weight_lr_ratio=1.0, lr=0.05, n_steps=60, record_every=6)
+    assert moving.adaptedness[0] <= 1e-12 < moving.adaptedness[-1]
+    assert moving.cost_error.max() > 1e-3 and bool(moving.completed.all())
+    with pytest.raises(TypeError, match="net must be"):
+        effective_comparison(Wc, X, Y, weight_lr_ratio=1.0, lr=0.05, n_steps=6)
+    with pytest.raises(ValueError, match="n_steps"):
+        effective_comparison(net, X, Y, weight_lr_ratio=1.0, lr=0.05, n_steps=0)
+
+
+# --------------------------------------------------------------------------- flow_spectrum
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), M=st.integers(1, 4))
+def test_flow_spectrum_one_layer(seed, M):
+    net, X, Y = random_problem(seed, M, 1, 20)
+    sol = solve(net, X, Y, np.linspace(0.1, 4.0, 25), method="exact", record_events=False)
+    spec = flow_spectrum(sol, net, X, Y)
+    R, lam = net.frames[0], net.scales[0]
+    for s, theta in enumerate(sol.thresholds.values[:, 0]):
+        u = X @ R.T
+        if np.any(np.abs(u - theta) <= 1e-12):  # a threshold resting on a point (sliding): a rounding-level tie
+            continue
+        n = (u <= theta).sum(axis=0)  # counts directly from u = R x and θ
+        assert np.array_equal(spec.truncation_counts.values[s, 0], n)
+        want = np.sort((n / lam**2)[n > 0])
+        got = np.sort(spec.gram_eigenvalues.values[s][: spec.gram_rank.values[s]])
+        np.testing.assert_allclose(got, want, rtol=1e-10)
+        assert spec.lambda_min.values[s] == 0.0
+        if n.any():
+            assert spec.lambda_min_plus.values[s] == pytest.approx(want.min(), rel=1e-10)
+    np.testing.assert_allclose(spec.cost.values, sol.cost.values, rtol=1e-10)
+    total = spec.residual_range_norm**2 + spec.residual_orthogonal_norm**2
+    np.testing.assert_allclose(total.values, 2 * X.shape[0] * spec.cost.values, rtol=1e-10)
+    drift = spec.orthogonal_drift.values
+    assert np.nanmax(drift, initial=0.0) <= 1e-10  # constant between events
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_flow_spectrum_terminal_metric(seed):
+    # one layer with a terminal W_out: Dᵀ D = (TᵀT) ⊙ (W_outᵀ W_out) with the cumulative terminal fixed,
+    # (UᵀU) ⊙ (W_outᵀ W_out) with the layer's own (W_out, b_out) fixed; T from u = R x ≤ θ, U = 1 − T
+    net, X, Y = random_problem(seed, 3, 1, 12)
+    rng = np.random.default_rng(seed + 100)
+    W_out = rng.standard_normal((3, 3))
+    sol = solve(net, X, Y, np.linspace(0.2, 3.0, 8), method="exact", record_events=False)
+    cum = flow_spectrum(sol, net, X, Y, W_out=W_out, terminal="cumulative")
+    lay = flow_spectrum(sol, net, X, Y, W_out=W_out, terminal="layer")
+    assert "cost" not in cum and cum.attrs["outputs"].endswith("cumulative terminal parameters fixed")
+    metric = W_out.T @ W_out
+    for s, theta in enumerate(sol.thresholds.values[:, 0]):
+        u = X @ net.frames[0].T
+        if np.any(np.abs(u - theta) <= 1e-12):  # rounding-level tie (sliding point)
+            continue
+        T = (u <= theta).astype(float)
+        for spec, ind in ((cum, T), (lay, 1.0 - T)):
+            want = np.sort(np.linalg.eigvalsh((ind.T @ ind) * metric))[::-1]
+            np.testing.assert_allclose(spec.gram_eigenvalues.values[s], want, rtol=1e-10, atol=1e-10 * want.max())
+    # W^(2) = W_out W orthogonal: the metric is the identity and the spectrum is n_k/λ_k² again
+    Wc, _ = net.cumulative_parameters()
+    Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    ortho = flow_spectrum(sol, net, X, Y, W_out=Q @ np.linalg.inv(Wc[0]), terminal="cumulative")
+    plain = flow_spectrum(sol, net, X, Y)
+    np.testing.assert_allclose(ortho.gram_eigenvalues.values, plain.gram_eigenvalues.values, rtol=1e-10,
+                               atol=1e-12)
+
+
+def test_flow_spectrum_errors():
+    net, X, Y = random_problem(0, 2, 1, 5)
+    sol = solve(net, X, Y, [1.0], method="exact")
+    with pytest.raises(TypeError, match="solution must be"):
+        flow_spectrum(sol.thresholds, net, X, Y)
+    deep, _, _ = random_problem(0, 2, 2, 5)
+    with pytest.raises(ValueError, match="to match net"):
+        flow_spectrum(sol, deep, X, Y)
+    with pytest.raises(ValueError, match="rtol"):
+        flow_spectrum(sol, net, X, Y, rtol=-1.0)
+    with pytest.raises(ValueError, match="terminal must be"):
+        flow_spectrum(sol, net, X, Y, W_out=np.eye(2), terminal="output")
+    with pytest.raises(ValueError, match="W_out must have shape"):
+        flow_spectrum(sol, net, X, Y, W_out=np.eye(3))
