@@ -11,6 +11,7 @@ K_ℓ = {x : R_ℓ x ≥ θ_ℓ}.
 - ‖offdiag(W Wᵀ)‖_F / ‖diag(W Wᵀ)‖_F                    → :func:`adaptedness`
 - Rᵀ max(R x, θ), the projection onto K                 → :func:`cone_projection`
 - apex p_ℓ = R_ℓᵀ θ_ℓ                                   → :attr:`AdaptedNetwork.apexes`
+- a frame: the rotation by an angle in one coordinate plane → :func:`rotation`
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "adaptedness",
     "cone_projection",
     "random_adapted_network",
+    "rotation",
 ]
 
 #: Default tolerance for orthogonality checks (‖RᵀR − 1‖ and the adaptedness of W).
@@ -183,3 +185,28 @@ def random_adapted_network(M: int, L: int, *, seed=None, common_frame: bool = Fa
     lam = rng.uniform(lo, hi, size=(L, M))
     theta = threshold_scale * rng.standard_normal((L, M))
     return adapted_network(R, lam, theta)
+
+
+def rotation(degrees, dim: int = 2, plane=(0, 1)) -> np.ndarray:
+    """Rotation by ``degrees`` in one coordinate plane: R[i,i] = R[j,j] = cos a, R[j,i] = −R[i,j] = sin a.
+
+    For ``dim = 2`` and the default plane this is the counter-clockwise rotation
+    [[cos a, −sin a], [sin a, cos a]], a = ``degrees`` · π/180. In higher dimension it is the Givens
+    rotation in the plane of the coordinates ``plane = (i, j)``, the identity elsewhere. The result is
+    in SO(dim); used as a frame R_ℓ its rows are the activation directions.
+    """
+    if isinstance(degrees, (bool, np.bool_)) or not isinstance(degrees, (int, float, np.integer, np.floating)):
+        raise TypeError(f"degrees must be a real number; got {type(degrees).__name__} {degrees!r}")
+    if not np.isfinite(degrees):
+        raise ValueError(f"degrees must be finite; got {degrees!r}")
+    dim = check_positive_int(dim, "dim", minimum=2)
+    try:
+        i, j = (int(v) for v in plane)
+    except (TypeError, ValueError):
+        raise TypeError(f"plane must be a pair of coordinate indices (i, j); got {plane!r}") from None
+    if not (0 <= i < dim and 0 <= j < dim and i != j):
+        raise ValueError(f"plane must hold two different indices in 0..{dim - 1}; got {plane!r}")
+    a = np.deg2rad(degrees)
+    R = np.eye(dim)
+    R[i, i], R[i, j], R[j, i], R[j, j] = np.cos(a), -np.sin(a), np.sin(a), np.cos(a)
+    return R

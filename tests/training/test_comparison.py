@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import reluflow as rf
 from reluflow.dynamics.solver import solve
+from reluflow.theory.adapted import rotation
 from reluflow.theory.costs import input_cost, targets_by_label
 from reluflow.theory.flows import induced_bias_kernel
 from reluflow.training.comparison import (
@@ -26,11 +27,6 @@ from reluflow.training.comparison import (
     matched_time_error,
     solve_kernel_bias_flow,
 )
-
-
-def rotation(degrees):
-    a = np.deg2rad(degrees)
-    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 
 
 def two_cluster_problem(seed, n=12, L=2):
