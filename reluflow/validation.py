@@ -110,6 +110,40 @@ def as_positive_float(value, name: str) -> float:
     return value
 
 
+def as_nonnegative_float(value, name: str) -> float:
+    """A non-negative, finite real scalar (bool refused); 0 is allowed."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a non-negative number; got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a non-negative finite number; got {value!r}")
+    return value
+
+
+def as_terminal_weights(W_out, dim: int, name: str = "W_out") -> np.ndarray:
+    """Terminal weights W_out of shape (Q, dim) with Q ≥ 1."""
+    W_out = as_real_array(W_out, name, ndim=2)
+    if W_out.shape[1] != dim or W_out.shape[0] == 0:
+        raise ValueError(f"{name} must have shape (Q, {dim}) with Q >= 1; got shape {W_out.shape}")
+    return W_out
+
+
+def as_terminal_layer(W_out, b_out, dim: int, *, required: bool = False):
+    """A terminal layer x^(L+1) = W_out x^(L) + b_out: ``W_out`` (Q, dim) with Q ≥ 1 and ``b_out`` (Q,), given
+    together; ``(None, None)`` when both are None and not ``required``."""
+    if (W_out is None) != (b_out is None):
+        raise ValueError(
+            f"W_out and b_out must be given together; got W_out={'None' if W_out is None else 'an array'}, "
+            f"b_out={'None' if b_out is None else 'an array'}"
+        )
+    if W_out is None:
+        if required:
+            raise ValueError(f"a terminal layer is needed: pass W_out (Q, {dim}) and b_out (Q,); got W_out=None")
+        return None, None
+    W_out = as_terminal_weights(W_out, dim)
+    return W_out, as_vector(b_out, "b_out", W_out.shape[0])
+
+
 def as_times(t_eval, name: str = "t_eval") -> np.ndarray:
     """Non-empty, non-negative, strictly increasing output times (the flows start at t = 0)."""
     t = as_real_array(t_eval, name, ndim=1)

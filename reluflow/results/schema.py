@@ -100,6 +100,8 @@ VARIABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "residual_range_norm": (("time",), "|component of the residual in range(D)|"),
     "residual_orthogonal_norm": (("time",), "|component of the residual orthogonal to range(D)|"),
     "cost_bound": (("time",), "spectral-gap bound C(0) exp(-2 lambda t / N)"),
+    "orthogonal_drift": (("time",), "|change of the residual component orthogonal to range(D) since the previous "
+                                    "time| (NaN where the truncation pattern changed)"),
 }
 
 

@@ -21,7 +21,7 @@ Map from quantity to oracle (each returns what the named library function return
 - Ṙ (4.4), by differentiating A ↦ C(expm(A) R_ℓ) over skew A at A = 0 → :func:`oracle_frame_flow`
 - ∇_c C, ∇_p C, K, ḃ^(ℓ), ċ (4.5)                  → :func:`oracle_cumulative_gradient`, :func:`oracle_layer_gradient`,
   :func:`oracle_induced_bias_kernel`, :func:`oracle_induced_bias_flow`, :func:`oracle_induced_cumulative_flow`
-- tie margin, relative error                       → :func:`tie_margin`, :func:`relative_error`
+- tie margin, relative error                       → :func:`tie_margin`, :func:`frobenius_relative_error`
 - one random instance / the whole battery          → :func:`draw_instance`, :func:`check_instance`,
   :func:`verification_battery`
 - sympy: one-layer one-cluster flow, its closed form and event time, conservation law of (4.3)
@@ -99,7 +99,7 @@ __all__ = [
     "oracle_induced_bias_flow",
     "oracle_induced_cumulative_flow",
     "tie_margin",
-    "relative_error",
+    "frobenius_relative_error",
     "draw_instance",
     "check_instance",
     "verification_battery",
@@ -537,7 +537,7 @@ def tie_margin(Wc, bc, X) -> float:
     return float(min(margins))
 
 
-def relative_error(value, reference) -> float:
+def frobenius_relative_error(value, reference) -> float:
     """‖value − reference‖_F / ‖reference‖_F, or the absolute ‖value − reference‖_F when the reference is 0.
 
     Arrays or sequences of arrays (compared entry by entry, as one concatenated vector).
@@ -668,17 +668,17 @@ def check_instance(inst: OracleInstance, *, methods=METHODS, step: float = FD_ST
     N, M, L, _ = inst.shape
 
     # Value identities (no derivative).
-    e_cost = relative_error(input_cost(Wc, bc, X, Y, **kw), plain_input_cost(Wc, bc, X, Y, **kw))
+    e_cost = frobenius_relative_error(input_cost(Wc, bc, X, Y, **kw), plain_input_cost(Wc, bc, X, Y, **kw))
     W_total, b_total = output_cumulative_parameters(inst.weights, inst.biases, inst.W_out, inst.b_out)
     y_in = pullback_targets(inst.weights, inst.biases, inst.W_out, inst.b_out, inst.output_targets)
-    e_identity = relative_error(
+    e_identity = frobenius_relative_error(
         pulled_back_cost(Wc, bc, W_total, X, y_in, **kw),
         output_cost(inst.weights, inst.biases, inst.W_out, inst.b_out, X, inst.output_targets, **kw),
     )
     rng = np.random.default_rng([N, M, L])  # fixed by the instance's shape only
     W_orth = haar_orthogonal(rng, M) @ np.linalg.inv(Wc[-1])  # then W^(L+1) = W_orth W^(L) is orthogonal
     b_orth, y_orth = rng.standard_normal(M), rng.standard_normal((N, M))
-    e_orth = relative_error(
+    e_orth = frobenius_relative_error(
         input_cost(Wc, bc, X, pullback_targets(inst.weights, inst.biases, W_orth, b_orth, y_orth), **kw),
         output_cost(inst.weights, inst.biases, W_orth, b_orth, X, y_orth, **kw),
     )
@@ -716,7 +716,7 @@ def check_instance(inst: OracleInstance, *, methods=METHODS, step: float = FD_ST
             oracle["one_layer_threshold_flow"] = oracle["bias_flow"]
         for name in EQUATIONS:
             if name in oracle:
-                out[name][method] = relative_error(library[name], oracle[name])
+                out[name][method] = frobenius_relative_error(library[name], oracle[name])
         out["one_layer_threshold_flow"].setdefault(method, np.nan)
         # d(λ² + b²)/dt = 2λλ̇ + 2bḃ from the oracle's own rates, relative to the size of the two terms.
         lam, b = net.scales, -net.scales * net.thresholds

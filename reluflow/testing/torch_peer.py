@@ -23,7 +23,8 @@ def train_torch(weights, biases, X, targets, *, mode: str = "biases", cost: str 
     """Gradient descent p ← p − η_p ∇_p C in PyTorch (float64, CPU), with the conventions of :func:`reluflow.train`.
 
     Arguments as in :func:`reluflow.train` (validated there; this peer assumes valid input). Returns a
-    dict of numpy arrays over the recorded steps: ``step``, ``cost``, ``cumulative_weights`` (S, L, M, M),
+    dict of numpy arrays over the recorded steps: ``time`` (t = step·η, as in the ``time`` dimension of
+    :func:`reluflow.train`), ``step``, ``cost``, ``cumulative_weights`` (S, L, M, M),
     ``cumulative_biases`` (S, L, M) and, with a terminal layer, ``output_weights``, ``output_biases``.
     """
     import torch
@@ -130,4 +131,4 @@ def train_torch(weights, biases, X, targets, *, mode: str = "biases", cost: str 
                 if mode != "biases":
                     Wo -= eta_w * gWo
     out = {k: np.asarray(v) for k, v in rec.items() if v}
-    return out
+    return {"time": out["step"] * eta, **out}

@@ -26,7 +26,7 @@ from reluflow.theory.truncation import apex, truncated_data, truncation_map
 from reluflow.validation import MAX_CONDITION, as_points, as_square_invertible, as_vector
 
 __all__ = [
-    "relative_error",
+    "max_relative_error",
     "representation_error",
     "polyhedral_projection",
     "slsqp_projection",
@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-def relative_error(a, ref) -> float:
+def max_relative_error(a, ref) -> float:
     """max |a − ref| / max(1, max |ref|)."""
     a, ref = np.asarray(a, float), np.asarray(ref, float)
     return float(np.abs(a - ref).max() / max(1.0, float(np.abs(ref).max())))
@@ -46,7 +46,7 @@ def representation_error(weights, biases, X, *, max_condition: float = MAX_CONDI
     Wc, bc = cumulative_parameters(weights, biases, max_condition=max_condition)
     xs = forward(weights, biases, X)
     xt = truncated_data(Wc, bc, X, max_condition=max_condition)
-    return max(relative_error(xt[l + 1] @ Wc[l].T + bc[l], xs[l]) for l in range(len(Wc)))
+    return max(max_relative_error(xt[l + 1] @ Wc[l].T + bc[l], xs[l]) for l in range(len(Wc)))
 
 
 def polyhedral_projection(W, b, Y, *, max_dim: int = 10) -> np.ndarray:
@@ -133,12 +133,12 @@ def truncation_identities(widths, depths, *, n_networks: int, n_points: int, see
                     v = np.abs(rng.standard_normal((n_points, M)))
                     on_cone = p + np.linalg.solve(W, v.T).T          # Wx + b = v ≥ 0
                     off_cone = p - np.linalg.solve(W, v.T).T         # Wx + b = −v ≤ 0
-                    e["idempotence"] = max(e["idempotence"], relative_error(truncation_map(W, b, tx), tx))
-                    e["scale_invariance"] = max(e["scale_invariance"], relative_error(
+                    e["idempotence"] = max(e["idempotence"], max_relative_error(truncation_map(W, b, tx), tx))
+                    e["scale_invariance"] = max(e["scale_invariance"], max_relative_error(
                         truncation_map(lam[:, None] * W, lam * b, x), tx))
-                    e["identity_on_cone"] = max(e["identity_on_cone"], relative_error(
+                    e["identity_on_cone"] = max(e["identity_on_cone"], max_relative_error(
                         truncation_map(W, b, on_cone), on_cone))
-                    e["apex_on_complement"] = max(e["apex_on_complement"], relative_error(
+                    e["apex_on_complement"] = max(e["apex_on_complement"], max_relative_error(
                         truncation_map(W, b, off_cone), np.broadcast_to(p, off_cone.shape)))
                 errs.update(e)
                 for n in names:
@@ -181,14 +181,15 @@ def projection_checks(widths, *, n_networks: int, n_points: int, seed: int, n_sl
             Y = net.apexes[0] + 1.5 * rng.standard_normal((n_points, M))
             tau = truncation_map(W, b, Y)
             out["cone_formula"][i] = max(out["cone_formula"][i],
-                                         relative_error(tau, cone_projection(net.frames[0], net.thresholds[0], Y)))
-            out["active_set_qp"][i] = max(out["active_set_qp"][i], relative_error(tau, polyhedral_projection(W, b, Y)))
+                                         max_relative_error(tau, cone_projection(net.frames[0], net.thresholds[0], Y)))
+            out["active_set_qp"][i] = max(out["active_set_qp"][i],
+                                          max_relative_error(tau, polyhedral_projection(W, b, Y)))
             k = min(n_slsqp, n_points)
-            out["slsqp"][i] = max(out["slsqp"][i], relative_error(tau[:k], slsqp_projection(W, b, Y[:k])))
+            out["slsqp"][i] = max(out["slsqp"][i], max_relative_error(tau[:k], slsqp_projection(W, b, Y[:k])))
             Wn, bn = (w[0] for w in random_network(M, 1, seed=rng, bias_scale=1.0))
             if M > 1:
                 Yn = apex(Wn, bn) + 1.5 * rng.standard_normal((n_points, M))
-                gap = relative_error(truncation_map(Wn, bn, Yn), polyhedral_projection(Wn, bn, Yn))
+                gap = max_relative_error(truncation_map(Wn, bn, Yn), polyhedral_projection(Wn, bn, Yn))
                 out["nonadapted_gap"][i] = max(out["nonadapted_gap"][i], gap)
             adapt.append(adaptedness(Wn))
         out["nonadapted_adaptedness"][i] = float(np.median(adapt))

@@ -15,9 +15,9 @@ Map from formula to function:
 - unconstrained gradient descent (mode ``"full"``) against the effective scale-and-bias flow
   λ̇ = ρ θ g/λ, θ̇ = −(1 + ρθ²) g/λ² (g = ∂C/∂θ, frames frozen; ρ = 0 is the bias flow (4.2)),
   discretised with the same step η (mode ``"adapted"``)                               → :func:`effective_comparison`
-- along a solution θ(t) of a threshold flow: D = ∂x^(τ,L)/∂b^(ℓ), the eigenvalues of D Dᵀ, λ_min,
-  λ_min⁺, the rates n_k/λ_k² and the split of the residual r = x^(τ,L) − ỹ into its components in
-  range(D) and orthogonal to it                                                           → :func:`flow_spectrum`
+
+The spectrum of D Dᵀ along a flow solution or a gradient-descent run is
+:func:`reluflow.training.spectral.spectral_trajectory`.
 
 Why the kernel form. For a fixed truncation pattern x^(τ,L) = a + Bθ, so ∂C/∂θ = Gθ + h with
 G = Σ_i w_i B_iᵀB_i and h = Σ_i w_i B_iᵀ(a_i − ỹ_i). With H = Λ^-1 K Λ^-1 = C Cᵀ (Cholesky) and
@@ -52,11 +52,10 @@ from reluflow.dynamics.events import (
     next_crossing,
 )
 from reluflow.dynamics.solver import _event_values
+from reluflow.results.schema import make_dataset
 from reluflow.theory.adapted import AdaptedNetwork
 from reluflow.theory.network import layer_parameters
-from reluflow.theory.truncation import truncated_data, truncation_pattern
 from reluflow.training.gd import train
-from reluflow.training.spectral import bias_flow_rates, output_jacobian, truncated_bias_jacobian
 from reluflow.validation import (
     as_point_weights,
     as_points,
@@ -73,7 +72,6 @@ __all__ = [
     "convergence_slope",
     "gd_convergence",
     "effective_comparison",
-    "flow_spectrum",
 ]
 
 _EPS = np.finfo(float).eps
@@ -289,13 +287,12 @@ def matched_time_error(trajectory: xr.Dataset, reference: xr.Dataset, *, variabl
     ``trajectory`` is a gradient-descent run of :func:`reluflow.training.gd.train` (``time`` = step·η);
     ``reference`` any Dataset with a ``time`` coordinate (e.g. a flow solution), which must hold every
     recorded time kη up to its own last time, to a relative tolerance of 1e-9. ``variable`` names the
-    quantity in both (``"thresholds"`` or ``"cost"``; for counts, ``truncation_counts`` and
-    ``n_truncated`` are paired). Returns ``(error, n_matched, t_last)``: the maximum absolute error,
+    quantity in both (``"thresholds"``, ``"cost"`` or ``"n_truncated"``). Returns
+    ``(error, n_matched, t_last)``: the maximum absolute error,
     the number of matched times and the last matched time.
     """
-    ref_var = "n_truncated" if variable == "truncation_counts" else variable
     _check_recorded(trajectory, "trajectory", variable)
-    _check_recorded(reference, "reference", ref_var)
+    _check_recorded(reference, "reference", variable)
     t = np.asarray(trajectory["time"].values, dtype=float)
     tr = np.asarray(reference["time"].values, dtype=float)
     keep = t <= tr[-1] * (1 + TIME_MATCH_RTOL) + TIME_MATCH_RTOL
@@ -308,7 +305,7 @@ def matched_time_error(trajectory: xr.Dataset, reference: xr.Dataset, *, variabl
         raise ValueError(f"reference must hold every recorded time kη of the trajectory; time {t[bad][0]:.12g} "
                          f"is missing (nearest {tr[j[bad][0]]:.12g})")
     a = np.asarray(trajectory[variable].values, dtype=float)[keep]
-    b = np.asarray(reference[ref_var].values, dtype=float)[j]
+    b = np.asarray(reference[variable].values, dtype=float)[j]
     if a.shape != b.shape:
         raise ValueError(f"{variable} has shape {a.shape[1:]} per time in the trajectory and {b.shape[1:]} in the "
                          "reference")
@@ -358,7 +355,7 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
         n_steps[e] = n
         traj = train(weights, biases, X, targets, mode=mode, cost="input", lr=float(eta),
                      weight_lr_ratio=weight_lr_ratio, n_steps=n, record_every=1, progress=False)
-        if traj.attrs["status"] != "completed":
+        if traj.attrs["status"] != 0:
             raise ValueError(f"gradient descent with eta={eta:g} stopped early: {traj.attrs['message']}")
         for r, name in enumerate(names):
             ref = references[name]
@@ -367,7 +364,7 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
             out["t_compared"][r, e] = t_last
             out["cost_error"][r, e] = matched_time_error(traj, ref, variable="cost")[0]
             if "n_truncated" in ref:
-                out["count_error"][r, e] = matched_time_error(traj, ref, variable="truncation_counts")[0]
+                out["count_error"][r, e] = matched_time_error(traj, ref, variable="n_truncated")[0]
     one = {"units": "1"}
     dims = ("reference", "eta")
     data = {
@@ -398,12 +395,14 @@ def effective_comparison(net, X, targets, *, weight_lr_ratio: float, lr: float, 
       (for ρ = 0 the bias flow (4.2)), discretised by the same gradient steps in the adapted
       coordinates (mode ``"adapted"``), which converge to it as η → 0 at order η.
 
-    Returns a Dataset over ``time`` (the recorded t = kη): ``cost_gd``, ``cost_effective``,
-    ``cost_error`` |C_GD − C_eff|/C(0), ``threshold_error`` max_{ℓ,k} |θ_GD − θ_eff| (θ = −b^(ℓ)_k/|row k
-    of W^(ℓ)|), ``count_error`` max_{ℓ,k} |n_GD − n_eff|/N (truncation counts), ``adaptedness`` (the
-    largest non-adaptedness over the layers of the gradient-descent network) and ``completed``
-    (1 while both runs were still going; a run that stops early, e.g. on ill-conditioned weights,
-    leaves NaN afterwards).
+    Returns a Dataset in the schema of :mod:`reluflow.results.schema` over ``time`` (the recorded
+    t = kη, with ``step`` = k) and ``layer``: ``adaptedness`` (time, layer) of the gradient-descent network
+    and, specific to this comparison, ``cost_gd``, ``cost_effective``, ``cost_error`` |C_GD − C_eff|/C(0),
+    ``threshold_error`` max_{ℓ,k} |θ_GD − θ_eff| (θ = −b^(ℓ)_k/|row k of W^(ℓ)|), ``count_error``
+    max_{ℓ,k} |n_GD − n_eff|/N (truncation counts) and ``completed`` (1 while both runs were still going;
+    a run that stops early, e.g. on ill-conditioned weights, leaves NaN afterwards). ``status`` is 0 when
+    both runs completed, else the code of the first run that stopped (gradient descent first); the
+    attributes ``status_gd`` and ``status_effective`` hold both codes.
     """
     net = _as_adapted(net)
     X = as_points(X, "X", dim=net.width)
@@ -430,150 +429,24 @@ def effective_comparison(net, X, targets, *, weight_lr_ratio: float, lr: float, 
     c_gd, c_ef = on_grid(gd, "cost"), on_grid(ef, "cost")
     c0 = float(c_ef[0])
     th_err = np.abs(on_grid(gd, "thresholds") - on_grid(ef, "thresholds")).max(axis=(1, 2))
-    n_err = np.abs(on_grid(gd, "truncation_counts") - on_grid(ef, "truncation_counts")).max(axis=(1, 2)) / N
+    n_err = np.abs(on_grid(gd, "n_truncated") - on_grid(ef, "n_truncated")).max(axis=(1, 2)) / N
     completed = np.isfinite(c_gd) & np.isfinite(c_ef)
-    one = {"units": "1"}
-    data = {
-        "cost_gd": (("time",), c_gd, {"long_name": "cost C under unconstrained gradient descent", **one}),
-        "cost_effective": (("time",), c_ef, {"long_name": "cost C under the effective scale-and-bias flow", **one}),
-        "cost_error": (("time",), np.abs(c_gd - c_ef) / c0,
-                       {"long_name": "relative cost error |C_GD - C_eff| / C(0)", **one}),
-        "threshold_error": (("time",), th_err, {"long_name": "max |theta_GD - theta_eff| over layers and "
-                                                             "coordinates", **one}),
-        "count_error": (("time",), n_err, {"long_name": "max |n_GD - n_eff| / N over layers and coordinates", **one}),
-        "adaptedness": (("time",), on_grid(gd, "adaptedness").max(axis=1),
-                        {"long_name": "non-adaptedness of the gradient-descent network (max over layers)", **one}),
-        "completed": (("time",), completed.astype(np.int8), {"long_name": "1 while both runs were going", **one}),
+    t = ("time",)
+    extra = {
+        "cost_gd": (t, c_gd, "cost C under unconstrained gradient descent"),
+        "cost_effective": (t, c_ef, "cost C under the effective scale-and-bias flow"),
+        "cost_error": (t, np.abs(c_gd - c_ef) / c0, "relative cost error |C_GD - C_eff| / C(0)"),
+        "threshold_error": (t, th_err, "max |theta_GD - theta_eff| over layers and coordinates"),
+        "count_error": (t, n_err, "max |n_GD - n_eff| / N over layers and coordinates"),
+        "completed": (t, completed.astype(np.int8), "1 while both runs were going"),
     }
-    coords = {"time": ("time", times, {"long_name": "time t = k eta", **one})}
-    return xr.Dataset(data, coords=coords, attrs={"weight_lr_ratio": float(weight_lr_ratio), "lr": float(lr),
-                                                  "status_gd": gd.attrs["status"],
-                                                  "status_effective": ef.attrs["status"]})
-
-
-# --------------------------------------------------------------------------- spectrum along a solution
-
-
-TERMINALS = ("cumulative", "layer")
-
-
-def flow_spectrum(solution: xr.Dataset, net, X, targets, *, W_out=None, terminal: str = "cumulative",
-                  rtol: float | None = None) -> xr.Dataset:
-    """Eigenvalues of D Dᵀ, λ_min, λ_min⁺, rates n_k/λ_k² and the residual split along a threshold-flow solution.
-
-    At each time of ``solution`` (a Dataset with ``time`` and ``thresholds`` (time, layer, coordinate),
-    e.g. from :func:`reluflow.dynamics.solver.solve` or :func:`solve_kernel_bias_flow`), with the frames and
-    scales of ``net``: D = ∂x^(τ,L)/∂b^(ℓ) (:func:`reluflow.training.spectral.truncated_bias_jacobian`, N·M rows,
-    L·M columns); the L·M largest eigenvalues of D Dᵀ (the others are 0), its rank (singular values
-    above ``rtol``·σ_max, default max(N·M, L·M)·ε), λ_min(D Dᵀ) (0 whenever N·M > L·M), λ_min⁺; the
-    counts n_{ℓ,k} and rates n_{ℓ,k}/λ_{ℓ,k}² (for one layer the nonzero eigenvalues); the residual
-    r = x^(τ,L) − ỹ stacked (N·M), its norms in range(D) and orthogonal to it, and the drift
-    |P⊥(t) r(t) − P⊥(t') r(t')| of the orthogonal component from the previous time t' when the
-    truncation pattern is unchanged (NaN otherwise). The relations ∂_t r = −(1/N) D Dᵀ r behind them
-    assume uniform weights 1/N.
-
-    With a terminal layer ``W_out`` (Q, M), D is the Jacobian of the outputs x^(L+1) = W_out x^(L) + b_out
-    (N·Q rows) with respect to the cumulative biases, in one of two conventions:
-
-    - ``terminal="cumulative"``: the cumulative terminal parameters W^(L+1) = W_out W^(L), b^(L+1) are held
-      fixed (so the targets pulled back to input space do not move):
-      D = (1_N ⊗ W^(L+1)) ∂x^(τ,L)/∂b; for one layer Dᵀ D = (TᵀT) ⊙ (W_outᵀ W_out), T the truncation indicators;
-    - ``terminal="layer"``: the terminal layer's own (W_out, b_out) are held fixed, as in an ordinary network
-      (:func:`reluflow.training.spectral.output_jacobian` with ``"cumulative_biases"``); for one layer
-      Dᵀ D = (UᵀU) ⊙ (W_outᵀ W_out), U = 1 − T the indicators of the untruncated coordinates.
-
-    The residual variables and ``cost`` are then left out (they belong to the input cost).
-    """
-    net = _as_adapted(net)
-    if not isinstance(solution, xr.Dataset) or "thresholds" not in solution or "time" not in solution.coords:
-        raise TypeError("solution must be an xarray.Dataset with a 'time' coordinate and 'thresholds'")
-    X = as_points(X, "X", dim=net.width)
-    N, M = X.shape
-    L = net.depth
-    Y = as_targets(targets, N, M)
-    theta = np.asarray(solution["thresholds"].values, dtype=float)
-    if theta.shape[1:] != (L, M):
-        raise ValueError(f"solution thresholds must have shape (time, {L}, {M}) to match net; got {theta.shape}")
-    if rtol is not None and not (np.isfinite(rtol) and rtol >= 0):
-        raise ValueError(f"rtol must be a finite number >= 0; got {rtol!r}")
-    if not isinstance(terminal, str) or terminal not in TERMINALS:
-        raise ValueError(f"terminal must be one of {TERMINALS}; got {terminal!r}")
-    if W_out is not None:
-        W_out = as_real_array(W_out, "W_out", ndim=2)
-        if W_out.shape[1] != M or W_out.shape[0] == 0:
-            raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
-    T = theta.shape[0]
-    K = L * M
-    eig = np.zeros((T, K))
-    rank = np.empty(T, np.int64)
-    lam_min = np.empty(T)
-    lam_plus = np.full(T, np.nan)
-    counts = np.empty((T, L, M), np.int64)
-    r_range = np.empty(T)
-    r_orth = np.empty(T)
-    drift = np.full(T, np.nan)
-    cost = np.empty(T)
-    prev = None
-    for s in range(T):
-        n_s = AdaptedNetwork(frames=net.frames, scales=net.scales, thresholds=theta[s])
-        Wc, bc = n_s.cumulative_parameters()
-        D = truncated_bias_jacobian(Wc, bc, X)
-        if W_out is not None and terminal == "cumulative":
-            D = np.kron(np.eye(N), W_out @ Wc[-1]) @ D
-        elif W_out is not None:
-            weights, biases = layer_parameters(Wc, bc)
-            D = output_jacobian(weights, biases, W_out, np.zeros(W_out.shape[0]), X, parameters="cumulative_biases")
-        pattern = truncation_pattern(Wc, bc, X)
-        counts[s] = pattern.sum(axis=1)
-        r = (truncated_data(Wc, bc, X)[-1] - Y).ravel()
-        cost[s] = 0.5 * float(r @ r) / N
-        U, sv, _ = np.linalg.svd(D, full_matrices=False)
-        tol = (sv.max() if sv.size else 0.0) * (max(D.shape) * _EPS if rtol is None else rtol)
-        keep = sv > tol
-        eig[s, : sv.size] = sv**2
-        rank[s] = int(keep.sum())
-        lam_min[s] = 0.0 if D.shape[0] > sv.size else float(sv.min() ** 2)
-        if keep.any():
-            lam_plus[s] = float(sv[keep].min() ** 2)
-        if W_out is not None:
-            prev = None
-            continue
-        rr = U[:, keep] @ (U[:, keep].T @ r)
-        ro = r - rr
-        r_range[s] = float(np.linalg.norm(rr))
-        r_orth[s] = float(np.linalg.norm(ro))
-        if prev is not None and np.array_equal(prev[0], pattern):
-            drift[s] = float(np.linalg.norm(ro - prev[1]))
-        prev = (pattern, ro)
-    rates = np.stack([bias_flow_rates(net.scales.ravel(), c.ravel()).reshape(L, M) for c in counts])
-    one = {"units": "1"}
-    tlm = ("time", "layer", "coordinate")
-    data = {
-        "gram_eigenvalues": (("time", "mode"), eig,
-                             {"long_name": "the L*M largest eigenvalues of D D^T, descending (the rest are 0)", **one}),
-        "gram_rank": (("time",), rank, {"long_name": "rank of D", **one}),
-        "lambda_min": (("time",), lam_min, {"long_name": "lambda_min(D D^T)", **one}),
-        "lambda_min_plus": (("time",), lam_plus,
-                            {"long_name": "smallest nonzero eigenvalue of D D^T (NaN if D = 0)", **one}),
-        "truncation_counts": (tlm, counts, {"long_name": "number n_(l,k) of points truncated", **one}),
-        "rates": (tlm, rates, {"long_name": "n_(l,k) / lambda_(l,k)^2", **one}),
-        "residual_range_norm": (("time",), r_range, {"long_name": "|component of r in range(D)|", **one}),
-        "residual_orthogonal_norm": (("time",), r_orth,
-                                     {"long_name": "|component of r orthogonal to range(D)|", **one}),
-        "orthogonal_drift": (("time",), drift,
-                             {"long_name": "|change of the orthogonal component since the previous time| "
-                                           "(NaN where the pattern changed)", **one}),
-        "cost": (("time",), cost, {"long_name": "input-layer cost C_in = |r|^2/(2N)", **one}),
-    }
-    if W_out is not None:
-        for name in ("residual_range_norm", "residual_orthogonal_norm", "orthogonal_drift", "cost"):
-            del data[name]
-    coords = {
-        "time": ("time", np.asarray(solution["time"].values, dtype=float), {"long_name": "flow time t", **one}),
-        "mode": ("mode", np.arange(K), {"long_name": "eigenvalue index (descending)", **one}),
-        "layer": ("layer", np.arange(1, L + 1), {"long_name": "hidden layer l", **one}),
-        "coordinate": ("coordinate", np.arange(M), {"long_name": "activation coordinate k (0-based)", **one}),
-    }
-    attrs = {"n_points": N, "outputs": "x^(tau,L) (input cost)" if W_out is None else
-             f"x^(L+1) with the {terminal} terminal parameters fixed"}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+    codes = {"gd": int(gd.attrs["status"]), "effective": int(ef.attrs["status"])}
+    stopped = [(name, run) for name, run in (("gradient descent", gd), ("effective flow", ef))
+               if run.attrs["status"] != 0]
+    status = int(stopped[0][1].attrs["status"]) if stopped else 0
+    message = "; ".join(f"{name}: {run.attrs['message']}" for name, run in stopped) or "both runs completed"
+    return make_dataset({"adaptedness": on_grid(gd, "adaptedness")},
+                        {"time": times, "step": steps, "layer": np.arange(1, net.depth + 1)},
+                        status=status, message=message, extra_variables=extra,
+                        attrs={"weight_lr_ratio": float(weight_lr_ratio), "lr": float(lr),
+                               "status_gd": codes["gd"], "status_effective": codes["effective"]})

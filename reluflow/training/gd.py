@@ -41,19 +41,24 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from reluflow.results.schema import STATUS_CODES, make_dataset
 from reluflow.theory.adapted import adaptedness, decompose_adapted
 from reluflow.theory.kernels import cumulative_pass, forward_pass, layer_pass
 from reluflow.theory.truncation import truncation_pattern
 from reluflow.validation import (
     MAX_CONDITION,
+    as_nonnegative_float,
+    as_point_weights,
     as_points,
-    as_real_array,
-    as_vector,
+    as_positive_float,
+    as_targets,
+    as_terminal_layer,
     check_positive_int,
     validate_layers,
 )
 
-__all__ = ["MODES", "COSTS", "CostGradient", "backprop_gradient", "backprop_cumulative_gradient", "train"]
+__all__ = ["MODES", "COSTS", "CostGradient", "backprop_gradient", "backprop_cumulative_gradient", "progress_enabled",
+           "train"]
 
 #: Training modes of :func:`train`.
 MODES = ("biases", "adapted", "full", "cumulative")
@@ -177,48 +182,12 @@ def _validate_problem(weights, biases, X, targets, cost, W_out, b_out, point_wei
     M = Ws.shape[1]
     X = as_points(X, "X", dim=M)
     N = X.shape[0]
-    if (W_out is None) != (b_out is None):
-        raise ValueError(
-            f"W_out and b_out must be given together; got W_out={'None' if W_out is None else 'an array'}, "
-            f"b_out={'None' if b_out is None else 'an array'}"
-        )
-    if W_out is not None:
-        W_out = as_real_array(W_out, "W_out", ndim=2)
-        if W_out.shape[1] != M or W_out.shape[0] == 0:
-            raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
-        b_out = as_vector(b_out, "b_out", W_out.shape[0])
-    elif cost == "output":
+    if cost == "output" and W_out is None and b_out is None:
         raise ValueError("cost='output' needs a terminal layer: pass W_out (Q, M) and b_out (Q,); got W_out=None")
+    W_out, b_out = as_terminal_layer(W_out, b_out, M)
     dim = M if cost == "input" else W_out.shape[0]
-    Y = as_real_array(targets, "targets", ndim=2)
-    if Y.shape != (N, dim):
-        space = "input space, (N, M)" if cost == "input" else "output space, (N, Q)"
-        raise ValueError(f"targets for cost={cost!r} must have shape ({N}, {dim}) ({space}); got {Y.shape}")
-    w = _validate_point_weights(point_weights, N)
-    return Ws, bs, X, Y, w, W_out, b_out
-
-
-def _validate_point_weights(point_weights, N):
-    if point_weights is None:
-        return np.full(N, 1.0 / N)
-    w = as_real_array(point_weights, "point_weights", ndim=1)
-    if w.shape != (N,):
-        raise ValueError(f"point_weights must have shape ({N},) (one weight per point); got {w.shape}")
-    if np.any(w < 0):
-        raise ValueError(f"point_weights must be non-negative; got minimum {w.min():.3g}")
-    if not w.sum() > 0:
-        raise ValueError("point_weights must not all be zero; got sum 0")
-    return w
-
-
-def _check_rate(value, name, *, allow_zero):
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}; got {value!r}")
-    return value
+    Y = as_targets(targets, N, dim, f"targets for cost={cost!r}")
+    return Ws, bs, X, Y, as_point_weights(point_weights, N), W_out, b_out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +228,9 @@ def backprop_cumulative_gradient(Wc, bc, X, targets, *, cost: str = "input", W_o
 # Training.
 
 
-def _progress_enabled(progress, n_steps):
+def progress_enabled(progress: bool | None, n_steps: int) -> bool:
+    """Whether :func:`train` shows a progress bar: ``progress`` if given, else ``RELUFLOW_PROGRESS=0|1`` if set,
+    else True for runs of at least :data:`PROGRESS_MIN_STEPS` steps when stderr is a terminal."""
     if progress is not None:
         if not isinstance(progress, bool):
             raise TypeError(f"progress must be True, False or None (automatic); got {progress!r}")
@@ -294,46 +265,29 @@ class _Recorder:
             self.bo.append(b_out.copy())
 
 
-def _trajectory_dataset(rec: _Recorder, lr, attrs):
+def _trajectory_dataset(rec: _Recorder, lr, status, message, attrs):
+    """The recorded trajectory in the schema of :mod:`reluflow.results.schema` (dimension ``time``, t = step·η)."""
     steps = np.asarray(rec.steps, dtype=np.int64)
     Wc = np.stack(rec.Wc)
     bc = np.stack(rec.bc)
     L, M = bc.shape[1:]
     lam = np.linalg.norm(Wc, axis=3)
-    layer_dims = ("step", "layer", "coordinate")
     data = {
-        "cost": (("step",), np.asarray(rec.costs), {"long_name": "cost C at the recorded step", "units": "1"}),
-        "cumulative_weights": (layer_dims + ("input_coordinate",), Wc,
-                               {"long_name": "cumulative weights W^(ℓ) (rows: coordinate k; columns: input space)",
-                                "units": "1"}),
-        "cumulative_biases": (layer_dims, bc, {"long_name": "cumulative biases b^(ℓ)", "units": "1"}),
-        "scales": (layer_dims, lam, {"long_name": "scales λ_ℓ,k = |row k of W^(ℓ)|", "units": "1"}),
-        "thresholds": (layer_dims, -bc / lam,
-                       {"long_name": "thresholds θ_ℓ,k = −b^(ℓ)_k / λ_ℓ,k (the adapted thresholds when "
-                                     "adaptedness is 0)", "units": "1"}),
-        "truncation_counts": (layer_dims, np.stack(rec.counts).astype(np.int64),
-                              {"long_name": "number n_ℓ,k of points truncated in coordinate k of layer ℓ",
-                               "units": "1"}),
-        "adaptedness": (("step", "layer"), np.stack(rec.adapt),
-                        {"long_name": "non-adaptedness |offdiag(W^(ℓ) W^(ℓ)ᵀ)|_F / |diag(W^(ℓ) W^(ℓ)ᵀ)|_F",
-                         "units": "1"}),
+        "cost": np.asarray(rec.costs),
+        "cumulative_weights": Wc,
+        "cumulative_biases": bc,
+        "scales": lam,
+        "thresholds": -bc / lam,
+        "n_truncated": np.stack(rec.counts).astype(np.int64),
+        "adaptedness": np.stack(rec.adapt),
     }
-    coords = {
-        "step": ("step", steps, {"long_name": "gradient-descent step", "units": "1"}),
-        "time": ("step", steps * lr, {"long_name": "time t = step·η (η: bias learning rate)", "units": "1"}),
-        "layer": ("layer", np.arange(1, L + 1), {"long_name": "hidden layer ℓ (1..L)", "units": "1"}),
-        "coordinate": ("coordinate", np.arange(M), {"long_name": "activation coordinate k (0-based)", "units": "1"}),
-        "input_coordinate": ("input_coordinate", np.arange(M),
-                             {"long_name": "input-space coordinate (0-based)", "units": "1"}),
-    }
+    coords = {"time": steps * lr, "step": steps, "layer": np.arange(1, L + 1), "coordinate": np.arange(M),
+              "input_coordinate": np.arange(M)}
     if rec.Wo:
-        Q = rec.Wo[0].shape[0]
-        data["output_weights"] = (("step", "output", "coordinate"), np.stack(rec.Wo),
-                                  {"long_name": "terminal weights W_out = W_{L+1}", "units": "1"})
-        data["output_biases"] = (("step", "output"), np.stack(rec.bo),
-                                 {"long_name": "terminal biases b_out = b_{L+1}", "units": "1"})
-        coords["output"] = ("output", np.arange(Q), {"long_name": "output coordinate (0-based)", "units": "1"})
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+        data["output_weights"] = np.stack(rec.Wo)
+        data["output_biases"] = np.stack(rec.bo)
+        coords["output"] = np.arange(rec.Wo[0].shape[0])
+    return make_dataset(data, coords, status=STATUS_CODES[status], message=message, attrs=attrs)
 
 
 def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "input", lr: float = 0.1,
@@ -365,20 +319,21 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
 
     Returns
     -------
-    xarray.Dataset over ``step`` (with ``time``), ``layer`` (1..L), ``coordinate`` and
+    xarray.Dataset in the schema of :mod:`reluflow.results.schema`, over ``time`` (t = step·η, with the
+    coordinate ``step`` on the same dimension), ``layer`` (1..L), ``coordinate`` and
     ``input_coordinate`` (0..M-1) and ``output`` (0..Q-1): ``cost``, ``cumulative_weights``,
-    ``cumulative_biases``, ``scales``, ``thresholds``, ``truncation_counts``, ``adaptedness`` and, with a
-    terminal layer, ``output_weights``, ``output_biases``. The attribute ``status`` is
-    ``"completed"``, or ``"diverged"`` (non-finite cost or parameters), ``"ill_conditioned"`` or
-    ``"nonpositive_scale"``; a run that stops early keeps its last valid state, warns with a
-    RuntimeWarning and explains itself in the attribute ``message``.
+    ``cumulative_biases``, ``scales``, ``thresholds``, ``n_truncated``, ``adaptedness`` and, with a
+    terminal layer, ``output_weights``, ``output_biases``. The integer attribute ``status`` is a code of
+    :data:`reluflow.results.schema.STATUS`: 0 (completed), −2 (diverged: non-finite cost or parameters),
+    −3 (ill_conditioned) or −4 (nonpositive_scale), with ``status_name``; a run that stops early keeps its
+    last valid state, warns with a RuntimeWarning and explains itself in the attribute ``message``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
     Ws, bs, X, Y, w, W_out, b_out = _validate_problem(weights, biases, X, targets, cost, W_out, b_out,
                                                       point_weights, max_condition)
-    lr = _check_rate(lr, "lr", allow_zero=False)
-    rho = _check_rate(weight_lr_ratio, "weight_lr_ratio", allow_zero=True)
+    lr = as_positive_float(lr, "lr")
+    rho = as_nonnegative_float(weight_lr_ratio, "weight_lr_ratio")
     n_steps = check_positive_int(n_steps, "n_steps")
     record_every = check_positive_int(record_every, "record_every")
     if not isinstance(train_terminal, bool):
@@ -386,7 +341,7 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
     if train_terminal and cost != "output":
         raise ValueError(f"train_terminal=True needs cost='output' (the input cost ignores the terminal layer); "
                          f"got cost={cost!r}")
-    show = _progress_enabled(progress, n_steps)
+    show = progress_enabled(progress, n_steps)
 
     L, M = bs.shape
     W_out = None if W_out is None else W_out.copy()
@@ -488,10 +443,8 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
         "n_steps": n_steps,
         "record_every": record_every,
         "steps_completed": int(steps_completed),
-        "status": status,
-        "message": message,
         "point_weights": "uniform 1/N" if point_weights is None else "custom",
         "train_terminal": int(train_terminal),
         "n_points": int(X.shape[0]),
     }
-    return _trajectory_dataset(rec, lr, attrs)
+    return _trajectory_dataset(rec, lr, status, message, attrs)

@@ -19,8 +19,9 @@ Map from formula to function:
 - λ_min⁺ = min_{k: n_k > 0} n_k/λ_k²                                    → :func:`bias_flow_gap`
 - Dᵀ (1 ⊗ G) D = (TᵀT) ⊙ (W^-T G W^-1), one layer, G = 1 or
   G = (W^(2))ᵀ W^(2) (so that W^-T G W^-1 = W_outᵀ W_out)               → :func:`bias_flow_parameter_gram`
-- D H^½ at a recorded step of a trajectory (H: learning-rate ratios)    → :func:`flow_jacobian`
-- λ_min, λ_min⁺, residual split and C(0) e^{−2λt/N} along a trajectory  → :func:`spectral_trajectory`
+- D H^½ at a recorded time of a trajectory (H: learning-rate ratios)    → :func:`flow_jacobian`
+- eigenvalues of D Dᵀ, λ_min, λ_min⁺, n_k/λ_k², the residual split and
+  C(0) e^{−2λt/N} along a gradient-descent run or a threshold flow       → :func:`spectral_trajectory`
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from reluflow.results.schema import STATUS, make_dataset
 from reluflow.theory.flows import bias_chain_matrix
 from reluflow.theory.kernels import cumulative_pass, forward_pass, layer_pass
 from reluflow.validation import (
@@ -35,6 +37,9 @@ from reluflow.validation import (
     as_points,
     as_real_array,
     as_square_invertible,
+    as_targets,
+    as_terminal_layer,
+    as_terminal_weights,
     as_vector,
     validate_layers,
 )
@@ -50,6 +55,7 @@ __all__ = [
     "bias_flow_parameter_gram",
     "flow_jacobian",
     "spectral_trajectory",
+    "TERMINALS",
 ]
 
 #: Parameter groups :func:`output_jacobian` differentiates with respect to.
@@ -71,13 +77,6 @@ def _parameter_names(parameters):
     if len(set(names)) != len(names):
         raise ValueError(f"parameters must not repeat a group; got {names!r}")
     return names
-
-
-def _terminal(W_out, b_out, M):
-    W_out = as_real_array(W_out, "W_out", ndim=2)
-    if W_out.shape[1] != M or W_out.shape[0] == 0:
-        raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
-    return W_out, as_vector(b_out, "b_out", W_out.shape[0])
 
 
 def _truncated_bias_jacobian(Wc, bc, X):
@@ -154,7 +153,7 @@ def output_jacobian(weights, biases, W_out, b_out, X, *, parameters="biases",
     cond = max_condition if "cumulative_biases" in names else np.inf
     Wl, bl = validate_layers(weights, biases, square=True, max_condition=cond)
     Ws, bs = np.stack(Wl), np.stack(bl)
-    W_out, b_out = _terminal(W_out, b_out, Ws.shape[1])
+    W_out, b_out = as_terminal_layer(W_out, b_out, Ws.shape[1], required=True)
     X = as_points(X, "X", dim=Ws.shape[1])
     return _output_jacobian(Ws, bs, W_out, X, names)
 
@@ -261,9 +260,7 @@ def bias_flow_parameter_gram(W, b, X, *, W_out=None, max_condition: float = MAX_
         Winv = np.linalg.inv(W)
         metric = Winv.T @ Winv
     else:
-        W_out = as_real_array(W_out, "W_out", ndim=2)
-        if W_out.shape[1] != M or W_out.shape[0] == 0:
-            raise ValueError(f"W_out must have shape (Q, {M}) with Q >= 1; got {W_out.shape}")
+        W_out = as_terminal_weights(W_out, M)
         metric = W_out.T @ W_out
     return (T.T @ T) * metric
 
@@ -304,7 +301,7 @@ def _check_trajectory(trajectory, X, caller):
 
 
 def _flow_jacobian_at(trajectory, X, s, names, scale):
-    """(D H^½, f) at recorded step index s: the scaled Jacobian and the stacked outputs (N, dim)."""
+    """(D H^½, f) at recorded time index s: the scaled Jacobian and the stacked outputs (N, dim)."""
     Wc = trajectory["cumulative_weights"].values[s]
     bc = trajectory["cumulative_biases"].values[s]
     N, M = X.shape
@@ -321,77 +318,204 @@ def _flow_jacobian_at(trajectory, X, s, names, scale):
 
 
 def flow_jacobian(trajectory: xr.Dataset, X, *, index: int = 0) -> np.ndarray:
-    """D H^½ at a recorded step of a :func:`reluflow.train` trajectory: ∂_t f = −(1/N) (D H^½)(D H^½)ᵀ (f − y).
+    """D H^½ at a recorded time of a :func:`reluflow.train` trajectory: ∂_t f = −(1/N) (D H^½)(D H^½)ᵀ (f − y).
 
     D = ∂f/∂p for the parameters p the trajectory trained (see :func:`spectral_trajectory`), and
     H = diag(1 for biases, ρ for weights). Rows: the stacked outputs f, point-major; ``index`` is
-    the position along the ``step`` dimension (negative values count from the end).
+    the position along the ``time`` dimension (negative values count from the end).
     """
     names, scale, X = _check_trajectory(trajectory, X, "flow_jacobian")
-    n = trajectory.sizes["step"]
+    n = trajectory.sizes["time"]
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
-        raise ValueError(f"index must be an integer in [{-n}, {n - 1}] (a recorded step position); got {index!r}")
+        raise ValueError(f"index must be an integer in [{-n}, {n - 1}] (a recorded time position); got {index!r}")
     return _flow_jacobian_at(trajectory, X, int(index) % n, names, scale)[0]
 
 
-def spectral_trajectory(trajectory: xr.Dataset, X, targets, *, rtol: float | None = None) -> xr.Dataset:
-    """λ_min(t), λ_min⁺(t) of D H Dᵀ and the bound C(0) e^{−2 λ(t) t/N} along a trajectory of :func:`reluflow.train`.
+#: How :func:`spectral_trajectory` holds a terminal layer fixed along a threshold-flow solution.
+TERMINALS = ("cumulative", "layer")
 
-    D = ∂f/∂p is the Jacobian of the stacked outputs f (x^(L+1) for the output cost, x^(τ,L) for the
-    input cost) with respect to the trained parameters p, and H = diag(1 for biases, ρ for weights)
-    carries the weight-to-bias learning-rate ratio, so that with t = step·η the outputs follow
-    ∂_t f = −(1/N) D H Dᵀ (f − y). λ(t) = min over the recorded steps s ≤ t of λ_min(s). The residual
-    r = f − y is split into its components in range(D) and orthogonal to it.
 
-    ``X`` and ``targets`` must be the training data of the trajectory (checked against its cost).
-    Supported: mode ``"biases"`` (p = the layer biases b_ℓ, and b_out if trained); modes
-    ``"adapted"``/``"cumulative"`` with weight_lr_ratio 0 (p = the cumulative biases b^(ℓ), and b_out
-    if trained, the layer (W_out, b_out) being the terminal parameters); mode ``"full"`` with the
-    output cost (p = W_ℓ, b_ℓ, and W_out, b_out if trained). Uniform point weights only.
-    """
+class _Spectra:
+    """Accumulates, time by time, the spectrum of D Dᵀ and the split of the residual r by range(D)."""
+
+    def __init__(self, rtol):
+        self.rtol = rtol
+        self.eig, self.rank, self.lam_min, self.lam_plus = [], [], [], []
+        self.r_range, self.r_orth, self.drift = [], [], []
+        self._prev = None
+
+    def add(self, D, r=None, pattern=None):
+        """D (rows, P); r the stacked residual (rows,) or None; pattern: the truncation pattern (for the drift)."""
+        U, sv, _ = np.linalg.svd(D, full_matrices=False)
+        keep = sv > _rank_tol(sv, D.shape, self.rtol)
+        eig = np.zeros(D.shape[0])
+        eig[: sv.size] = sv**2
+        self.eig.append(np.sort(eig))
+        self.rank.append(int(keep.sum()))
+        self.lam_min.append(float(np.linalg.eigvalsh(D @ D.T)[0]))  # from the matrix: ≈ 0 when rows > columns
+        self.lam_plus.append(float(sv[keep].min() ** 2) if keep.any() else np.nan)
+        if r is None:
+            return
+        rr = U[:, keep] @ (U[:, keep].T @ r)
+        ro = r - rr
+        self.r_range.append(float(np.linalg.norm(rr)))
+        self.r_orth.append(float(np.linalg.norm(ro)))
+        same = self._prev is not None and pattern is not None and np.array_equal(self._prev[0], pattern)
+        self.drift.append(float(np.linalg.norm(ro - self._prev[1])) if same else np.nan)
+        self._prev = (pattern, ro)
+
+    def data(self, t, cost, N):
+        """The schema variables; ``cost`` (T,) or None (then no residual variables and no bound)."""
+        out = {"gram_eigenvalues": np.stack(self.eig), "gram_rank": np.asarray(self.rank, dtype=np.int64),
+               "lambda_min": np.asarray(self.lam_min), "lambda_min_plus": np.asarray(self.lam_plus)}
+        if cost is not None:
+            lam_run = np.maximum(np.minimum.accumulate(out["lambda_min"]), 0.0)
+            out.update(cost=np.asarray(cost, dtype=float), cost_bound=float(cost[0]) * np.exp(-2.0 * lam_run * t / N),
+                       residual_range_norm=np.asarray(self.r_range),
+                       residual_orthogonal_norm=np.asarray(self.r_orth), orthogonal_drift=np.asarray(self.drift))
+        return out
+
+
+def _trained_spectrum(trajectory, X, targets, rtol):
+    """Spectra along a :func:`reluflow.train` trajectory (the parameters it trained, D H^½)."""
     names, scale, X = _check_trajectory(trajectory, X, "spectral_trajectory")
     cost = trajectory.attrs["cost"]
     N, M = X.shape
     dim = M if cost == "input" else trajectory.sizes["output"]
-    Y = as_real_array(targets, "targets", ndim=2)
-    if Y.shape != (N, dim):
-        raise ValueError(f"targets must have shape ({N}, {dim}) for cost={cost!r}; got {Y.shape}")
+    Y = as_targets(targets, N, dim, f"targets for cost={cost!r}")
     w = np.full(N, 1.0 / N)
-    out = {k: [] for k in ("lambda_min", "lambda_min_plus", "rank", "range", "orth")}
-    for s in range(trajectory.sizes["step"]):
+    spectra = _Spectra(rtol)
+    Wc_all = trajectory["cumulative_weights"].values
+    bc_all = trajectory["cumulative_biases"].values
+    for s in range(trajectory.sizes["time"]):
         D, f = _flow_jacobian_at(trajectory, X, s, names, scale)
-        r = (f - Y).ravel()
         C = 0.5 * float(np.dot(w, ((f - Y) ** 2).sum(axis=1)))
         C_rec = float(trajectory["cost"].values[s])
         if abs(C - C_rec) > 1e-8 * max(abs(C_rec), 1e-300) + 1e-14:
-            raise ValueError(f"X and targets do not match the trajectory: cost at step "
-                             f"{int(trajectory['step'].values[s])} is {C:.6g}, recorded {C_rec:.6g}")
-        U, sv, _ = np.linalg.svd(D, full_matrices=False)
-        keep = sv > _rank_tol(sv, D.shape, rtol)
-        out["lambda_min"].append(0.0 if D.shape[0] > sv.size else float(sv.min() ** 2))
-        out["lambda_min_plus"].append(float(sv[keep].min() ** 2) if keep.any() else np.nan)
-        out["rank"].append(int(keep.sum()))
-        r_range = U[:, keep] @ (U[:, keep].T @ r)
-        out["range"].append(float(np.linalg.norm(r_range)))
-        out["orth"].append(float(np.linalg.norm(r - r_range)))
-    t = trajectory["time"].values
-    lam_run = np.minimum.accumulate(np.asarray(out["lambda_min"]))
-    cost0 = float(trajectory["cost"].values[0])
-    one = {"units": "1"}
-    data = {
-        "cost": (("step",), trajectory["cost"].values, {"long_name": "cost C(t)", **one}),
-        "lambda_min": (("step",), np.asarray(out["lambda_min"]), {"long_name": "λ_min(D H Dᵀ)", **one}),
-        "lambda_min_plus": (("step",), np.asarray(out["lambda_min_plus"]),
-                            {"long_name": "smallest nonzero eigenvalue λ_min⁺(D H Dᵀ) (NaN if D = 0)", **one}),
-        "gram_rank": (("step",), np.asarray(out["rank"], dtype=np.int64), {"long_name": "rank of D", **one}),
-        "cost_bound": (("step",), cost0 * np.exp(-2.0 * lam_run * t / N),
-                       {"long_name": "C(0) exp(−2 λ t/N), λ = min of λ_min over recorded steps s ≤ t", **one}),
-        "residual_range_norm": (("step",), np.asarray(out["range"]),
-                                {"long_name": "|component of f − y in range(D)|", **one}),
-        "residual_orthogonal_norm": (("step",), np.asarray(out["orth"]),
-                                     {"long_name": "|component of f − y orthogonal to range(D)|", **one}),
-    }
-    coords = {"step": trajectory["step"], "time": trajectory["time"]}
+            raise ValueError(f"X and targets do not match the trajectory: cost at time "
+                             f"{float(trajectory['time'].values[s]):.6g} is {C:.6g}, recorded {C_rec:.6g}")
+        pattern = _truncated_bias_jacobian(Wc_all[s], bc_all[s], X)[1] if "n_truncated" in trajectory else None
+        spectra.add(D, (f - Y).ravel(), pattern)
+    t = np.asarray(trajectory["time"].values, dtype=float)
+    data = spectra.data(t, trajectory["cost"].values, N)
+    counts = trajectory["n_truncated"].values
+    data.update(n_truncated=counts, bias_flow_rates=counts / trajectory["scales"].values ** 2)
     attrs = {"parameters": ", ".join(names), "weight_lr_ratio": float(trajectory.attrs.get("weight_lr_ratio", 1.0)),
-             "cost": cost, "mode": trajectory.attrs["mode"], "n_points": N}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
+             "cost": cost, "mode": trajectory.attrs["mode"], "n_points": N,
+             "outputs": "x^(L+1) (output cost)" if cost == "output" else "x^(tau,L) (input cost)"}
+    coords = {"time": t, "step": trajectory["step"].values}
+    return data, coords, attrs
+
+
+def _threshold_flow_spectrum(solution, net, X, targets, W_out, terminal, rtol):
+    """Spectra along a threshold-flow solution (D = ∂x^(τ,L)/∂b^(ℓ), or the outputs' with a terminal layer)."""
+    from reluflow.theory.adapted import AdaptedNetwork
+    from reluflow.theory.network import layer_parameters
+    from reluflow.theory.truncation import truncated_data, truncation_pattern
+
+    if not isinstance(net, AdaptedNetwork):
+        raise TypeError("net must be a reluflow.AdaptedNetwork (the frames and scales of the flow); "
+                        f"got {type(net).__name__}")
+    X = as_points(X, "X", dim=net.width)
+    N, M = X.shape
+    L = net.depth
+    Y = as_targets(targets, N, M)
+    theta = np.asarray(solution["thresholds"].values, dtype=float)
+    if theta.shape[1:] != (L, M):
+        raise ValueError(f"solution thresholds must have shape (time, {L}, {M}) to match net; got {theta.shape}")
+    if not isinstance(terminal, str) or terminal not in TERMINALS:
+        raise ValueError(f"terminal must be one of {TERMINALS}; got {terminal!r}")
+    if W_out is not None:
+        W_out = as_terminal_weights(W_out, M)
+    T = theta.shape[0]
+    scales = solution["scales"].values if "scales" in solution else np.broadcast_to(net.scales, (T, L, M))
+    frames = solution["frames"].values if "frames" in solution else np.broadcast_to(net.frames, (T, L, M, M))
+    spectra = _Spectra(rtol)
+    counts = np.empty((T, L, M), np.int64)
+    cost = np.empty(T)
+    for s in range(T):
+        Wc, bc = AdaptedNetwork(frames=frames[s], scales=scales[s], thresholds=theta[s]).cumulative_parameters()
+        D = truncated_bias_jacobian(Wc, bc, X)
+        if W_out is not None and terminal == "cumulative":
+            D = np.kron(np.eye(N), W_out @ Wc[-1]) @ D
+        elif W_out is not None:
+            weights, biases = layer_parameters(Wc, bc)
+            D = output_jacobian(weights, biases, W_out, np.zeros(W_out.shape[0]), X, parameters="cumulative_biases")
+        pattern = truncation_pattern(Wc, bc, X)
+        counts[s] = pattern.sum(axis=1)
+        r = (truncated_data(Wc, bc, X)[-1] - Y).ravel()
+        cost[s] = 0.5 * float(r @ r) / N
+        spectra.add(D, None if W_out is not None else r, pattern)
+    t = np.asarray(solution["time"].values, dtype=float)
+    data = spectra.data(t, None if W_out is not None else cost, N)
+    data.update(n_truncated=counts, bias_flow_rates=counts / scales**2)
+    attrs = {"n_points": N, "outputs": "x^(tau,L) (input cost)" if W_out is None else
+             f"x^(L+1) with the {terminal} terminal parameters fixed"}
+    return data, {"time": t}, attrs
+
+
+def spectral_trajectory(trajectory: xr.Dataset, X, targets, *, net=None, W_out=None, terminal: str = "cumulative",
+                        rtol: float | None = None) -> xr.Dataset:
+    """The spectrum of D Dᵀ along a trajectory: eigenvalues, λ_min, λ_min⁺, the residual split and C(0) e^{−2λt/N}.
+
+    The outputs f of the network follow ∂_t f = −(1/N) D Dᵀ (f − y) (THEORY.md §5 S6). At every time of
+    ``trajectory`` this computes D, the eigenvalues of D Dᵀ (``gram_eigenvalues``, ascending: the squared
+    singular values σ_i(D)², exact zeros beyond the number of columns), the rank of D (singular values
+    above ``rtol``·σ_max, default max(D.shape)·ε), λ_min (the smallest eigenvalue of D Dᵀ, computed from the
+    matrix D Dᵀ itself, so ≈ 0 up to round-off when D has more rows than columns), λ_min⁺ (the smallest
+    nonzero one; NaN if D = 0), the counts ``n_truncated`` and the rates n_{ℓ,k}/λ_{ℓ,k}² (for one adapted
+    layer and the input cost, the nonzero eigenvalues), and, for the cost of the trajectory, ``cost``, the
+    norms of the residual r = f − y in range(D) and orthogonal to it, the change ``orthogonal_drift`` of
+    the orthogonal component since the previous time when the truncation pattern is unchanged (NaN
+    otherwise) and ``cost_bound`` = C(0) e^{−2λt/N}, λ the running minimum of λ_min over times ≤ t (taken ≥ 0).
+    Uniform point weights 1/N throughout.
+
+    Two kinds of trajectory, told apart by what the Dataset holds:
+
+    - **gradient descent** (:func:`reluflow.train`: cumulative parameters and the attribute ``mode``;
+      leave ``net``, ``W_out`` at None). D = ∂f/∂p H^½ for the parameters p the run trained, with
+      H = diag(1 for biases, ρ for weights), so that with t = step·η, ∂_t f = −(1/N) D Dᵀ (f − y); f is x^(L+1)
+      for the output cost and x^(τ,L) for the input cost. Supported: mode ``"biases"`` (p = the layer biases
+      b_ℓ, and b_out if trained); modes ``"adapted"``/``"cumulative"`` with weight_lr_ratio 0 (p = the
+      cumulative biases b^(ℓ), and b_out if trained); mode ``"full"`` with the output cost (p = W_ℓ, b_ℓ, and
+      W_out, b_out if trained). ``X`` and ``targets`` must be the run's training data (checked against its cost).
+    - **threshold flow** (:func:`reluflow.dynamics.solver.solve`: ``thresholds`` over ``time``; pass the
+      :class:`~reluflow.AdaptedNetwork` ``net`` whose frames and scales the flow used; ``scales`` or
+      ``frames`` in the solution override them time by time). D = ∂x^(τ,L)/∂b^(ℓ) (N·M rows, L·M columns)
+      and the input cost. With a terminal layer ``W_out`` (Q, M), D is the Jacobian of the outputs
+      x^(L+1) with respect to the cumulative biases, holding fixed either the cumulative terminal
+      parameters W^(L+1) = W_out W^(L), b^(L+1) (``terminal="cumulative"``: D = (1_N ⊗ W^(L+1)) ∂x^(τ,L)/∂b;
+      for one layer Dᵀ D = (TᵀT) ⊙ (W_outᵀ W_out)) or the terminal layer's own (W_out, b_out)
+      (``terminal="layer"``: for one layer Dᵀ D = (UᵀU) ⊙ (W_outᵀ W_out), U = 1 − T); the cost, residual and
+      bound variables are then left out (they belong to the input cost).
+
+    Returns a Dataset in the schema of :mod:`reluflow.results.schema` over ``time`` (with ``step`` for
+    gradient descent), ``mode`` (one per row of D), ``layer`` and ``coordinate``; it carries the
+    ``status`` and ``message`` of the trajectory. Cost: one SVD of D and one eigendecomposition of D Dᵀ per time.
+    """
+    if not isinstance(trajectory, xr.Dataset):
+        raise TypeError(f"trajectory must be an xarray.Dataset from reluflow.train or reluflow.dynamics.solver.solve; "
+                        f"got {type(trajectory).__name__}")
+    if rtol is not None and not (np.isfinite(rtol) and rtol >= 0):
+        raise ValueError(f"rtol must be a finite number >= 0; got {rtol!r}")
+    if "cumulative_weights" in trajectory or "mode" in trajectory.attrs:
+        if net is not None or W_out is not None:
+            raise ValueError("net and W_out are for threshold-flow solutions; a reluflow.train trajectory carries "
+                             f"its own parameters (got net={type(net).__name__}, W_out="
+                             f"{'None' if W_out is None else 'an array'})")
+        data, coords, attrs = _trained_spectrum(trajectory, X, targets, rtol)
+    elif "thresholds" in trajectory and "time" in trajectory.coords:
+        if net is None:
+            raise ValueError("a threshold-flow solution needs net, the AdaptedNetwork whose frames and scales the "
+                             "flow used; got net=None")
+        data, coords, attrs = _threshold_flow_spectrum(trajectory, net, X, targets, W_out, terminal, rtol)
+    else:
+        raise ValueError("trajectory must come from reluflow.train (cumulative_weights, attribute mode) or hold "
+                         f"'thresholds' over a 'time' coordinate; got variables {sorted(trajectory.data_vars)}")
+    L, M = data["n_truncated"].shape[1:]
+    coords.update(mode=np.arange(data["gram_eigenvalues"].shape[1]), layer=np.arange(1, L + 1),
+                  coordinate=np.arange(M))
+    status = trajectory.attrs.get("status", 0)
+    status = int(status) if isinstance(status, (int, np.integer)) and int(status) in STATUS else 0
+    message = str(trajectory.attrs.get("message", "spectrum at every time of the trajectory"))
+    return make_dataset(data, coords, status=status, message=message, attrs=attrs)

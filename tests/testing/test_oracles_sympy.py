@@ -111,9 +111,10 @@ def test_tie_margin_and_relative_error_by_hand():
     net = adapted_network([np.eye(2)], [[4.0, 0.5]], [theta])
     X = np.array([[0.6, 1.0], [-3.0, -0.2]])  # distances |x − θ|: 0.1, 1.25, 3.5, 0.05
     assert orc.tie_margin(*net.cumulative_parameters(), X) == pytest.approx(0.05, rel=1e-12)
-    assert orc.relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
-    assert orc.relative_error(np.array([3.0, 4.0]), np.array([0.0, 0.0])) == pytest.approx(5.0)
-    assert orc.relative_error([np.ones(2), np.zeros(1)], [np.ones(2), np.ones(1)]) == pytest.approx(1 / np.sqrt(3))
+    assert orc.frobenius_relative_error(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.0
+    assert orc.frobenius_relative_error(np.array([3.0, 4.0]), np.array([0.0, 0.0])) == pytest.approx(5.0)
+    got = orc.frobenius_relative_error([np.ones(2), np.zeros(1)], [np.ones(2), np.ones(1)])
+    assert got == pytest.approx(1 / np.sqrt(3))
 
 
 def test_draw_instance_is_deterministic_and_respects_margin():
@@ -154,9 +155,9 @@ def test_oracle_error_paths(monkeypatch):
     with pytest.raises(ValueError, match="tie_margin_min=10 was not reached in max_attempts=3"):
         orc.draw_instance(0, tie_margin_min=10.0, max_attempts=3)
     with pytest.raises(ValueError, match="equal shapes; entry 0 has"):
-        orc.relative_error(np.ones(2), np.ones(3))
+        orc.frobenius_relative_error(np.ones(2), np.ones(3))
     with pytest.raises(TypeError, match="both be arrays or both be sequences"):
-        orc.relative_error([np.ones(2)], np.ones(2))
+        orc.frobenius_relative_error([np.ones(2)], np.ones(2))
     with pytest.raises(ValueError, match=r"targets must have shape \(N, 2\)"):
         orc.oracle_frame_flow(inst.net, inst.X, inst.targets[:, :1])
     # Without autograd, the autodiff oracle says how to install it; finite differences still work.

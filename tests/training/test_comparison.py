@@ -22,11 +22,11 @@ from reluflow.theory.flows import induced_bias_kernel
 from reluflow.training.comparison import (
     convergence_slope,
     effective_comparison,
-    flow_spectrum,
     gd_convergence,
     matched_time_error,
     solve_kernel_bias_flow,
 )
+from reluflow.training.spectral import spectral_trajectory
 
 
 def two_cluster_problem(seed, n=12, L=2):
@@ -195,12 +195,12 @@ def test_effective_comparison_one_layer():
     # ρ = 0, one layer: layer and cumulative parameters coincide, so both runs are the same descent
     same = effective_comparison(net, X, Y, weight_lr_ratio=0.0, lr=0.05, n_steps=60, record_every=6)
     assert same.cost_error.max() <= 1e-12 and same.threshold_error.max() <= 1e-12
-    assert same.count_error.max() == 0 and same.adaptedness.max() <= 1e-12
+    assert same.count_error.max() == 0 and same.adaptedness.max() <= 1e-12 and same.attrs["status"] == 0
     Wc, bc = net.cumulative_parameters()
     assert float(same.cost_gd[0]) == pytest.approx(input_cost(Wc, bc, X, Y), rel=1e-12)
     assert same.time.values[-1] == pytest.approx(3.0)
     moving = effective_comparison(net, X, Y, weight_lr_ratio=1.0, lr=0.05, n_steps=60, record_every=6)
-    assert moving.adaptedness[0] <= 1e-12 < moving.adaptedness[-1]
+    assert moving.adaptedness.max("layer")[0] <= 1e-12 < moving.adaptedness.max("layer")[-1]
     assert moving.cost_error.max() > 1e-3 and bool(moving.completed.all())
     with pytest.raises(TypeError, match="net must be"):
         effective_comparison(Wc, X, Y, weight_lr_ratio=1.0, lr=0.05, n_steps=6)
@@ -208,26 +208,28 @@ def test_effective_comparison_one_layer():
         effective_comparison(net, X, Y, weight_lr_ratio=1.0, lr=0.05, n_steps=0)
 
 
-# --------------------------------------------------------------------------- flow_spectrum
+# --------------------------------------------------------------------------- spectral_trajectory along a flow
 
 
 @settings(max_examples=6, deadline=None)
 @given(seed=st.integers(0, 10_000), M=st.integers(1, 4))
-def test_flow_spectrum_one_layer(seed, M):
+def test_spectral_trajectory_of_a_flow_one_layer(seed, M):
     net, X, Y = random_problem(seed, M, 1, 20)
     sol = solve(net, X, Y, np.linspace(0.1, 4.0, 25), method="exact", record_events=False)
-    spec = flow_spectrum(sol, net, X, Y)
+    spec = spectral_trajectory(sol, X, Y, net=net)
     R, lam = net.frames[0], net.scales[0]
     for s, theta in enumerate(sol.thresholds.values[:, 0]):
         u = X @ R.T
         if np.any(np.abs(u - theta) <= 1e-12):  # a threshold resting on a point (sliding): a rounding-level tie
             continue
         n = (u <= theta).sum(axis=0)  # counts directly from u = R x and θ
-        assert np.array_equal(spec.truncation_counts.values[s, 0], n)
+        assert np.array_equal(spec.n_truncated.values[s, 0], n)
         want = np.sort((n / lam**2)[n > 0])
-        got = np.sort(spec.gram_eigenvalues.values[s][: spec.gram_rank.values[s]])
+        eig = spec.gram_eigenvalues.values[s]  # ascending, N·M of them
+        got = eig[eig.size - spec.gram_rank.values[s]:]
         np.testing.assert_allclose(got, want, rtol=1e-10)
-        assert spec.lambda_min.values[s] == 0.0
+        np.testing.assert_allclose(spec.bias_flow_rates.values[s, 0], n / lam**2, rtol=1e-12)
+        assert abs(spec.lambda_min.values[s]) <= 1e-12 * max(eig.max(), 1.0)  # D has N·M > M rows
         if n.any():
             assert spec.lambda_min_plus.values[s] == pytest.approx(want.min(), rel=1e-10)
     np.testing.assert_allclose(spec.cost.values, sol.cost.values, rtol=1e-10)
@@ -238,15 +240,15 @@ def test_flow_spectrum_one_layer(seed, M):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_flow_spectrum_terminal_metric(seed):
+def test_spectral_trajectory_of_a_flow_terminal_metric(seed):
     # one layer with a terminal W_out: Dᵀ D = (TᵀT) ⊙ (W_outᵀ W_out) with the cumulative terminal fixed,
     # (UᵀU) ⊙ (W_outᵀ W_out) with the layer's own (W_out, b_out) fixed; T from u = R x ≤ θ, U = 1 − T
     net, X, Y = random_problem(seed, 3, 1, 12)
     rng = np.random.default_rng(seed + 100)
     W_out = rng.standard_normal((3, 3))
     sol = solve(net, X, Y, np.linspace(0.2, 3.0, 8), method="exact", record_events=False)
-    cum = flow_spectrum(sol, net, X, Y, W_out=W_out, terminal="cumulative")
-    lay = flow_spectrum(sol, net, X, Y, W_out=W_out, terminal="layer")
+    cum = spectral_trajectory(sol, X, Y, net=net, W_out=W_out, terminal="cumulative")
+    lay = spectral_trajectory(sol, X, Y, net=net, W_out=W_out, terminal="layer")
     assert "cost" not in cum and cum.attrs["outputs"].endswith("cumulative terminal parameters fixed")
     metric = W_out.T @ W_out
     for s, theta in enumerate(sol.thresholds.values[:, 0]):
@@ -256,27 +258,32 @@ def test_flow_spectrum_terminal_metric(seed):
         T = (u <= theta).astype(float)
         for spec, ind in ((cum, T), (lay, 1.0 - T)):
             want = np.sort(np.linalg.eigvalsh((ind.T @ ind) * metric))[::-1]
-            np.testing.assert_allclose(spec.gram_eigenvalues.values[s], want, rtol=1e-10, atol=1e-10 * want.max())
+            got = spec.gram_eigenvalues.values[s][::-1][:3]  # the three largest of the N·Q eigenvalues
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * want.max())
     # W^(2) = W_out W orthogonal: the metric is the identity and the spectrum is n_k/λ_k² again
     Wc, _ = net.cumulative_parameters()
     Q, _ = np.linalg.qr(rng.standard_normal((3, 3)))
-    ortho = flow_spectrum(sol, net, X, Y, W_out=Q @ np.linalg.inv(Wc[0]), terminal="cumulative")
-    plain = flow_spectrum(sol, net, X, Y)
+    ortho = spectral_trajectory(sol, X, Y, net=net, W_out=Q @ np.linalg.inv(Wc[0]), terminal="cumulative")
+    plain = spectral_trajectory(sol, X, Y, net=net)
     np.testing.assert_allclose(ortho.gram_eigenvalues.values, plain.gram_eigenvalues.values, rtol=1e-10,
                                atol=1e-12)
 
 
-def test_flow_spectrum_errors():
+def test_spectral_trajectory_of_a_flow_errors():
     net, X, Y = random_problem(0, 2, 1, 5)
     sol = solve(net, X, Y, [1.0], method="exact")
-    with pytest.raises(TypeError, match="solution must be"):
-        flow_spectrum(sol.thresholds, net, X, Y)
+    with pytest.raises(TypeError, match="trajectory must be an xarray.Dataset"):
+        spectral_trajectory(sol.thresholds, X, Y, net=net)
+    with pytest.raises(ValueError, match="needs net"):
+        spectral_trajectory(sol, X, Y)
+    with pytest.raises(TypeError, match="net must be a reluflow.AdaptedNetwork"):
+        spectral_trajectory(sol, X, Y, net="net")
     deep, _, _ = random_problem(0, 2, 2, 5)
     with pytest.raises(ValueError, match="to match net"):
-        flow_spectrum(sol, deep, X, Y)
+        spectral_trajectory(sol, X, Y, net=deep)
     with pytest.raises(ValueError, match="rtol"):
-        flow_spectrum(sol, net, X, Y, rtol=-1.0)
+        spectral_trajectory(sol, X, Y, net=net, rtol=-1.0)
     with pytest.raises(ValueError, match="terminal must be"):
-        flow_spectrum(sol, net, X, Y, W_out=np.eye(2), terminal="output")
+        spectral_trajectory(sol, X, Y, net=net, W_out=np.eye(2), terminal="output")
     with pytest.raises(ValueError, match="W_out must have shape"):
-        flow_spectrum(sol, net, X, Y, W_out=np.eye(3))
+        spectral_trajectory(sol, X, Y, net=net, W_out=np.eye(3))

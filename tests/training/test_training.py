@@ -240,7 +240,7 @@ def test_modes_follow_autograd_descent(mode, cost, terminal):
     ds = train(p["Ws"], p["bs"], p["X"], Y, mode=mode, cost=cost, lr=lr, weight_lr_ratio=rho, n_steps=n,
                W_out=p["Wo"], b_out=p["bo"], train_terminal=terminal, point_weights=p["w"])
     hist = oracle_descent(p, mode, cost, lr, rho, n, terminal)
-    assert ds.attrs["status"] == "completed"
+    assert ds.attrs["status"] == 0
     assert list(ds.step.values) == list(range(n + 1))
     for s, (Wc, bc, Wo, bo, C) in enumerate(hist):
         assert rel_err(ds.cumulative_weights.values[s], Wc) <= REL
@@ -259,7 +259,7 @@ def test_mode_invariants():
     kw = dict(lr=0.05, n_steps=40, record_every=10)
     # biases only: the layer weights do not move
     ds = train(Ws, bs, X, Y, mode="biases", **kw)
-    for s in range(ds.sizes["step"]):
+    for s in range(ds.sizes["time"]):
         Wc = ds.cumulative_weights.values[s]
         assert np.abs(Wc[1] @ np.linalg.inv(Wc[0]) - Ws[1]).max() <= 1e-12
         assert np.abs(Wc[0] - Ws[0]).max() == 0
@@ -267,16 +267,16 @@ def test_mode_invariants():
     ds = train(Ws, bs, X, Y, mode="adapted", weight_lr_ratio=1.0, **kw)
     assert float(ds.adaptedness.max()) <= 1e-12
     frames = ds.cumulative_weights / ds.scales
-    assert float(abs(frames - frames.isel(step=0)).max()) <= 1e-12
-    assert float(abs(ds.scales - ds.scales.isel(step=0)).max()) > 1e-6
+    assert float(abs(frames - frames.isel(time=0)).max()) <= 1e-12
+    assert float(abs(ds.scales - ds.scales.isel(time=0)).max()) > 1e-6
     # cumulative with ρ = 0: the cumulative bias flow, weights frozen
     ds = train(Ws, bs, X, Y, mode="cumulative", weight_lr_ratio=0.0, **kw)
-    assert float(abs(ds.cumulative_weights - ds.cumulative_weights.isel(step=0)).max()) == 0
-    assert float(abs(ds.cumulative_biases - ds.cumulative_biases.isel(step=0)).max()) > 1e-6
+    assert float(abs(ds.cumulative_weights - ds.cumulative_weights.isel(time=0)).max()) == 0
+    assert float(abs(ds.cumulative_biases - ds.cumulative_biases.isel(time=0)).max()) > 1e-6
     # full descent from an adapted start drifts away from adaptedness (THEORY §4.5)
     ds = train(Ws, bs, X, Y, mode="full", **kw)
-    assert float(ds.adaptedness.isel(step=0).max()) <= 1e-12
-    assert float(ds.adaptedness.isel(step=-1).max()) > 1e-6
+    assert float(ds.adaptedness.isel(time=0).max()) <= 1e-12
+    assert float(ds.adaptedness.isel(time=-1).max()) > 1e-6
 
 
 def test_one_layer_bias_step_matches_closed_form():
@@ -295,7 +295,7 @@ def test_one_layer_bias_step_matches_closed_form():
         yhat = Y @ R.T
         want = th - lr / (lam**2 * N) * (T * (th - yhat)).sum(axis=0)
         assert np.abs(ds.thresholds.values[s + 1, 0] - want).max() <= 1e-12
-        assert np.array_equal(ds.truncation_counts.values[s, 0], T.sum(axis=0))
+        assert np.array_equal(ds.n_truncated.values[s, 0], T.sum(axis=0))
     assert np.abs(ds.scales.values - lam).max() <= 1e-12
 
 
@@ -310,28 +310,28 @@ def test_schema_recording_and_determinism(tmp_path):
     assert list(ds.step.values) == [0, 4, 8, 10]
     np.testing.assert_allclose(ds.time.values, 0.03 * np.array([0, 4, 8, 10]), rtol=0, atol=1e-15)
     assert list(ds.layer.values) == [1, 2]
-    assert ds.sizes == {"step": 4, "layer": 2, "coordinate": 3, "input_coordinate": 3, "output": 2}
-    expected = {"cost": ("step",), "cumulative_weights": ("step", "layer", "coordinate", "input_coordinate"),
-                "cumulative_biases": ("step", "layer", "coordinate"), "scales": ("step", "layer", "coordinate"),
-                "thresholds": ("step", "layer", "coordinate"), "truncation_counts": ("step", "layer", "coordinate"),
-                "adaptedness": ("step", "layer"), "output_weights": ("step", "output", "coordinate"),
-                "output_biases": ("step", "output")}
+    assert ds.sizes == {"time": 4, "layer": 2, "coordinate": 3, "input_coordinate": 3, "output": 2}
+    expected = {"cost": ("time",), "cumulative_weights": ("time", "layer", "coordinate", "input_coordinate"),
+                "cumulative_biases": ("time", "layer", "coordinate"), "scales": ("time", "layer", "coordinate"),
+                "thresholds": ("time", "layer", "coordinate"), "n_truncated": ("time", "layer", "coordinate"),
+                "adaptedness": ("time", "layer"), "output_weights": ("time", "output", "coordinate"),
+                "output_biases": ("time", "output")}
     assert {k: v.dims for k, v in ds.data_vars.items()} == expected
     for name, var in ds.variables.items():
         if name in ds.data_vars:
             assert isinstance(var.attrs["long_name"], str) and var.attrs["units"] == "1", name
     for key, value in ds.attrs.items():
         assert isinstance(value, (str, int, float)) and not isinstance(value, bool), key
-    assert ds.attrs["status"] == "completed" and ds.attrs["steps_completed"] == 10
+    assert ds.attrs["status"] == 0 and ds.attrs["steps_completed"] == 10
     assert ds.attrs["lr_weights"] == ds.attrs["lr_biases"] * ds.attrs["weight_lr_ratio"]
     # truncation counts and adaptedness against independent computations from the layer parameters
-    for s in range(ds.sizes["step"]):
+    for s in range(ds.sizes["time"]):
         Wc, bc = ds.cumulative_weights.values[s], ds.cumulative_biases.values[s]
         W2 = Wc[1] @ np.linalg.inv(Wc[0])
         b1, b2 = bc[0], bc[1] - W2 @ bc[0]
         z1 = p["X"] @ Wc[0].T + b1
         z2 = np.maximum(z1, 0) @ W2.T + b2
-        assert np.array_equal(ds.truncation_counts.values[s], np.stack([(z1 <= 0).sum(0), (z2 <= 0).sum(0)]))
+        assert np.array_equal(ds.n_truncated.values[s], np.stack([(z1 <= 0).sum(0), (z2 <= 0).sum(0)]))
         for l in range(2):
             G = Wc[l] @ Wc[l].T
             off = np.sqrt((G**2).sum() - (np.diag(G) ** 2).sum())
@@ -353,7 +353,7 @@ def test_divergence_stops_with_status():
     with pytest.warns(RuntimeWarning, match="non-finite"):
         ds = train(p["Ws"], p["bs"], p["X"], p["Y_out"], mode="full", cost="output", lr=1e3, n_steps=500,
                    record_every=100, W_out=p["Wo"], b_out=p["bo"], train_terminal=True)
-    assert ds.attrs["status"] == "diverged"
+    assert ds.attrs["status"] == -2 and ds.attrs["status_name"] == "diverged"
     assert ds.attrs["steps_completed"] < 500
     assert ds.step.values[-1] == ds.attrs["steps_completed"]
     for v in ds.data_vars.values():
@@ -366,25 +366,25 @@ def test_nonpositive_scale_and_ill_conditioning_stop():
     X = np.random.default_rng(0).standard_normal((8, 2))
     with pytest.warns(RuntimeWarning, match="non-positive"):
         ds = train(Ws, bs, X, 50 * X, mode="adapted", weight_lr_ratio=50.0, lr=1.0, n_steps=200)
-    assert ds.attrs["status"] == "nonpositive_scale"
+    assert ds.attrs["status"] == -4 and ds.attrs["status_name"] == "nonpositive_scale"
     assert list(ds.step.values) == [0] and (ds.scales.values > 0).all()
     with pytest.warns(RuntimeWarning, match="ill-conditioned"):
         ds = train(Ws, bs, X, 50 * X, mode="cumulative", weight_lr_ratio=1.0, lr=0.5, n_steps=200,
                    max_condition=3.0)
-    assert ds.attrs["status"] == "ill_conditioned" and list(ds.step.values) == [0]
+    assert ds.attrs["status"] == -3 and ds.attrs["status_name"] == "ill_conditioned" and list(ds.step.values) == [0]
 
 
 def test_errors():
     p = problem(0, 3, 2, 6)
     Ws, bs, X, Y = p["Ws"], p["bs"], p["X"], p["Y_in"]
     bad = [
-        (dict(lr=0.0), ValueError, "lr must be a finite number > 0; got 0.0"),
+        (dict(lr=0.0), ValueError, "lr must be a positive finite number; got 0.0"),
         (dict(lr=-1), ValueError, "lr must be"),
         (dict(lr=float("nan")), ValueError, "lr must be"),
         (dict(lr=float("inf")), ValueError, "lr must be"),
-        (dict(lr=True), TypeError, "lr must be a real number"),
-        (dict(lr="0.1"), TypeError, "lr must be a real number"),
-        (dict(weight_lr_ratio=-0.5), ValueError, "weight_lr_ratio must be a finite number >= 0"),
+        (dict(lr=True), TypeError, "lr must be a positive number"),
+        (dict(lr="0.1"), TypeError, "lr must be a positive number"),
+        (dict(weight_lr_ratio=-0.5), ValueError, "weight_lr_ratio must be a non-negative finite number"),
         (dict(mode="sgd"), ValueError, "mode must be one of"),
         (dict(cost="l1"), ValueError, "cost must be one of"),
         (dict(n_steps=0), ValueError, "n_steps must be >= 1"),
@@ -392,7 +392,7 @@ def test_errors():
         (dict(record_every=0), ValueError, "record_every must be >= 1"),
         (dict(point_weights=np.ones(5)), ValueError, r"point_weights must have shape \(6,\)"),
         (dict(point_weights=-np.ones(6)), ValueError, "non-negative"),
-        (dict(point_weights=np.zeros(6)), ValueError, "must not all be zero"),
+        (dict(point_weights=np.zeros(6)), ValueError, "point_weights must have at least one positive weight"),
         (dict(train_terminal=True), ValueError, "train_terminal=True needs cost='output'"),
         (dict(train_terminal=1), TypeError, "train_terminal must be True or False"),
         (dict(progress="yes"), TypeError, "progress must be"),
@@ -404,9 +404,9 @@ def test_errors():
     for kwargs, exc, msg in bad:
         with pytest.raises(exc, match=msg):
             train(Ws, bs, X, Y, **kwargs)
-    with pytest.raises(ValueError, match=r"targets for cost='input' must have shape \(6, 3\)"):
+    with pytest.raises(ValueError, match=r"targets for cost='input' must have shape \(N, 3\) = \(6, 3\)"):
         train(Ws, bs, X, Y[:, :2])
-    with pytest.raises(ValueError, match=r"targets for cost='output' must have shape \(6, 2\)"):
+    with pytest.raises(ValueError, match=r"targets for cost='output' must have shape \(N, 2\) = \(6, 2\)"):
         train(Ws, bs, X, Y, cost="output", W_out=p["Wo"], b_out=p["bo"])
     Xn = X.copy()
     Xn[0, 0] = np.nan
@@ -421,7 +421,7 @@ def test_errors():
 
 
 def test_progress_switch(monkeypatch, capsys):
-    from reluflow.training.gd import _progress_enabled
+    from reluflow.training.gd import progress_enabled
 
     class Stream:
         def __init__(self, tty):
@@ -432,18 +432,18 @@ def test_progress_switch(monkeypatch, capsys):
 
     monkeypatch.delenv("RELUFLOW_PROGRESS", raising=False)
     monkeypatch.setattr("sys.stderr", Stream(False))  # papermill, pytest, pipes: not a terminal
-    assert _progress_enabled(None, 10**6) is False
+    assert progress_enabled(None, 10**6) is False
     monkeypatch.setattr("sys.stderr", Stream(True))  # a terminal: long runs only
-    assert _progress_enabled(None, 10**6) is True and _progress_enabled(None, 10) is False
+    assert progress_enabled(None, 10**6) is True and progress_enabled(None, 10) is False
     monkeypatch.setenv("RELUFLOW_PROGRESS", "1")
-    assert _progress_enabled(None, 10) is True
+    assert progress_enabled(None, 10) is True
     monkeypatch.setenv("RELUFLOW_PROGRESS", "0")
-    assert _progress_enabled(None, 10**6) is False
-    assert _progress_enabled(True, 1) is True
+    assert progress_enabled(None, 10**6) is False
+    assert progress_enabled(True, 1) is True
     monkeypatch.undo()
     p = problem(0, 2, 1, 4)
     ds = train(p["Ws"], p["bs"], p["X"], p["Y_in"], n_steps=5, progress=True)
-    assert ds.attrs["status"] == "completed"
+    assert ds.attrs["status"] == 0
 
 
 def test_tie_counts_as_truncated():
@@ -454,7 +454,7 @@ def test_tie_counts_as_truncated():
     w = np.full(3, 1 / 3)
     g = backprop_gradient([W], [b], X, Y)
     ds = train([W], [b], X, Y, n_steps=1)
-    assert ds.truncation_counts.values[0, 0, 0] == 2  # the tie and point 2
+    assert ds.n_truncated.values[0, 0, 0] == 2  # the tie and point 2
 
     def grad_at(shift):
         Xs = X.copy()
