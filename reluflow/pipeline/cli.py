@@ -23,6 +23,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="where notebooks/, data/, figures/ are written (default: the repository for paper runs "
                         "without -p, build/fast for --profile fast, build/custom with -p)")
     p.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
+    p.add_argument("--force", action="store_true",
+                   help="rewrite every output, even those that agree with the existing file within tolerance")
     p.add_argument("--root", default=None, help=argparse.SUPPRESS)
 
 
@@ -51,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run only this notebook (repeatable)")
     rep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_common(rep)
+    chk = sub.add_parser("check", help="re-execute the notebooks in scratch and compare every artefact with the "
+                                       "committed one, within the tolerances of reluflow.pipeline.compare")
+    chk.add_argument("--only", action="append", metavar="NAME", default=None,
+                     help="check only this notebook (repeatable)")
+    chk.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
+    chk.add_argument("--root", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -71,7 +79,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     res = pl.run_notebook(args.name, parameters=_overrides(args.parameter), profile=args.profile,
-                          output_dir=args.output_dir, root=args.root, timeout=args.timeout)
+                          output_dir=args.output_dir, root=args.root, timeout=args.timeout, force=args.force)
     print(pl.format_summary([res]))
     return 0
 
@@ -79,16 +87,21 @@ def cmd_run(args) -> int:
 def cmd_reproduce(args) -> int:
     results = pl.reproduce(args.only, profile=args.profile, parameters=_overrides(args.parameter),
                            output_dir=args.output_dir, root=args.root, timeout=args.timeout,
-                           progress=False if args.no_progress else None)
+                           progress=False if args.no_progress else None, force=args.force)
     return 0 if results and all(r.status == "ok" for r in results) else 1
+
+
+def cmd_check(args) -> int:
+    agrees, _ = pl.check(args.only, root=args.root, timeout=args.timeout)
+    return 0 if agrees else 1
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce}[args.command]
+    handler = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "check": cmd_check}[args.command]
     try:
         return handler(args)
-    except (pl.ParameterError, pl.NotebookFailed, FileNotFoundError) as exc:
+    except (pl.ParameterError, pl.NotebookFailed, pl.OutputError, FileNotFoundError) as exc:
         print(f"reluflow: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, pl.ParameterError) else 1
 

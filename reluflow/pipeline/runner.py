@@ -22,17 +22,22 @@ How outputs stay safe and stable:
 from __future__ import annotations
 
 import ast
-import os
+import io
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reluflow.pipeline.promote import SUBFOLDERS, OutputError, check_writable, new_stage, promote, recover
+
 __all__ = [
     "ParameterError",
     "NotebookFailed",
+    "OutputError",
+    "check",
+    "check_timeout",
+    "prepare_output",
     "RunResult",
     "project_root",
     "list_notebooks",
@@ -82,6 +87,7 @@ class RunResult:
     output_root: Path
     written: list[Path] = field(default_factory=list)
     error: str = ""
+    deviations: list = field(default_factory=list)  # one reluflow.pipeline.compare.Deviation per artefact
 
 
 # --------------------------------------------------------------------------------------------
@@ -247,25 +253,21 @@ def _coalesce_streams(outputs):
     return merged
 
 
-def _promote(stage: Path, dest_root: Path) -> list[Path]:
-    """Move the staged outputs into place, one atomic rename per changed file."""
-    from reluflow.results.netcdf import same_content
+def _to_publish(stage: Path, dest_root: Path, force: bool) -> tuple[list[Path], list]:
+    """The staged files that differ from their destinations beyond tolerance (all of them if ``force``),
+    and the :class:`~reluflow.pipeline.compare.Deviation` of every staged file."""
+    from reluflow.pipeline.compare import compare_artefact
 
-    written = []
-    for sub in ("data", "figures", "notebooks"):
+    files, deviations = [], []
+    for sub in SUBFOLDERS:
         src_dir = stage / sub
-        if not src_dir.is_dir():
-            continue
         for src in sorted(p for p in src_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
             dest = dest_root / sub / src.relative_to(src_dir)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.exists():
-                same = same_content(dest, src) if src.suffix == ".nc" else dest.read_bytes() == src.read_bytes()
-                if same:
-                    continue
-            os.replace(src, dest)
-            written.append(dest)
-    return written
+            dev = compare_artefact(dest, src)
+            deviations.append(dev)
+            if force or not dev.agrees:
+                files.append(src)
+    return files, deviations
 
 
 def _default_output(root: Path, profile: str, overrides: dict) -> Path:
@@ -274,8 +276,18 @@ def _default_output(root: Path, profile: str, overrides: dict) -> Path:
     return root / "build" / ("custom" if overrides else profile)
 
 
+def check_timeout(timeout) -> float:
+    """A per-cell timeout in seconds: a finite number > 0 (there is no 'no timeout')."""
+    import math
+
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise ParameterError(f"timeout must be a finite number of seconds > 0; got {timeout!r}")
+    return float(timeout)
+
+
 def run_notebook(name: str, *, parameters: dict | None = None, profile: str = "paper", output_dir=None,
-                 root=None, timeout: float = DEFAULT_TIMEOUT) -> RunResult:
+                 root=None, timeout: float = DEFAULT_TIMEOUT, force: bool = False) -> RunResult:
     """Execute one notebook through papermill and move its outputs into place on success.
 
     Parameters
@@ -285,31 +297,40 @@ def run_notebook(name: str, *, parameters: dict | None = None, profile: str = "p
     profile : ``"paper"`` (the notebook's defaults) or ``"fast"``
     output_dir : root under which ``notebooks/``, ``data/``, ``figures/`` are written (default:
         the repository for paper runs without overrides, else ``build/<profile>`` or ``build/custom``)
-    timeout : per-cell timeout in seconds
+    timeout : per-cell timeout in seconds (> 0)
+    force : rewrite every output, even those that agree with the existing file within the tolerances
+        of :mod:`reluflow.pipeline.compare` (by default only files that differ beyond them are rewritten)
 
     Raises :class:`ParameterError` before starting a kernel if a parameter is unknown or of the
     wrong type, and :class:`NotebookFailed` (naming the cell) if the notebook raises.
     """
+    timeout = check_timeout(timeout)
     root = project_root(root)
     path = resolve_notebook(name, root)
     overrides = {**load_profile(profile, root).get(path.stem, {}), **(parameters or {})}
     values = coerce_parameters(path, overrides)
     dest = Path(output_dir) if output_dir is not None else _default_output(root, profile, parameters or {})
-    return _execute(path, values, dest, root, timeout)
+    return _execute(path, values, dest, root, timeout, force=force)
 
 
-def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float) -> RunResult:
+def prepare_output(dest) -> Path:
+    """Recover ``dest`` from interrupted runs, and check that its output folders can be written."""
+    dest = Path(dest).resolve()
+    check_writable(dest)
+    recover(dest)
+    return dest
+
+
+def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False,
+             publish: bool = True) -> RunResult:
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    dest = dest.resolve()
-    dest.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=".staging-", dir=dest))
+    dest = prepare_output(dest)
+    stage = new_stage(dest)
     start = time.perf_counter()
     try:
-        for sub in ("notebooks", "data", "figures"):
-            (stage / sub).mkdir()
         out_nb = stage / "notebooks" / path.name
         try:
             papermill.execute_notebook(
@@ -326,10 +347,11 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float) -
             raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None
         nb = nbformat.read(str(out_nb), as_version=4)
         nbformat.write(strip_volatile_metadata(nb), str(out_nb))
-        written = _promote(stage, dest)
+        files, deviations = _to_publish(stage, dest, force)
+        written = promote(stage, dest, files) if publish else []
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written)
+    return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written, deviations=deviations)
 
 
 def _keep_failed(out_nb: Path, root: Path, filename: str) -> Path | None:
@@ -344,15 +366,18 @@ def _keep_failed(out_nb: Path, root: Path, filename: str) -> Path | None:
 
 def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = None, output_dir=None, root=None,
               timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None, stop_on_error: bool = True,
-              stream=None) -> list[RunResult]:
+              stream=None, force: bool = False, publish: bool = True) -> list[RunResult]:
     """Execute notebooks one after another (all of them by default) and print a summary.
 
     All parameter overrides are checked for every selected notebook before any kernel starts.
     Returns one :class:`RunResult` per notebook attempted; a failure is recorded with status
-    ``"failed"`` and, when ``stop_on_error`` (the default), ends the run.
+    ``"failed"`` and, when ``stop_on_error`` (the default), ends the run. Only outputs that differ from
+    the existing files beyond tolerance are rewritten, unless ``force``; with ``publish=False`` nothing
+    is written and each result carries its deviations (that is :func:`check`).
     """
     from tqdm.auto import tqdm
 
+    timeout = check_timeout(timeout)
     stream = stream if stream is not None else sys.stdout
     root = project_root(root)
     paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)
@@ -364,6 +389,7 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
         overrides = {**prof.get(p.stem, {}), **(parameters or {})}
         plan.append((p, coerce_parameters(p, overrides)))
     dest = Path(output_dir) if output_dir is not None else _default_output(root, profile, parameters or {})
+    prepare_output(dest)  # refuse an unwritable destination before any kernel starts
     results: list[RunResult] = []
     disable = None if progress is None else not progress  # None: show only on a terminal
     bar = tqdm(plan, desc="reproduce", unit="notebook", disable=disable, file=sys.stderr)
@@ -371,7 +397,7 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
         bar.set_postfix_str(p.stem)
         t0 = time.perf_counter()
         try:
-            results.append(_execute(p, values, dest, root, timeout))
+            results.append(_execute(p, values, dest, root, timeout, force=force, publish=publish))
         except NotebookFailed as exc:
             results.append(RunResult(p.stem, "failed", time.perf_counter() - t0, dest, error=str(exc)))
             if stop_on_error:
@@ -379,6 +405,38 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
     bar.close()
     print(format_summary(results), file=stream)
     return results
+
+
+def check(names=None, *, root=None, timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
+          stream=None) -> tuple[bool, list[RunResult]]:
+    """Re-execute notebooks (paper profile) in scratch and compare every artefact with the committed one.
+
+    Prints, per artefact, its largest deviation as a ratio to its tolerance (:mod:`reluflow.pipeline.compare`)
+    and returns ``(agrees, results)``: ``agrees`` is False if a notebook failed, an artefact differs beyond
+    tolerance, or a committed artefact was not produced. Nothing in the repository is written.
+    """
+    stream = stream if stream is not None else sys.stdout
+    root = project_root(root)
+    results = reproduce(names, root=root, timeout=timeout, progress=progress, stream=io.StringIO(),
+                        stop_on_error=False, publish=False, output_dir=root)
+    ok = all(r.status == "ok" for r in results)
+    lines = [f"{'artefact':<44} {'kind':<8} {'deviation/tol':>13}  detail", "-" * 90]
+    for r in results:
+        if r.status != "ok":
+            lines.append(f"{r.name:<44} {'failed':<8} {'':>13}  {r.error}")
+        for d in r.deviations:
+            ok &= d.agrees
+            lines.append(f"{d.path:<44} {d.kind:<8} {d.ratio:>13.3g}  {'ok' if d.agrees else 'DIFFERS'}: {d.detail}")
+    produced = {d.path for r in results for d in r.deviations}
+    selected = {r.name for r in results}
+    for sub in ("data", "figures"):
+        for f in sorted((root / sub).glob("*")):
+            if f.is_file() and f.name.split("_")[0] in {s.split("_")[0] for s in selected} and f.name not in produced:
+                ok = False
+                lines.append(f"{f.name:<44} {'missing':<8} {'':>13}  committed but not produced")
+    lines.append(f"{'all artefacts agree within tolerance' if ok else 'DIFFERENCES beyond tolerance'}")
+    print("\n".join(lines), file=stream)
+    return ok, results
 
 
 def format_summary(results: list[RunResult]) -> str:
