@@ -26,6 +26,8 @@ Map from formula to function:
                                                                       :func:`interference_point`
 - rest: θ_k = ȳ_k, or θ_k between ȳ_k with and without the points it rests on (sliding)
                                                                     → :func:`equilibrium_residual`
+- a measured exponential rate κ, |θ(t) − θ*| ≈ c e^{−κ t} (least squares on log |θ − θ*|)
+                                                                    → :func:`exponential_rate`
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = [
     "two_cluster_scenario",
     "equilibrium_residual",
     "interference_point",
+    "exponential_rate",
 ]
 
 
@@ -459,3 +462,24 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
         "equilibrium_residual": float(equilibrium_residual(X, sc.targets, theta).max()),
         "separated": int(sc.class_targets[0].max() < X[lab == 1].min()),
     }
+
+
+# --------------------------------------------------------------------------- measured rates
+
+
+def exponential_rate(t, gap, where=None) -> float:
+    """κ of gap(t) ≈ c e^{−κ t}: minus the least-squares slope of log gap against t over the mask ``where``.
+
+    ``t`` and ``gap`` are 1-D of equal length, ``where`` a boolean mask (default: every point). The
+    selected gaps must be positive and at least two, at two distinct times.
+    """
+    t = as_real_array(t, "t", ndim=1)
+    gap = as_real_array(gap, "gap", ndim=1)
+    if gap.shape != t.shape:
+        raise ValueError(f"gap must have the shape of t {t.shape}; got {gap.shape}")
+    sel = np.ones(t.shape, bool) if where is None else np.asarray(where, bool)
+    if sel.shape != t.shape:
+        raise ValueError(f"where must have the shape of t {t.shape}; got {sel.shape}")
+    if np.unique(t[sel]).size < 2 or np.any(gap[sel] <= 0):
+        raise ValueError("where must select at least two times with positive gaps")
+    return float(-np.polyfit(t[sel], np.log(gap[sel]), 1)[0])

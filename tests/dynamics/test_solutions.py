@@ -209,3 +209,19 @@ def test_scenario_argument_errors():
         two_cluster_scenario(3.0, 1.0, radius=0.0)
     with pytest.raises(TypeError, match="separation"):
         two_cluster_scenario("3", 1.0)
+
+
+def test_exponential_rate_recovers_a_known_decay():
+    from reluflow.dynamics.solutions import exponential_rate
+
+    t = np.linspace(0.0, 10.0, 41)
+    gap = 3.0 * np.exp(-0.7 * t)
+    assert exponential_rate(t, gap) == pytest.approx(0.7, rel=1e-12)
+    kinked = np.where(t < 4.0, np.exp(-0.2 * t), np.exp(-0.8) * np.exp(-1.5 * (t - 4.0)))
+    assert exponential_rate(t, kinked, t >= 4.0) == pytest.approx(1.5, rel=1e-12)
+    with pytest.raises(ValueError, match="where"):
+        exponential_rate(t, gap, t > 20.0)
+    with pytest.raises(ValueError, match="where"):
+        exponential_rate(t, gap - 1.0)  # non-positive gaps
+    with pytest.raises(ValueError, match="gap"):
+        exponential_rate(t, gap[:3])

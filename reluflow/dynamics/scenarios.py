@@ -1,0 +1,292 @@
+"""Worked examples of the notebooks: scenario builders, runs through the library, result datasets.
+
+Each notebook shows its equations on a small example. This module builds those examples, runs
+them through :func:`reluflow.dynamics.solver.solve` and summarises the runs in the quantities the
+notebooks check and plot, so that the notebooks hold narrative, checks and figures only.
+
+Notebook 02 (effective flow equations, THEORY.md §4.2–4.3):
+
+- two clusters in R², one adapted layer, targets beyond both clusters → :func:`one_layer_example`
+- the bias-flow field θ ↦ θ̇ (4.2) on a grid of thresholds             → :func:`threshold_field`
+- n_k(t) = #{i : u_ik ≤ θ_k(t)}, the rate n_k/(λ_k² N), θ* = the mean target of the points
+  truncated at the end, recounted from the data                        → :func:`threshold_relaxation`
+- the scale-and-bias flow (4.3) with the drift of λ² + b² and its
+  solver-tolerance bound                                               → :func:`scale_bias_run`
+- the notebook's result dataset                                        → :func:`effective_flow_dataset`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import xarray as xr
+
+from reluflow.theory.adapted import AdaptedNetwork, adapted_network, rotation
+from reluflow.theory.costs import targets_by_label
+from reluflow.theory.data import ClusteredData, clustered_data
+from reluflow.theory.flows import bias_flow, scale_bias_invariant
+from reluflow.validation import as_points, as_real_array
+
+__all__ = [
+    "OneLayerExample",
+    "one_layer_example",
+    "threshold_field",
+    "ThresholdRelaxation",
+    "threshold_relaxation",
+    "ScaleBiasRun",
+    "scale_bias_run",
+    "effective_flow_dataset",
+]
+
+
+def _var(dims, values, long_name, units="1"):
+    return xr.Variable(dims, np.asarray(values), {"long_name": long_name, "units": units})
+
+
+# --------------------------------------------------------------------------- notebook 02: one-layer example
+
+#: Cluster centres of notebook 02's example, in activation coordinates u = R x.
+EXAMPLE_CENTRES = ((-1.5, 0.0), (0.5, -1.0))
+#: Rotated class targets R ỹ_j of notebook 02's example, beyond both clusters in u_1 and u_2.
+EXAMPLE_TARGETS = ((2.0, 1.5), (1.0, 2.5))
+
+
+@dataclass(frozen=True, repr=False)
+class OneLayerExample:
+    """A one-layer adapted network in R² with clustered data: ``net``, ``clusters`` (in u = R x), targets.
+
+    ``class_targets`` are the rotated targets R ỹ_j (Q, 2); ``X`` the input points x_i = Rᵀ u_i (rows);
+    ``targets`` the input-space target ỹ_(j(i)) of each point (N, 2).
+    """
+
+    net: AdaptedNetwork
+    clusters: ClusteredData
+    class_targets: np.ndarray
+    X: np.ndarray
+    targets: np.ndarray
+
+    @property
+    def U(self) -> np.ndarray:
+        """Activation coordinates u_i = R x_i of the points, shape (N, 2)."""
+        return self.clusters.points
+
+    @property
+    def frame(self) -> np.ndarray:
+        """The frame R (rows: activation directions)."""
+        return self.net.frames[0]
+
+    @property
+    def scales(self) -> np.ndarray:
+        """The scales λ_k, shape (2,)."""
+        return self.net.scales[0]
+
+    def __repr__(self) -> str:
+        return (f"<OneLayerExample N={self.X.shape[0]} points in R^2, {self.clusters.n_clusters} clusters, "
+                f"scales {self.scales.tolist()}>")
+
+
+def one_layer_example(frame_degrees=30.0, scales=(1.0, 1.4), start=(-1.5, -1.0), n_per_cluster=15, *,
+                      seed=None, centres=EXAMPLE_CENTRES, class_targets=EXAMPLE_TARGETS,
+                      radius=0.7) -> OneLayerExample:
+    """Clusters drawn in activation coordinates u (discs of ``radius`` round ``centres``), frame R = rotation(α).
+
+    x_i = Rᵀ u_i, targets ỹ_j = Rᵀ (R ỹ_j) with R ỹ_j = ``class_targets``, and one adapted layer with
+    scales λ = ``scales`` and initial thresholds θ(0) = ``start``.
+    """
+    R = rotation(frame_degrees)
+    lam = as_real_array(scales, "scales", ndim=1)
+    class_targets = as_real_array(class_targets, "class_targets", ndim=2)
+    clusters = clustered_data(centres, radius, n_per_cluster, seed=seed)
+    if class_targets.shape != clusters.centres.shape:
+        raise ValueError(f"class_targets must have shape {clusters.centres.shape} (one per centre); "
+                         f"got {class_targets.shape}")
+    X = clusters.points @ R
+    Y = targets_by_label(class_targets @ R, clusters.labels)
+    net = adapted_network([R], [lam], [start])
+    return OneLayerExample(net=net, clusters=clusters, class_targets=class_targets, X=X, targets=Y)
+
+
+def threshold_field(net, X, targets, grid_1, grid_2) -> np.ndarray:
+    """The bias-flow velocity θ̇ (4.2) of a one-layer, two-dimensional network at every grid point.
+
+    Returns an array of shape (len(grid_2), len(grid_1), 2): entry [b, a] is θ̇ at θ = (grid_1[a], grid_2[b]),
+    the layout of :func:`matplotlib.pyplot.streamplot`.
+    """
+    if not isinstance(net, AdaptedNetwork) or net.scales.shape != (1, 2):
+        raise ValueError("net must be a one-layer AdaptedNetwork of width 2")
+    g1 = as_real_array(grid_1, "grid_1", ndim=1)
+    g2 = as_real_array(grid_2, "grid_2", ndim=1)
+    return np.array([[bias_flow(replace(net, thresholds=np.array([a, b])[None, :]), X, targets)[0] for a in g1]
+                     for b in g2])
+
+
+@dataclass(frozen=True, repr=False)
+class ThresholdRelaxation:
+    """A one-layer bias-flow trajectory with its truncation counts recounted from the data.
+
+    ``thresholds``, ``n_truncated``, ``rate`` n_k/(λ_k² N) and ``distance`` |θ_k − θ*_k| have shape
+    (T, M); ``equilibrium`` θ*_k is the mean target over the points truncated at the end
+    (``truncated_end``, (N, M)); ``full[k]`` is the first time index at which every point is
+    truncated in coordinate k (0 if never).
+    """
+
+    time: np.ndarray
+    thresholds: np.ndarray
+    n_truncated: np.ndarray
+    rate: np.ndarray
+    equilibrium: np.ndarray
+    truncated_end: np.ndarray
+    full: np.ndarray
+    distance: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"<ThresholdRelaxation T={self.time.size}, theta* = {np.round(self.equilibrium, 3).tolist()}>"
+
+
+def threshold_relaxation(solution: xr.Dataset, U, point_targets, scales) -> ThresholdRelaxation:
+    """Recount n_k(t) = #{i : u_ik ≤ θ_k(t)} along a one-layer solution of :func:`~reluflow.dynamics.solver.solve`.
+
+    ``U`` (N, M) are the activation coordinates u_i = R x_i, ``point_targets`` (N, M) the rotated
+    target (R ỹ_(j(i))) of each point and ``scales`` λ (M,). The rate is n_k/(λ_k² N) (uniform weights)
+    and θ*_k = Σ_i T_ik(end) (R ỹ_(j(i)))_k / n_k(end).
+    """
+    U = as_points(U, "U")
+    N, M = U.shape
+    point_targets = as_real_array(point_targets, "point_targets", ndim=2)
+    lam = as_real_array(scales, "scales", ndim=1)
+    if point_targets.shape != (N, M) or lam.shape != (M,):
+        raise ValueError(f"point_targets must have shape {(N, M)} and scales ({M},); "
+                         f"got {point_targets.shape} and {lam.shape}")
+    theta = solution.thresholds.isel(layer=0).values
+    n = (U[None, :, :] <= theta[:, None, :]).sum(axis=1)
+    truncated_end = U <= theta[-1]
+    theta_star = (truncated_end * point_targets).sum(axis=0) / truncated_end.sum(axis=0)
+    return ThresholdRelaxation(time=solution.time.values, thresholds=theta, n_truncated=n, rate=n / (lam**2 * N),
+                               equilibrium=theta_star, truncated_end=truncated_end,
+                               full=np.argmax(n == N, axis=0), distance=np.abs(theta - theta_star))
+
+
+@dataclass(frozen=True, repr=False)
+class ScaleBiasRun:
+    """A one-layer scale-and-bias trajectory (4.3): λ_k(t), b_k(t), θ_k(t) and the drift of I_k = λ_k² + b_k².
+
+    ``drift`` = |I_k(t)/I_k(0) − 1| and ``bound`` (both (T, M)): the bound n · 4√2 (rtol + atol/ρ_k) + 8 eps
+    with n = ``nfev`` ≥ the number of RK45 steps taken, ρ_k = √I_k(0); ``per_step`` = 4√2 (rtol + atol/ρ_k).
+    """
+
+    time: np.ndarray
+    scales: np.ndarray
+    biases: np.ndarray
+    thresholds: np.ndarray
+    invariant0: np.ndarray
+    drift: np.ndarray
+    per_step: np.ndarray
+    bound: np.ndarray
+    nfev: int
+
+    def __repr__(self) -> str:
+        return f"<ScaleBiasRun T={self.time.size}, worst drift {self.drift.max():.2e}, nfev {self.nfev}>"
+
+
+def scale_bias_run(net, X, targets, t_end, *, rtol=1e-10, atol=1e-12, n_times=601) -> ScaleBiasRun:
+    """Solve (4.3) with ``solve(method="general", flow="scale_bias", ivp_method="RK45")`` and measure λ² + b².
+
+    The exact flow conserves I_k = λ_k² + b_k². RK45 accepts a step when the RMS over the 2M components of
+    its error estimate, each divided by atol + rtol |y_i|, is at most 1, so one step moves I_k by at most
+    4√2 (rtol + atol/ρ_k) relative to I_k(0) = ρ_k² (for M = 2); each step costs at least one function
+    evaluation, so ``nfev`` bounds the number of steps. Output times: ``n_times`` in [0, t_end] plus the events.
+    """
+    from reluflow.dynamics.solver import solve
+
+    if not isinstance(net, AdaptedNetwork) or net.depth != 1:
+        raise ValueError("net must be a one-layer AdaptedNetwork")
+    ds = solve(net, X, targets, np.linspace(0.0, t_end, n_times), method="general", flow="scale_bias",
+               ivp_method="RK45", rtol=rtol, atol=atol)
+    if ds.attrs["status"] != 0:
+        raise RuntimeError(f"the scale-and-bias flow did not reach t_end: {ds.attrs['message']}")
+    lam = ds.scales.isel(layer=0).values
+    theta = ds.thresholds.isel(layer=0).values
+    b = -lam * theta
+    rho = np.sqrt(scale_bias_invariant(net)[0])
+    drift = np.abs((lam**2 + b**2) / rho**2 - 1.0)
+    per_step = 4 * np.sqrt(2) * (rtol + atol / rho)
+    nfev = int(ds.attrs["nfev"])
+    bound = np.broadcast_to(nfev * per_step + 8 * np.finfo(float).eps, drift.shape).copy()
+    return ScaleBiasRun(time=ds.time.values, scales=lam, biases=b, thresholds=theta, invariant0=rho**2, drift=drift,
+                        per_step=per_step, bound=bound, nfev=nfev)
+
+
+def effective_flow_dataset(battery, symbolic, example, grid_1, grid_2, field, relaxation, run,
+                           descent) -> xr.Dataset:
+    """Notebook 02's result: the oracle battery, the sympy checks, the field, the (4.2) and (4.3) runs, descent.
+
+    ``battery`` from :func:`reluflow.testing.oracles.verification_battery`, ``symbolic`` from
+    :func:`~reluflow.testing.oracles.symbolic_checks`, ``example`` a :class:`OneLayerExample`, ``field``
+    from :func:`threshold_field` on ``grid_1`` × ``grid_2``, ``relaxation`` a :class:`ThresholdRelaxation`,
+    ``run`` a :class:`ScaleBiasRun`, ``descent`` a :class:`~reluflow.dynamics.descent.ScaleBiasDescent`.
+    """
+    from reluflow.testing.oracles import FD_STEP, TIE_MARGIN
+
+    au, rate, per_time = "a.u.", "a.u. per unit flow time", "1 per unit flow time"
+    tc, sc, gc = ("bias_flow_time", "coordinate"), ("scale_bias_time", "coordinate"), ("gd_time", "coordinate")
+    U, lam = example.U, example.scales
+    field = np.asarray(field)
+    figures_data = xr.Dataset(
+        {
+            "symbolic_passed": _var("statement", [int(ok) for _, ok in symbolic.checks],
+                                    "1 if sympy reduced the statement to an identity, else 0"),
+            "field_rate": _var(("theta_2", "theta_1", "coordinate"), field, "bias-flow velocity d theta_k/dt (4.2)",
+                               rate),
+            "field_speed": _var(("theta_2", "theta_1"), np.hypot(field[..., 0], field[..., 1]),
+                                "speed |d theta/dt| of the bias flow (4.2)", rate),
+            "activation_points": _var(("point", "coordinate"), U, "activation coordinates u_i = R x_i of the points",
+                                      au),
+            "input_points": _var(("point", "coordinate"), example.X, "example points x_i in input space", au),
+            "point_cluster": _var("point", example.clusters.labels + 1, "cluster of each example point"),
+            "rotated_targets": _var(("cluster", "coordinate"), example.class_targets, "rotated class targets R y~_j",
+                                    au),
+            "frame": _var(("row", "coordinate"), example.frame,
+                          "frame R of the example (rows: activation coordinates)"),
+            "example_scales": _var("coordinate", lam, "scales lambda_k of the bias-flow example", au),
+            "equilibrium": _var("coordinate", relaxation.equilibrium,
+                                "equilibrium theta* = mean target of the truncated points", au),
+            "bias_flow_theta": _var(tc, relaxation.thresholds, "thresholds theta_k(t) under (4.2)", au),
+            "bias_flow_truncated": _var(tc, relaxation.n_truncated,
+                                        "number n_k(t) of points truncated in coordinate k"),
+            "bias_flow_rate": _var(tc, relaxation.rate, "relaxation rate n_k(t)/(lambda_k^2 N)", per_time),
+            "scale_bias_lambda": _var(sc, run.scales, "scales lambda_k(t) under (4.3)", au),
+            "scale_bias_b": _var(sc, run.biases, "biases b_k(t) under (4.3)", au),
+            "scale_bias_theta": _var(sc, run.thresholds, "thresholds theta_k(t) = -b_k/lambda_k under (4.3)", au),
+            "scale_bias_drift": _var(sc, run.drift, "relative drift of I_k = lambda_k^2 + b_k^2 under (4.3)"),
+            "scale_bias_bound": _var(sc, run.bound, "bound nfev 4 sqrt(2) (rtol + atol/rho_k) + 8 eps on the drift"),
+            "gd_lambda": _var(gc, descent.scales[:, 0], "scales lambda_k under gradient descent with step gd_step", au),
+            "gd_b": _var(gc, descent.biases[:, 0], "biases b_k under gradient descent with step gd_step", au),
+            "gd_drift": _var(gc, np.abs(descent.invariant[:, 0] / run.invariant0 - 1.0),
+                             "relative change of lambda_k^2 + b_k^2 under gradient descent"),
+        },
+        coords={
+            "statement": ("statement", [statement for statement, _ in symbolic.checks]),
+            "theta_1": ("theta_1", np.asarray(grid_1), {"long_name": "threshold theta_1 (grid)", "units": "a.u."}),
+            "theta_2": ("theta_2", np.asarray(grid_2), {"long_name": "threshold theta_2 (grid)", "units": "a.u."}),
+            "coordinate": ("coordinate", [1, 2]),
+            "row": ("row", [1, 2]),
+            "point": ("point", np.arange(len(U))),
+            "cluster": ("cluster", [1, 2]),
+            "bias_flow_time": ("bias_flow_time", relaxation.time,
+                               {"long_name": "flow time, (4.2) trajectory", "units": "1"}),
+            "scale_bias_time": ("scale_bias_time", run.time,
+                                {"long_name": "flow time, (4.3) trajectory", "units": "1"}),
+            "gd_time": ("gd_time", descent.time, {"long_name": "time eta * step of gradient descent", "units": "1"}),
+        },
+    )
+    battery_data = battery.drop_vars("tolerance").assign(
+        battery_tolerance=battery.tolerance, battery_tie_margin=battery.tie_margin).drop_vars("tie_margin")
+    battery_data.attrs = {}
+    result = xr.merge([battery_data, figures_data], join="exact")
+    result.attrs = {"tie_margin_min": TIE_MARGIN, "finite_difference_step": FD_STEP,
+                    "battery_cost_weights": "uniform or balanced, drawn per instance",
+                    "example_cost_weights": "uniform",
+                    "relative_error_definition": battery.attrs["relative_error_definition"],
+                    "theory_equation_labels": "labels (4.1)-(4.5) are the project's theory notes, not the paper's"}
+    return result

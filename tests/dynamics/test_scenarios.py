@@ -1,0 +1,137 @@
+"""Worked examples of the notebooks: reluflow.dynamics.scenarios.
+
+Oracles: the one-layer closed form θ̇_k = −(1/(λ_k² N)) Σ_{i ∈ T_k} (θ_k − (R ỹ_j(i))_k) (THEORY §4.2) written
+here with loops, plain recounts of the truncation pattern, the rotation identities, the conservation of
+λ² + b² under (4.3) and the dataset's own inputs.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from reluflow.dynamics.descent import scale_bias_descent
+from reluflow.dynamics.scenarios import (
+    OneLayerExample,
+    effective_flow_dataset,
+    one_layer_example,
+    scale_bias_run,
+    threshold_field,
+    threshold_relaxation,
+)
+from reluflow.dynamics.solver import solve
+from reluflow.theory.adapted import rotation
+
+
+@pytest.fixture(scope="module")
+def example():
+    return one_layer_example(30.0, [1.0, 1.4], [-1.5, -1.0], 8, seed=5)
+
+
+def _closed_form_rate(U, point_targets, lam, theta):
+    N = U.shape[0]
+    out = np.zeros(2)
+    for k in range(2):
+        for i in range(N):
+            if U[i, k] <= theta[k]:
+                out[k] -= (theta[k] - point_targets[i, k]) / (lam[k] ** 2 * N)
+    return out
+
+
+def test_one_layer_example_geometry(example):
+    assert isinstance(example, OneLayerExample)
+    R = rotation(30.0)
+    np.testing.assert_allclose(example.frame, R)
+    np.testing.assert_allclose(example.X @ R.T, example.U, atol=1e-14)  # u = R x
+    rotated = example.targets @ R.T  # R ỹ_j(i) per point
+    np.testing.assert_allclose(rotated, example.class_targets[example.clusters.labels], atol=1e-14)
+    np.testing.assert_array_equal(example.net.thresholds, [[-1.5, -1.0]])
+    np.testing.assert_array_equal(example.scales, [1.0, 1.4])
+    assert example.X.shape == (16, 2) and np.bincount(example.clusters.labels).tolist() == [8, 8]
+    centres = np.array([[-1.5, 0.0], [0.5, -1.0]])
+    for j in range(2):  # points lie in discs of radius 0.7 round the centres, in u
+        assert np.linalg.norm(example.U[example.clusters.labels == j] - centres[j], axis=1).max() <= 0.7
+    with pytest.raises(ValueError, match="class_targets"):
+        one_layer_example(class_targets=[[1.0, 2.0]], seed=0)
+
+
+def test_threshold_field_matches_the_one_layer_closed_form(example):
+    g1, g2 = np.linspace(-2.0, 2.0, 5), np.linspace(-1.5, 2.5, 4)
+    field = threshold_field(example.net, example.X, example.targets, g1, g2)
+    assert field.shape == (4, 5, 2)
+    pt = example.class_targets[example.clusters.labels]
+    for b, t2 in enumerate(g2):
+        for a, t1 in enumerate(g1):
+            np.testing.assert_allclose(field[b, a], _closed_form_rate(example.U, pt, example.scales, [t1, t2]),
+                                       rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="net"):
+        threshold_field("net", example.X, example.targets, g1, g2)
+
+
+def test_threshold_relaxation_recounts_the_pattern(example):
+    U, lam = example.U, example.scales
+    pt = example.class_targets[example.clusters.labels]
+    theta = np.array([[-3.0, -3.0], [0.0, 0.0], [3.0, -3.0], [3.0, 3.0]])
+    ds = xr.Dataset({"thresholds": (("time", "layer", "coordinate"), theta[:, None, :])},
+                    coords={"time": [0.0, 1.0, 2.0, 3.0]})
+    r = threshold_relaxation(ds, U, pt, lam)
+    for t in range(4):
+        for k in range(2):
+            n = sum(U[i, k] <= theta[t, k] for i in range(U.shape[0]))
+            assert r.n_truncated[t, k] == n
+            assert r.rate[t, k] == pytest.approx(n / (lam[k] ** 2 * U.shape[0]))
+    np.testing.assert_array_equal(r.n_truncated[[0, 3]], [[0, 0], [16, 16]])
+    np.testing.assert_allclose(r.equilibrium, pt.mean(axis=0))  # all truncated at the end
+    np.testing.assert_array_equal(r.full, [2, 3])  # first index with every point truncated, per coordinate
+    np.testing.assert_allclose(r.distance, np.abs(theta - pt.mean(axis=0)))
+    with pytest.raises(ValueError, match="point_targets"):
+        threshold_relaxation(ds, U, pt[:3], lam)
+
+
+def test_threshold_relaxation_of_a_solved_flow_reaches_the_equilibrium(example):
+    ds = solve(example.net, example.X, example.targets, np.linspace(0.0, 60.0, 61))
+    r = threshold_relaxation(ds, example.U, example.class_targets[example.clusters.labels], example.scales)
+    assert np.all(np.diff(r.n_truncated, axis=0) >= 0)  # both targets lie beyond the data: no release
+    assert r.distance[-1].max() < 1e-8
+    grid = ds.requested.values == 1  # away from event times, where the solver reports right limits
+    np.testing.assert_array_equal(r.n_truncated[grid], ds.n_truncated.isel(layer=0).values[grid])
+
+
+def test_scale_bias_run_conserves_lambda_squared_plus_b_squared(example):
+    run = scale_bias_run(example.net, example.X, example.targets, 10.0, n_times=51)
+    np.testing.assert_allclose(run.thresholds, -run.biases / run.scales, rtol=1e-14)
+    np.testing.assert_allclose(run.invariant0, example.scales**2 * (1 + example.net.thresholds[0] ** 2))
+    I = run.scales**2 + run.biases**2
+    np.testing.assert_allclose(I / run.invariant0 - 1, 0.0, atol=1e-7)
+    np.testing.assert_allclose(run.drift, np.abs(I / run.invariant0 - 1), rtol=1e-6, atol=1e-15)
+    assert np.all(run.drift <= run.bound)
+    np.testing.assert_allclose(run.per_step, 4 * np.sqrt(2) * (1e-10 + 1e-12 / np.sqrt(run.invariant0)))
+    assert run.nfev > 0 and run.time[0] == 0.0 and run.time[-1] == pytest.approx(10.0)
+    assert np.all(run.scales > 0)
+    assert run.scales[0].tolist() == example.scales.tolist()  # the scales move while the thresholds do
+    assert np.abs(run.scales[-1] - run.scales[0]).max() > 1e-3
+
+
+def test_effective_flow_dataset_holds_its_inputs(example):
+    battery = xr.Dataset({"worst": (("equation",), [1e-12]), "tolerance": ((), 1e-10), "tie_margin": (("instance",),
+                                                                                                      [0.1, 0.2])},
+                         coords={"equation": ["bias_flow"]}, attrs={"relative_error_definition": "normwise"})
+    symbolic = SimpleNamespace(checks=[("one statement", True), ("another", False)])
+    g1, g2 = np.linspace(-2.0, 2.0, 3), np.linspace(-1.0, 1.0, 4)
+    field = threshold_field(example.net, example.X, example.targets, g1, g2)
+    ds = solve(example.net, example.X, example.targets, np.linspace(0.0, 5.0, 6))
+    relax = threshold_relaxation(ds, example.U, example.class_targets[example.clusters.labels], example.scales)
+    run = scale_bias_run(example.net, example.X, example.targets, 2.0, n_times=5)
+    gd = scale_bias_descent(example.net, example.X, example.targets, 0.5, 4)
+    out = effective_flow_dataset(battery, symbolic, example, g1, g2, field, relax, run, gd)
+    np.testing.assert_array_equal(out.symbolic_passed.values, [1, 0])
+    np.testing.assert_allclose(out.field_speed.values, np.linalg.norm(field, axis=-1))
+    np.testing.assert_array_equal(out.bias_flow_theta.values, relax.thresholds)
+    np.testing.assert_array_equal(out.scale_bias_lambda.values, run.scales)
+    np.testing.assert_allclose(out.gd_drift.values, np.abs((gd.scales[:, 0] ** 2 + gd.biases[:, 0] ** 2)
+                                                           / run.invariant0 - 1))
+    np.testing.assert_array_equal(out.gd_time.values, 0.5 * np.arange(5))
+    assert float(out.battery_tolerance) == 1e-10 and "tolerance" not in out and "tie_margin" not in out
+    assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars if v.startswith(("field", "gd")))
+    assert out.attrs["relative_error_definition"] == "normwise"
