@@ -13,6 +13,14 @@ Notebook 02 (effective flow equations, THEORY.md §4.2–4.3):
 - the scale-and-bias flow (4.3) with the drift of λ² + b² and its
   solver-tolerance bound                                               → :func:`scale_bias_run`
 - the notebook's result dataset                                        → :func:`effective_flow_dataset`
+
+Notebook 03 (one cluster, solution classes S1–S3, THEORY.md §5):
+
+- one cluster in a disc, one adapted layer, the target beyond it, and the starts of the four
+  solution classes                                                     → :func:`single_cluster`
+- the measured rate −d/dt log|θ_k − ŷ_k| between output times against n_k/(λ_k² N)
+  recounted from the data                                              → :func:`rate_staircase`
+- the notebook's result dataset                                        → :func:`single_cluster_dataset`
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from reluflow.theory.adapted import AdaptedNetwork, adapted_network, rotation
 from reluflow.theory.costs import targets_by_label
 from reluflow.theory.data import ClusteredData, clustered_data
 from reluflow.theory.flows import bias_flow, scale_bias_invariant
-from reluflow.validation import as_points, as_real_array
+from reluflow.validation import as_points, as_positive_float, as_real_array
 
 __all__ = [
     "OneLayerExample",
@@ -37,6 +45,11 @@ __all__ = [
     "ScaleBiasRun",
     "scale_bias_run",
     "effective_flow_dataset",
+    "SingleCluster",
+    "single_cluster",
+    "RateStaircase",
+    "rate_staircase",
+    "single_cluster_dataset",
 ]
 
 
@@ -290,3 +303,169 @@ def effective_flow_dataset(battery, symbolic, example, grid_1, grid_2, field, re
                     "relative_error_definition": battery.attrs["relative_error_definition"],
                     "theory_equation_labels": "labels (4.1)-(4.5) are the project's theory notes, not the paper's"}
     return result
+
+
+# --------------------------------------------------------------------------- notebook 03: one cluster
+
+
+@dataclass(frozen=True, repr=False)
+class SingleCluster:
+    """One cluster ``X`` (N, 2) in a disc of ``radius`` round 0, a frame R, scales λ, the frame target ŷ.
+
+    ``u`` = X Rᵀ are the activation coordinates, ``target`` = Rᵀ ŷ the target in input space and
+    ``theta_sweep`` the start of the sweep (S2): midway between the two smallest u_k, so one point is
+    truncated in each coordinate.
+    """
+
+    X: np.ndarray
+    frame: np.ndarray
+    scales: np.ndarray
+    y_hat: np.ndarray
+    radius: float
+
+    @property
+    def N(self) -> int:
+        """The number of points."""
+        return self.X.shape[0]
+
+    @property
+    def u(self) -> np.ndarray:
+        """Activation coordinates u_i = R x_i, shape (N, 2)."""
+        return self.X @ self.frame.T
+
+    @property
+    def target(self) -> np.ndarray:
+        """The input-space target ỹ = Rᵀ ŷ."""
+        return self.frame.T @ self.y_hat
+
+    @property
+    def theta_sweep(self) -> np.ndarray:
+        """θ(0) of the sweep: the midpoint of the two smallest u_k in each coordinate."""
+        return 0.5 * np.sort(self.u, axis=0)[:2].sum(axis=0)
+
+    def starts(self) -> dict:
+        """{name: (θ(0), ŷ)} of S1 (below the cluster), S3 stop (ŷ = 0, the centre) and S3 release (ŷ below)."""
+        return {
+            "S1_dead": (self.u.min(axis=0) - 0.5 * self.radius, self.y_hat),
+            "S3_stop": (self.theta_sweep, np.zeros(2)),
+            "S3_release": (np.zeros(2), np.full(2, -self.radius - 1.0)),
+        }
+
+    def run(self, theta0, y_hat, times, **solve_options) -> xr.Dataset:
+        """The bias flow of the layer (R, λ, θ(0) = ``theta0``) towards the frame target ``y_hat``, by ``solve``."""
+        from reluflow.dynamics.solver import solve
+
+        net = adapted_network([self.frame], [self.scales], [theta0])
+        return solve(net, self.X, np.tile(self.frame.T @ np.asarray(y_hat, float), (self.N, 1)), times,
+                     **solve_options)
+
+    def __repr__(self) -> str:
+        return f"<SingleCluster N={self.N} in a disc of radius {self.radius:g}, y_hat={self.y_hat.tolist()}>"
+
+
+def single_cluster(n_points=40, radius=1.0, scales=(1.0, 1.5), frame_angle=30.0, target_offset=(1.5, 1.0), *,
+                   seed=None) -> SingleCluster:
+    """One cluster uniform in a disc of ``radius`` round the origin, frame R = rotation(−``frame_angle``).
+
+    The frame's rows are (cos α, sin α) and (−sin α, cos α); the frame target ŷ = radius + ``target_offset``
+    lies beyond the disc in both frame coordinates.
+    """
+    radius = as_positive_float(radius, "radius")
+    lam = as_real_array(scales, "scales", ndim=1)
+    offset = as_real_array(target_offset, "target_offset", ndim=1)
+    if lam.shape != (2,) or offset.shape != (2,):
+        raise ValueError(f"scales and target_offset must have 2 entries; got {lam.shape} and {offset.shape}")
+    X = clustered_data([[0.0, 0.0]], radius, n_points, seed=seed).points
+    return SingleCluster(X=X, frame=rotation(-frame_angle), scales=lam, y_hat=radius + offset, radius=radius)
+
+
+@dataclass(frozen=True, repr=False)
+class RateStaircase:
+    """Measured and predicted rates on each interval between consecutive output times (I, M).
+
+    ``measured`` = −Δ log|θ_k − ŷ_k| / Δt, ``predicted`` = n_k/(λ_k² N) with n_k recounted at the
+    interval's midpoint; ``usable`` marks intervals whose log change is well above round-off.
+    """
+
+    interval_start: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+    usable: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"<RateStaircase {self.interval_start.size} intervals, {int(self.usable.sum())} usable>"
+
+
+def rate_staircase(solution, u, y_hat, scales) -> RateStaircase:
+    """Between events θ_k is an exact exponential, so −Δ log|θ_k − ŷ_k|/Δt is the rate n_k/(λ_k² N) in force.
+
+    ``solution`` is a one-layer run of :func:`~reluflow.dynamics.solver.solve` (its time grid holds every
+    event), ``u`` (N, M) the activation coordinates, ``y_hat`` (M,) the frame target, ``scales`` λ (M,).
+    An interval is usable when predicted · Δt > 1e-3 and |θ_k − ŷ_k| > 1e-6 |ŷ_k| at its end.
+    """
+    u = as_points(u, "u")
+    y_hat = as_real_array(y_hat, "y_hat", ndim=1)
+    lam = as_real_array(scales, "scales", ndim=1)
+    th = solution.thresholds.isel(layer=0).values
+    t = solution.time.values
+    gap = np.abs(th - y_hat)
+    dt = np.diff(t)
+    log_gap = np.log(np.where(gap > 0, gap, np.nan))  # the gap reaches exactly 0 once θ rounds to ŷ
+    measured = -np.diff(log_gap, axis=0) / dt[:, None]
+    mid = 0.5 * (th[1:] + th[:-1])
+    n_mid = (u[None, :, :] <= mid[:, None, :]).sum(axis=1)
+    predicted = n_mid / (lam**2 * u.shape[0])
+    usable = (predicted * dt[:, None] > 1e-3) & (gap[1:] > 1e-6 * np.abs(y_hat))
+    return RateStaircase(interval_start=t[:-1], measured=measured, predicted=predicted, usable=usable)
+
+
+def _on_grid(ds, name):
+    values = ds[name].isel(layer=0).values if "layer" in ds[name].dims else ds[name].values
+    return values[ds.requested.values == 1]
+
+
+def single_cluster_dataset(runs: dict, frame_targets: dict, staircase: RateStaircase, cluster: SingleCluster,
+                           snapshot_time, snapshot_images, times) -> xr.Dataset:
+    """Notebook 03's result: the runs on the requested ``times``, the staircase, the sweep's events, snapshots.
+
+    ``runs`` maps scenario names to solver runs, the first being the sweep (S2); ``frame_targets`` the
+    same names to their frame targets ŷ.
+    """
+    names = list(runs)
+    sweep = runs[names[0]]
+    attrs = {
+        "thresholds": "threshold theta_k(t)", "n_truncated": "number of truncated points n_k(t)",
+        "cost": "input-layer cost C_in",
+    }
+    data = {
+        name: (("scenario", "time", "coordinate") if name != "cost" else ("scenario", "time"),
+               np.stack([_on_grid(runs[s], name) for s in names]), {"long_name": text, "units": "1"})
+        for name, text in attrs.items()
+    }
+    n_intervals = staircase.interval_start.size
+    n_events = sweep.event_time.size
+    data.update({
+        "frame_target": (("scenario", "coordinate"), np.stack([frame_targets[s] for s in names]),
+                         {"long_name": "target y_hat in frame coordinates", "units": "1"}),
+        "interval_start": (("interval",), staircase.interval_start,
+                           {"long_name": "start of the interval (S2 run)", "units": "1"}),
+        "measured_rate": (("interval", "coordinate"), staircase.measured,
+                          {"long_name": "-d/dt log|theta_k - y_hat_k| measured over the interval", "units": "1"}),
+        "predicted_rate": (("interval", "coordinate"), staircase.predicted,
+                           {"long_name": "n_k/(lambda_k^2 N), n_k recounted from the data", "units": "1"}),
+        "event_time": (("event",), sweep.event_time.values,
+                       {"long_name": "truncation event time (S2 run, exact solver)", "units": "1"}),
+        "event_coordinate": (("event",), sweep.event_coordinate.values,
+                             {"long_name": "coordinate of the event", "units": "1"}),
+        "event_point": (("event",), sweep.event_point.values,
+                        {"long_name": "index of the crossing point", "units": "1"}),
+        "frame_points": (("point", "coordinate"), cluster.u,
+                         {"long_name": "activation coordinates u = R x", "units": "1"}),
+        "points": (("point", "coordinate"), cluster.X, {"long_name": "data points x_i (input space)", "units": "1"}),
+        "snapshot_images": (("snapshot", "point", "coordinate"), np.asarray(snapshot_images),
+                            {"long_name": "images x^(tau,1)(t) at the snapshot times (S2)", "units": "1"}),
+        "snapshot_time": (("snapshot",), np.asarray(snapshot_time), {"long_name": "snapshot time", "units": "1"}),
+    })
+    return xr.Dataset(data, coords={"scenario": names, "time": np.asarray(times), "coordinate": [0, 1],
+                                    "interval": np.arange(n_intervals), "event": np.arange(n_events),
+                                    "point": np.arange(cluster.N), "snapshot": np.arange(len(snapshot_time))})

@@ -26,6 +26,8 @@ Map from formula to function:
                                                                       :func:`interference_point`
 - rest: θ_k = ȳ_k, or θ_k between ȳ_k with and without the points it rests on (sliding)
                                                                     → :func:`equilibrium_residual`
+- the largest gap between the event times of a solver run and a reference (explicit solutions,
+  or another run), coordinate by coordinate                         → :func:`event_time_error`
 - a measured exponential rate κ, |θ(t) − θ*| ≈ c e^{−κ t} (least squares on log |θ − θ*|)
                                                                     → :func:`exponential_rate`
 """
@@ -35,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 
 from reluflow.theory.adapted import AdaptedNetwork, adapted_network
 from reluflow.theory.data import ClusteredData, clustered_data
@@ -54,6 +57,7 @@ __all__ = [
     "equilibrium_residual",
     "interference_point",
     "exponential_rate",
+    "event_time_error",
 ]
 
 
@@ -483,3 +487,38 @@ def exponential_rate(t, gap, where=None) -> float:
     if np.unique(t[sel]).size < 2 or np.any(gap[sel] <= 0):
         raise ValueError("where must select at least two times with positive gaps")
     return float(-np.polyfit(t[sel], np.log(gap[sel]), 1)[0])
+
+
+def _event_times(solution, layer: int, k: int) -> np.ndarray:
+    sel = (solution.event_layer.values == layer) & (solution.event_coordinate.values == k)
+    return np.sort(solution.event_time.values[sel])
+
+
+def event_time_error(solution, reference) -> float:
+    """max |t_solution − t_reference| over the events of every (layer ℓ, coordinate k), each sorted in time.
+
+    ``solution`` is a Dataset of :func:`reluflow.dynamics.solver.solve`. ``reference`` is another such
+    Dataset, a sequence of :class:`OneClusterSolution` (one per coordinate of layer 1), or a mapping
+    {(ℓ, k): OneClusterSolution} with layers counted from 0; an explicit solution's event at which
+    several points cross counts once per point. Only the (ℓ, k) present in ``reference`` are compared,
+    and the numbers of events must agree.
+    """
+    if isinstance(reference, xr.Dataset):
+        keys = {(int(ell) - 1, int(k)) for ds in (reference, solution)
+                for ell, k in zip(ds.event_layer.values, ds.event_coordinate.values)}
+        pairs = {key: _event_times(reference, key[0] + 1, key[1]) for key in keys}
+    else:
+        items = reference.items() if isinstance(reference, dict) else (((0, k), e) for k, e in enumerate(reference))
+        pairs = {}
+        for key, e in items:
+            if not isinstance(e, OneClusterSolution):
+                raise TypeError(f"reference entries must be OneClusterSolution; got {type(e).__name__}")
+            pairs[key] = np.repeat(e.event_time, e.event_count)
+    worst = 0.0
+    for (ell, k), ref in sorted(pairs.items()):
+        got = _event_times(solution, ell + 1, k)
+        if got.size != ref.size:
+            raise ValueError(f"layer {ell + 1}, coordinate {k}: {got.size} events in solution, {ref.size} in reference")
+        if got.size:
+            worst = max(worst, float(np.abs(got - ref).max()))
+    return worst

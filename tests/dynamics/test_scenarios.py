@@ -16,7 +16,10 @@ from reluflow.dynamics.scenarios import (
     OneLayerExample,
     effective_flow_dataset,
     one_layer_example,
+    rate_staircase,
     scale_bias_run,
+    single_cluster,
+    single_cluster_dataset,
     threshold_field,
     threshold_relaxation,
 )
@@ -135,3 +138,85 @@ def test_effective_flow_dataset_holds_its_inputs(example):
     assert float(out.battery_tolerance) == 1e-10 and "tolerance" not in out and "tie_margin" not in out
     assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars if v.startswith(("field", "gd")))
     assert out.attrs["relative_error_definition"] == "normwise"
+
+
+# --------------------------------------------------------------------------- notebook 03
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    return single_cluster(12, 1.0, [1.0, 1.5], 30.0, [1.5, 1.0], seed=2)
+
+
+def test_single_cluster_geometry(cluster):
+    a = np.deg2rad(30.0)
+    R = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])  # rows: the frame vectors
+    np.testing.assert_allclose(cluster.frame, R, atol=1e-15)
+    assert cluster.N == 12 and np.linalg.norm(cluster.X, axis=1).max() <= 1.0
+    np.testing.assert_allclose(cluster.u, cluster.X @ R.T, atol=1e-15)
+    np.testing.assert_allclose(cluster.y_hat, [2.5, 2.0])
+    np.testing.assert_allclose(R @ cluster.target, cluster.y_hat, atol=1e-15)
+    for k in range(2):  # the sweep start truncates exactly one point per coordinate
+        assert np.count_nonzero(cluster.u[:, k] <= cluster.theta_sweep[k]) == 1
+    starts = cluster.starts()
+    assert list(starts) == ["S1_dead", "S3_stop", "S3_release"]
+    assert np.all(starts["S1_dead"][0] < cluster.u.min(axis=0))
+    np.testing.assert_array_equal(starts["S3_release"][1], [-2.0, -2.0])
+    with pytest.raises(ValueError, match="scales"):
+        single_cluster(scales=[1.0, 1.0, 1.0], seed=0)
+    with pytest.raises(ValueError, match="radius"):
+        single_cluster(radius=-1.0, seed=0)
+
+
+def test_single_cluster_run_and_event_time_error(cluster):
+    from reluflow.dynamics.solutions import event_time_error, one_cluster_solution
+
+    times = np.linspace(0.0, 40.0, 81)
+    ds = cluster.run(cluster.theta_sweep, cluster.y_hat, times)
+    assert ds.attrs["n_events"] == 2 * (cluster.N - 1)  # S2: every other point truncated in both coordinates
+    u, lam = cluster.u, cluster.scales
+    explicit = [one_cluster_solution(u[:, k], cluster.theta_sweep[k], cluster.y_hat[k], lam[k]) for k in range(2)]
+    assert event_time_error(ds, explicit) <= 1e-10
+    assert event_time_error(ds, {(0, 1): explicit[1]}) <= 1e-10
+    assert event_time_error(ds, ds) == 0.0
+    shifted = ds.assign(event_time=ds.event_time + 0.25)
+    assert event_time_error(shifted, ds) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="events"):
+        event_time_error(ds.isel(event=slice(1, None)), ds)
+    with pytest.raises(TypeError, match="OneClusterSolution"):
+        event_time_error(ds, [1.0, 2.0])
+
+
+def test_rate_staircase_equals_the_recounted_rate(cluster):
+    times = np.linspace(0.0, 40.0, 81)
+    ds = cluster.run(cluster.theta_sweep, cluster.y_hat, times)
+    st = rate_staircase(ds, cluster.u, cluster.y_hat, cluster.scales)
+    t = ds.time.values
+    np.testing.assert_array_equal(st.interval_start, t[:-1])
+    # independent: on an interval without an event the threshold is exponential with rate n/(λ² N), n counted here
+    th = ds.thresholds.isel(layer=0).values
+    for i in np.flatnonzero(st.usable[:, 0])[:10]:
+        n = np.count_nonzero(cluster.u[:, 0] <= 0.5 * (th[i, 0] + th[i + 1, 0]))
+        assert st.predicted[i, 0] == pytest.approx(n / (cluster.scales[0] ** 2 * cluster.N))
+        assert st.measured[i, 0] == pytest.approx(st.predicted[i, 0], rel=1e-6)
+    assert st.usable.sum() > 20
+
+
+def test_single_cluster_dataset_holds_the_runs(cluster):
+    times = np.linspace(0.0, 10.0, 11)
+    runs = {"S2_sweep": cluster.run(cluster.theta_sweep, cluster.y_hat, times)}
+    runs |= {name: cluster.run(th0, y, times) for name, (th0, y) in cluster.starts().items()}
+    targets = {"S2_sweep": cluster.y_hat} | {name: y for name, (_, y) in cluster.starts().items()}
+    st = rate_staircase(runs["S2_sweep"], cluster.u, cluster.y_hat, cluster.scales)
+    snaps = np.zeros((2, cluster.N, 2))
+    out = single_cluster_dataset(runs, targets, st, cluster, [0.0, 1.0], snaps, times)
+    assert out.scenario.values.tolist() == list(runs)
+    for s, ds in runs.items():
+        grid = ds.requested.values == 1
+        np.testing.assert_array_equal(out.thresholds.sel(scenario=s).values, ds.thresholds.values[grid, 0])
+        np.testing.assert_array_equal(out.cost.sel(scenario=s).values, ds.cost.values[grid])
+    np.testing.assert_array_equal(out.time.values, times)
+    np.testing.assert_array_equal(out.frame_target.sel(scenario="S3_stop").values, [0.0, 0.0])
+    np.testing.assert_array_equal(out.event_time.values, runs["S2_sweep"].event_time.values)
+    np.testing.assert_array_equal(out.points.values, cluster.X)
+    assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars)
