@@ -12,13 +12,17 @@ Map from formula to function:
 - one layer, per coordinate k: θ_k(t) = ȳ + (θ_k(t_m) − ȳ) e^{−κ (t − t_m)}, κ = W/λ_k²,
   W = Σ_{i∈T_k} w_i, ȳ = Σ_{i∈T_k} w_i (Rỹ_i)_k / W; next event after
   Δt = (λ_k²/W) log((ȳ − θ_k(t_m)) / (ȳ − u_next)), u_next the next sorted data coordinate
-  (one cluster, w_i = 1/N: Δt = (λ_k² N/n) log((ŷ_k − θ_k(t_m))/(ŷ_k − u_(m+1),k)))  → :func:`one_layer_trajectory`
+  (one cluster, w_i = 1/N: Δt = (λ_k² N/n) log((ŷ_k − θ_k(t_m))/(ŷ_k − u_(m+1),k))), all
+  coordinates at once                                                                → :func:`one_layer_sweep`
+- g_{ℓ,i,k} = (R_ℓ x_i^(τ,ℓ-1))_k − θ_{ℓ,k}, the event functions of any depth           → :func:`event_values`
 - x^(τ,ℓ) = a_ℓ + B_ℓ θ and g = c + d θ for a fixed pattern                          → :func:`affine_pattern`
 - θ(t) = θ_0 + Λ^-1 Q (e^{−μ t} − 1) z, from the eigen-decomposition Λ^-1 G Λ^-1 = Q diag(μ) Qᵀ
   (exp(t A) for the affine flow, written to be exact at t = 0)      → :func:`closed_form`, :func:`closed_form_scaled`
 - on a sliding surface n_jᵀ φ = const: φ̇ = −Π (S φ + b), Π ⊥ the normals n_j      → :func:`sliding_flow`
 - first time some g_{ℓ,i,k} = α + Σ_j β_j e^{−μ_j t} changes sign, by certified bracketing
   and Brent's method                                                                  → :func:`next_crossing`
+- Filippov test: after a crossing, does the field of the new pattern push the point back?
+  (numerically, for the general backend; from the closed form, :func:`initial_slopes`)  → :func:`pushes_back`
 
 Conventions. A point is truncated in coordinate k when u_k ≤ θ_k (a tie counts as truncated,
 σ'(0) = 0, as in :func:`reluflow.truncation_pattern`). A **truncation** event is a point entering
@@ -26,13 +30,13 @@ T_k, an **untruncation** event a point leaving it. **Sliding** is a point whose 
 reverse the drift of the threshold at once: the threshold is pushed onto the point from both
 sides, f_out > 0 > f_in, and a solver that flips the pattern would chatter. In one layer the
 threshold then stays on the point for good (a kink minimum of the cost in θ_k; the point is
-"partially truncated" in Filippov's sense), which :func:`one_layer_trajectory` returns exactly.
+"partially truncated" in Filippov's sense), which :func:`one_layer_sweep` returns exactly.
 In the deep case the threshold follows the sliding points: Filippov's field is the projection of
 the field of either side onto the surface, again affine in θ (:func:`sliding_flow`), and the
 exact solver of :mod:`reluflow.dynamics.solver` follows it until the field on one side stops pushing back.
 
-Cost. :func:`one_layer_trajectory` sorts each coordinate once (O(N log N)) and then finds all
-events of that coordinate with prefix sums and vectorised numpy (O(N)), without a loop over
+Cost. :func:`one_layer_sweep` sorts each coordinate once (O(N log N)) and then finds all
+events of all coordinates with prefix sums and vectorised numpy (O(N M)), without a loop over
 points or events.
 """
 
@@ -45,8 +49,11 @@ from scipy.optimize import brentq
 
 __all__ = [
     "EVENT_KINDS",
-    "CoordinateTrajectory",
-    "one_layer_trajectory",
+    "OneLayerSweep",
+    "event_values",
+    "initial_slopes",
+    "one_layer_sweep",
+    "pushes_back",
     "affine_pattern",
     "closed_form",
     "closed_form_scaled",
@@ -57,191 +64,305 @@ __all__ = [
 #: Event kinds, in the order of their integer codes.
 EVENT_KINDS = ("truncated", "untruncated", "sliding")
 TRUNCATED, UNTRUNCATED, SLIDING = 0, 1, 2
+_EPS = np.finfo(float).eps
+
+
+# --------------------------------------------------------------------------- event functions, any depth
+
+
+def event_values(R, theta, X):
+    """g_{ℓ,i,k} = (R_ℓ x_i^(τ,ℓ-1))_k − θ_{ℓ,k}, shape (L, N, M), by the cone projections.
+
+    A point is truncated in coordinate k of layer ℓ when g_{ℓ,i,k} ≤ 0 (ties count as truncated).
+    """
+    x = X
+    out = np.empty((R.shape[0],) + X.shape)
+    for l in range(R.shape[0]):
+        u = x @ R[l].T
+        out[l] = u - theta[l]
+        x = np.maximum(u, theta[l]) @ R[l]
+    return out
+
+
+def pushes_back(rows, t, y, v_old, fun, signed, scale):
+    """Filippov test: for each crossing row, whether the field just past the crossing drives it back.
+
+    ``y`` is the state on the threshold, ``v_old`` the field of the old pattern, ``fun(t, y)`` the
+    field and ``signed(y)`` the signed event functions of the new pattern (positive while
+    consistent). A row slides when, a step 1e-8 max(1, t) past the threshold along the old motion,
+    the new field decreases its event function: the fields on both sides push it onto the threshold.
+    """
+    dt = 1e-8 * max(1.0, t)
+    y_after = y + dt * v_old  # continue the old motion a little past the threshold
+    h_after = signed(y_after)[rows]
+    h_next = signed(y_after + dt * fun(t, y_after))[rows]
+    return h_next - h_after < -64 * _EPS * scale
+
+
+def initial_slopes(s, beta, mu):
+    """d(s_f g_f)/dτ at τ = 0 for g_f(τ) = g_f(0) + Σ_j β_fj (e^{−μ_j τ} − 1) and signs s_f."""
+    return -(s[:, None] * beta * mu).sum(axis=1)
 
 
 # --------------------------------------------------------------------------- one layer, exact
 
 
 @dataclass(frozen=True)
-class CoordinateTrajectory:
-    """Piecewise closed form of one threshold θ_k(t) of a one-layer bias flow.
+class OneLayerSweep:
+    """Piecewise closed form of the M thresholds θ_k(t) of a one-layer bias flow, with all their events.
 
-    Segment s covers [t_start[s], t_start[s+1]) and holds θ(t) = ybar_eff[s] + offset[s] e^{−decay[s] τ},
-    τ = t − t_start[s]. Its cost contribution is ½ (weight[s] (cost_offset[s] e^{−decay[s] τ})²
-    + spread[s] + untruncated[s]). ``n``, ``rate`` and ``sliding`` describe the pattern in force.
-    Events: times, point indices and kind codes (see :data:`EVENT_KINDS`).
+    The segments of coordinate k are rows ``bounds[k]:bounds[k+1]`` of the segment arrays. Segment
+    s covers [t_start[s], next start) and holds θ(t) = ybar[s] + offset[s] e^{−decay[s] τ},
+    τ = t − t_start[s]; its cost contribution is ½ (weight[s] (cost_offset[s] e^{−decay[s] τ})²
+    + rest[s]) (rest: the spread of the truncated targets plus the untruncated residuals).
+    ``n``, ``rate`` and ``sliding`` describe the pattern in force. Events: per coordinate in
+    time order, coordinates one after the other (kinds: codes of :data:`EVENT_KINDS`).
     """
 
+    bounds: np.ndarray
     t_start: np.ndarray
-    ybar_eff: np.ndarray
+    ybar: np.ndarray
     offset: np.ndarray
     decay: np.ndarray
     cost_offset: np.ndarray
     weight: np.ndarray
-    spread: np.ndarray
-    untruncated: np.ndarray
+    rest: np.ndarray
     n: np.ndarray
     rate: np.ndarray
     sliding: np.ndarray
     event_time: np.ndarray
+    event_coordinate: np.ndarray
     event_point: np.ndarray
     event_kind: np.ndarray
 
+    def segment_index(self, times):
+        """(T, M): the segment of each coordinate in force at each time (right limits at events)."""
+        M = self.bounds.size - 1
+        idx = np.empty((times.size, M), dtype=np.int64)
+        for k in range(M):
+            lo, hi = self.bounds[k], self.bounds[k + 1]
+            # count the segment starts <= t, by the positions of the starts in the sorted times
+            at = np.searchsorted(times, self.t_start[lo + 1:hi], side="left")
+            idx[:, k] = lo + np.cumsum(np.bincount(at, minlength=times.size + 1)[:times.size])
+        return idx
+
     def evaluate(self, times):
-        """θ, θ̇, n, rate, sliding and the cost contribution at ``times`` (right limits at events)."""
-        idx = np.searchsorted(self.t_start, times, side="right") - 1
-        tau = times - self.t_start[idx]
-        ex = np.exp(-self.decay[idx] * tau)
-        theta = self.ybar_eff[idx] + self.offset[idx] * ex
-        theta_dot = -self.decay[idx] * self.offset[idx] * ex
-        cost = 0.5 * (self.weight[idx] * (self.cost_offset[idx] * ex) ** 2 + self.spread[idx] + self.untruncated[idx])
+        """θ, θ̇, n, rate, sliding (each (T, M)) and the cost (T,) at ``times`` (sorted, ≥ 0)."""
+        idx = self.segment_index(np.asarray(times, dtype=float))
+        tau = times[:, None] - self.t_start[idx]
+        decay = self.decay[idx]
+        ex = np.exp(-decay * tau)
+        offset = self.offset[idx]
+        theta = self.ybar[idx] + offset * ex
+        theta_dot = -decay * offset * ex
+        cost = 0.5 * (self.weight[idx] * (self.cost_offset[idx] * ex) ** 2 + self.rest[idx]).sum(axis=1)
         return theta, theta_dot, self.n[idx], self.rate[idx], self.sliding[idx], cost
 
 
-def one_layer_trajectory(u, y_hat, w, lam2: float, theta0: float, t_end: float) -> CoordinateTrajectory:
-    """Exact trajectory of one threshold of the one-layer bias flow, with all its events up to ``t_end``.
+#: Coordinates are swept in blocks of about this many sorted entries, to bound the memory.
+SWEEP_BLOCK = 4_000_000
 
-    θ̇ = −(1/λ²) Σ_{i: u_i ≤ θ} w_i (θ − ŷ_i), where u_i = (R x_i)_k and ŷ_i = (R ỹ_i)_k.
+
+def one_layer_sweep(U, Yhat, w, lam2, theta0, t_end: float, *, keep_times=None) -> OneLayerSweep:
+    """Exact trajectories of the M thresholds of the one-layer bias flow, with all events up to ``t_end``.
+
+    θ̇_k = −(1/λ_k²) Σ_{i: u_ik ≤ θ_k} w_i (θ_k − ŷ_ik), where u_ik = (R x_i)_k and ŷ_ik = (R ỹ_i)_k.
 
     Parameters
     ----------
-    u, y_hat, w : arrays (N,)
-        Data coordinates, rotated targets and (non-negative) weights of coordinate k.
-    lam2 : float
-        λ_k².
-    theta0 : float
-        θ_k(0).
+    U, Yhat : arrays (M, N)
+        Data coordinates and rotated targets, one row per coordinate k.
+    w : array (N,)
+        Non-negative weights.
+    lam2, theta0 : arrays (M,)
+        λ_k² and θ_k(0).
     t_end : float
         Last time of interest; events after it are not returned.
+    keep_times : array, optional
+        If given, keep only the segments in force at these times (and the last one): the event
+        log stays complete, the memory of the closed form does not grow with the number of events.
 
     The motion of one threshold is monotone: it sweeps up through the data (truncation events)
     while the weighted mean target ȳ of the truncated points lies above it, or down (untruncation
     events) while ȳ lies below. It ends by relaxing to ȳ, by freezing (no truncated weight left:
     a dead coordinate), or by sliding on a point (ȳ jumps to the other side when the point
     crosses). Points with equal coordinates cross together (one event time, one event each).
+
+    Cost: one sort of each coordinate, then prefix sums and elementwise numpy over all
+    coordinates of a block at once: every event time is a prefix sum of the step times
+    Δt = (λ_k²/W) log1p((u_next − θ_start)/(ȳ − u_next)), with no loop over points or events.
     """
-    N = u.size
-    order = np.argsort(u, kind="stable")
-    us = u[order]
-    ws = w[order]
-    ys = y_hat[order]
-    brk = np.flatnonzero(us[1:] != us[:-1]) + 1
-    gstart = np.concatenate(([0], brk))
-    gend = np.concatenate((brk, [N]))
-    gv = us[gstart]  # distinct data values, ascending
-    G = gv.size
+    M, N = U.shape
+    block = max(1, SWEEP_BLOCK // max(N, 1))
+    uniform = bool(np.all(w == w[0])) if N else True
+    parts = [_sweep_block(U[k:k + block], Yhat[k:k + block], w, uniform, lam2[k:k + block],
+                          theta0[k:k + block], t_end, keep_times) for k in range(0, M, block)]
+    segs = [s for p in parts for s in p[0]]
+    evs = [e for p in parts for e in p[1]]
+    bounds = np.concatenate(([0], np.cumsum([s[0].size for s in segs])))
+    fields = [np.concatenate([s[q] for s in segs]) for q in range(10)]
+    ev = [np.concatenate([e[q] for e in evs]) for q in range(3)]
+    coord = np.repeat(np.arange(M, dtype=np.int64), [e[0].size for e in evs])
+    return OneLayerSweep(bounds, *fields, event_time=ev[0], event_coordinate=coord, event_point=ev[1],
+                         event_kind=ev[2])
 
-    # Prefix sums over the sorted points, read at group ends: "j groups truncated", j = 0..G.
-    # Targets are centred on their median, so that a single cluster (all ŷ equal) gives ȳ exactly.
-    ref = float(np.median(ys))
-    yc = ys - ref
-    cw = np.concatenate(([0.0], np.cumsum(ws)))
-    cs = np.concatenate(([0.0], np.cumsum(ws * yc)))
-    cq = np.concatenate(([0.0], np.cumsum(ws * yc * yc)))
+
+def _prefix(a):
+    """[0, a_0, a_0 + a_1, …] along the last axis."""
+    out = np.empty(a.shape[:-1] + (a.shape[-1] + 1,))
+    out[..., 0] = 0.0
+    np.cumsum(a, axis=-1, out=out[..., 1:])
+    return out
+
+
+def _sorted_block(U, Yhat, w, uniform):
+    """Sort each row (stable), gather weights and targets; constant rows are not gathered."""
+    order = np.argsort(U, axis=1, kind="stable")
+    us = np.take_along_axis(U, order, axis=1)
+    ws = np.full(U.shape, w[0]) if uniform else w[order]
+    const = np.all(Yhat == Yhat[:, :1], axis=1)
+    if const.all():
+        ys = np.repeat(Yhat[:, :1], U.shape[1], axis=1)
+        ref = Yhat[:, 0].copy()
+    else:
+        ys = np.take_along_axis(Yhat, order, axis=1)
+        ref = np.median(Yhat, axis=1)
+    return order, us, ws, ys, ref
+
+
+def _state_sums(us, ws, ys, ref):
+    """Per state p (p points truncated, p = 0..N): W, ȳ, the spread V and the untruncated residual E.
+
+    Targets are centred on their median, so that a single cluster (all ŷ equal) gives ȳ exactly.
+    """
+    yc = ys - ref[:, None]
+    wy = ws * yc
+    W = _prefix(ws)
+    S = _prefix(wy)
+    Q = _prefix(wy * yc)
     e = ws * (us - ys) ** 2
-    suffix = np.concatenate((np.cumsum(e[::-1])[::-1], [0.0]))
-    pos = np.concatenate(([0], gend))  # number of truncated points when j groups are truncated
-    Wj, Sj, Qj, Ej = cw[pos], cs[pos], cq[pos], suffix[pos]
-    positive = Wj > 0
-    ybar_c = np.divide(Sj, Wj, out=np.zeros_like(Sj), where=positive)
-    ybar = ref + ybar_c
-    Vj = np.maximum(Qj - Sj * ybar_c, 0.0)  # Σ_{truncated} w (ŷ − ȳ)²
+    E = np.zeros_like(W)
+    np.cumsum(e[:, ::-1], axis=1, out=E[:, -2::-1])
+    positive = W > 0
+    ybar_c = np.divide(S, W, out=np.zeros_like(S), where=positive)
+    V = np.maximum(Q - S * ybar_c, 0.0)
+    V += E  # only V + E enters the cost
+    return W, ref[:, None] + ybar_c, V
 
-    j0 = int(np.searchsorted(gv, theta0, side="right"))
-    if Wj[j0] == 0 or theta0 == ybar[j0]:
-        # Dead (no truncated weight) or at rest: one frozen segment, no event.
-        js = np.array([j0])
-        start = np.array([theta0])
-        s_end, direction = 0, 0
-    else:
-        direction = 1 if theta0 < ybar[j0] else -1
-        if direction > 0:
-            js = np.arange(j0, G + 1)
-            start = np.empty(js.size)
-            start[0] = theta0
-            start[1:] = gv[js[1:] - 1]
-            nxt = np.full(js.size, np.inf)
-            nxt[:-1] = gv[js[:-1]]
-            cont = positive[js] & (ybar[js] > nxt)
-        else:
-            js = np.arange(j0, -1, -1)
-            start = np.empty(js.size)
-            start[0] = theta0
-            start[1:] = gv[js[1:]]
-            nxt = np.full(js.size, -np.inf)
-            nxt[:-1] = gv[js[:-1] - 1]
-            cont = positive[js] & (ybar[js] < nxt)
-        s_end = int(np.argmin(cont))  # first segment that reaches no further event
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dt = lam2 / Wj[js[:s_end]] * np.log1p((nxt[:s_end] - start[:s_end]) / (ybar[js[:s_end]] - nxt[:s_end]))
-    if s_end:
-        t_ev = np.cumsum(dt)
-        E = int(np.searchsorted(t_ev, t_end, side="right"))
-    else:
-        t_ev = np.empty(0)
-        E = 0
-    seg_j = js[: E + 1]
-    st = start[: E + 1]
-    W = Wj[seg_j]
-    yb = ybar[seg_j]
+
+def _step_times(us, W, ybar, lam2, theta0, p0, up):
+    """The step time Δt of each state of the sweep, and the sweep's states (a boolean mask).
+
+    State p crosses u_next = us[p] going up, us[p−1] going down; it starts from θ_0 (p = p_0) or
+    from the value crossed last. The sweep runs through the boundaries of equal values from p_0
+    in its direction while W > 0 and ȳ lies beyond u_next; its first state that fails is the last.
+    """
+    m, N = us.shape
+    p = np.arange(N + 1)
+    nu = np.empty((m, N + 1))
+    nu[:, :N], nu[:, N] = us, np.inf
+    nd = np.empty((m, N + 1))
+    nd[:, 0], nd[:, 1:] = -np.inf, us
+    bnd = np.ones((m, N + 1), dtype=bool)
+    bnd[:, 1:N] = us[:, 1:] != us[:, :-1]
+    upc = up[:, None]
+    nxt = np.where(upc, nu, nd)
+    cand = bnd & np.where(upc, p >= p0[:, None], p <= p0[:, None])
+    cont = (W > 0) & np.where(upc, ybar > nxt, ybar < nxt)
+    fail = cand & ~cont
+    p_end = np.where(up, np.argmax(fail, axis=1), N - np.argmax(fail[:, ::-1], axis=1))
+    states = cand & np.where(upc, p <= p_end[:, None], p >= p_end[:, None])
+    active = states & (p != p_end[:, None])
+    start = np.where(upc, nd, nu)
+    rows = np.arange(m)
+    start[rows, p0] = theta0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dt = np.where(active, lam2[:, None] / W * np.log1p((nxt - start) / (ybar - nxt)), 0.0)
+    T = np.empty_like(dt)
+    T[up] = np.cumsum(dt[up], axis=1)
+    T[~up] = np.cumsum(dt[~up][:, ::-1], axis=1)[:, ::-1]
+    return T, nxt, states
+
+
+def _sweep_block(U, Yhat, w, uniform, lam2, theta0, t_end, keep_times):
+    m, N = U.shape
+    order, us, ws, ys, ref = _sorted_block(U, Yhat, w, uniform)
+    W, ybar, rest = _state_sums(us, ws, ys, ref)
+    del ws, ys
+    p0 = np.count_nonzero(U <= theta0[:, None], axis=1)
+    rows = np.arange(m)
+    W0, yb0 = W[rows, p0], ybar[rows, p0]
+    frozen = (W0 == 0) | (theta0 == yb0)
+    up = ~frozen & (theta0 < yb0)
+    T, nxt, states = _step_times(us, W, ybar, lam2, theta0, p0, up)
+    states[frozen] = False
+    states[frozen, p0[frozen]] = True
+    segs, evs = [], []
+    for r in range(m):
+        direction = 0 if frozen[r] else (1 if up[r] else -1)
+        seg, ev = _coordinate(r, direction, order[r], T[r], nxt[r], states[r], W[r], ybar[r], rest[r],
+                              float(lam2[r]), float(theta0[r]), int(p0[r]), t_end, keep_times)
+        segs.append(seg)
+        evs.append(ev)
+    return segs, evs
+
+
+def _coordinate(r, direction, order, T, nxt, states, W, ybar, rest, lam2, theta0, p0, t_end, keep_times):
+    """The segments and events of one coordinate, read off the sweep's states."""
+    seq = np.flatnonzero(states)
+    if direction < 0:
+        seq = seq[::-1]
+    t_ev = T[seq[:-1]]  # the times of the events of the sweep, increasing
+    E = int(np.searchsorted(t_ev, t_end, side="right"))
+    st_seq = seq[:E + 1]
     t_start = np.concatenate(([0.0], t_ev[:E]))
-    decay = W / lam2
+    st = np.concatenate(([theta0], nxt[seq[:E]]))
+    Wk, yb = W[st_seq], ybar[st_seq]
+    decay = Wk / lam2
     ybar_eff = yb.copy()
     offset = st - yb
-    cost_offset = st - yb
+    cost_offset = offset.copy()
     sliding = np.zeros(E + 1, dtype=np.int8)
     last = E  # the final segment is classified only if it is the true end of the motion
-    if E == s_end:
-        frozen = W[last] == 0 or direction == 0
-        if W[last] > 0 and E >= 1 and direction * (yb[last] - st[last]) < 0:
+    if E == seq.size - 1:
+        frozen = Wk[last] == 0 or direction == 0
+        if Wk[last] > 0 and E >= 1 and direction * (yb[last] - st[last]) < 0:
             frozen = True
             sliding[last] = 1
         if frozen:
             decay[last] = 0.0
             ybar_eff[last] = st[last]
             offset[last] = 0.0
-            if W[last] == 0:
+            if Wk[last] == 0:
                 cost_offset[last] = 0.0
-    # Event log: the crossed groups form one contiguous block of the sorted order.
-    if E:
-        if direction > 0:
-            groups = np.arange(j0, j0 + E)
-            times = t_ev[:E]
-            kind = TRUNCATED
-        else:
-            groups = np.arange(j0 - E, j0)
-            times = t_ev[:E][::-1]
-            kind = UNTRUNCATED
-        sizes = gend[groups] - gstart[groups]
-        ev_point = order[gstart[groups[0]]: gend[groups[-1]]]
-        ev_time = np.repeat(times, sizes)
-        ev_kind = np.full(ev_point.size, kind, dtype=np.int8)
+    events = _coordinate_events(direction, order, T, seq, E, p0, sliding[last], t_start[last])
+    seg = (t_start, ybar_eff, offset, decay, cost_offset, Wk, rest[st_seq], st_seq.astype(np.int64),
+           Wk / lam2, sliding)
+    if keep_times is not None:
+        keep = np.unique(np.concatenate((np.searchsorted(t_start, keep_times, side="right") - 1, [E])))
+        seg = tuple(a[keep] for a in seg)
+    return seg, events
+
+
+def _coordinate_events(direction, order, T, seq, E, p0, slides, t_last):
+    """Crossed points in sorted order (one contiguous block), their times, kinds, and the sliding group."""
+    if E and direction > 0:
+        pos = np.arange(p0, seq[E])
+        ev_time, kind = T[pos], TRUNCATED
+    elif E:
+        pos = np.arange(seq[E], p0)
+        ev_time, kind = T[pos + 1], UNTRUNCATED
     else:
-        ev_point = np.empty(0, dtype=np.intp)
-        ev_time = np.empty(0)
-        ev_kind = np.empty(0, dtype=np.int8)
-    if sliding[last]:
-        g = js[s_end] - 1 if direction > 0 else js[s_end]  # the group the threshold rests on
-        pinned = order[gstart[g]: gend[g]]
+        pos, ev_time, kind = np.empty(0, dtype=np.int64), np.empty(0), TRUNCATED
+    ev_point = order[pos]
+    ev_kind = np.full(pos.size, kind, dtype=np.int8)
+    if slides:
+        lo, hi = (seq[E - 1], seq[E]) if direction > 0 else (seq[E], seq[E - 1])
+        pinned = order[lo:hi]
         ev_point = np.concatenate((ev_point, pinned))
-        ev_time = np.concatenate((ev_time, np.full(pinned.size, t_start[last])))
+        ev_time = np.concatenate((ev_time, np.full(pinned.size, t_last)))
         ev_kind = np.concatenate((ev_kind, np.full(pinned.size, SLIDING, dtype=np.int8)))
-    return CoordinateTrajectory(
-        t_start=t_start,
-        ybar_eff=ybar_eff,
-        offset=offset,
-        decay=decay,
-        cost_offset=cost_offset,
-        weight=W,
-        spread=Vj[seg_j],
-        untruncated=Ej[seg_j],
-        n=pos[seg_j].astype(np.int64),
-        rate=W / lam2,
-        sliding=sliding,
-        event_time=ev_time,
-        event_point=ev_point.astype(np.int64),
-        event_kind=ev_kind,
-    )
+    return ev_time, ev_point.astype(np.int64), ev_kind
 
 
 # --------------------------------------------------------------------------- deep case, affine between events

@@ -90,6 +90,7 @@ from reluflow.validation import (
 __all__ = [
     "ScaleBiasFlow",
     "threshold_gradient",
+    "threshold_gradient_arrays",
     "bias_flow",
     "one_layer_threshold_flow",
     "scale_bias_flow",
@@ -194,8 +195,18 @@ def _rotated_adjoint(R_last, m_L, targets, w):
 
 
 def _threshold_gradient(net, X, targets, w):
-    m_L, patterns, _ = _adapted_forward(net.frames, net.thresholds, X)
-    g, _ = _adapted_backward(net.frames, patterns, _rotated_adjoint(net.frames[-1], m_L, targets, w))
+    return threshold_gradient_arrays(net.frames, net.thresholds, X, targets, w)
+
+
+def threshold_gradient_arrays(R, theta, X, targets, w) -> np.ndarray:
+    """(4.1) ∂C_in/∂θ_ℓ = Σ_i w_i P_ℓ R_ℓ Π_{ℓ+1} ⋯ Π_L r_i on plain arrays, without validation; shape (L, M).
+
+    The kernel of :func:`threshold_gradient`, for callers that validate their inputs once and then
+    evaluate the gradient many times (the right-hand side of :func:`reluflow.dynamics.solver.solve`):
+    R (L, M, M) orthogonal frames, theta (L, M), X and targets (N, M) finite, w (N,) ≥ 0.
+    """
+    m_L, patterns, _ = _adapted_forward(R, theta, X)
+    g, _ = _adapted_backward(R, patterns, _rotated_adjoint(R[-1], m_L, targets, w))
     return g
 
 
