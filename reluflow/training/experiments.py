@@ -1,0 +1,418 @@
+"""The experiments of notebooks 06 (effective flows against gradient descent) and 07 (spectral gaps).
+
+Each function is one step of a notebook's argument, so that the notebook holds narrative, a few calls,
+checks and figures, and the tests reach the logic (THEORY.md §4.5, §5 S6).
+
+Notebook 06, effective flows against gradient descent:
+
+- the scenario: two clusters in R², their targets, a two-layer adapted network whose layer weights are
+  scaled by s (λ_ℓ → s^ℓ λ_ℓ, θ unchanged)                                → :func:`two_cluster_problem`,
+  :func:`two_cluster_network`
+- parameter checks of the notebook                                         → :func:`flow_vs_gd_parameters`
+- the union of the times kη of several step sizes                          → :func:`matched_time_grid`
+- the induced flow (4.5) θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ, K of the layer weights   → :func:`induced_flow`
+- the validity map: :func:`reluflow.training.comparison.effective_comparison` over depth × weight scale ×
+  ρ, and where max_t |C_GD − C_eff|/C(0) ≤ tolerance                      → :func:`validity_map`, :func:`holds_map`
+- the checks of the map (ρ = 0 in one layer, scale = time change, drift grows with ρ, η resolves the map)
+                                                                            → :func:`validity_map_checks`
+- the notebook's result Dataset                                            → :func:`flow_vs_gd_result`
+
+Notebook 07, spectral gaps:
+
+- gradient descent on an over-parametrised network with the output cost  → :func:`overparametrised_descent`
+- the Gram spectrum at sampled recorded times                               → :func:`sampled_gram_eigenvalues`
+- the one-layer scenario and random one-layer instances                     → :func:`spectral_scenario`,
+  :func:`random_instances`
+- nonzero eigenvalues of D Dᵀ against n_k/λ_k², and λ_min⁺ against min n_k/λ_k²
+                                                                            → :func:`eigenvalue_identity_error`,
+  :func:`gap_identity_error`
+- the frozen orthogonal component and the decay at λ_min⁺/N between events  → :func:`between_event_decay`
+- (TᵀT) ⊙ (W_outᵀ W_out) and (UᵀU) ⊙ (W_outᵀ W_out) along θ(t)             → :func:`terminal_hadamard_spectra`
+- parameter checks; the k largest eigenvalues of D Dᵀ along a spectrum     → :func:`spectral_gap_parameters`,
+  :func:`largest_eigenvalues`
+- the notebook's result Dataset                                            → :func:`spectral_gap_result`
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import xarray as xr
+
+from reluflow.pipeline import parameters as check
+from reluflow.pipeline.sweep import sweep
+from reluflow.theory.adapted import adapted_network, random_adapted_network, rotation
+from reluflow.theory.costs import targets_by_label
+from reluflow.theory.data import clustered_data
+from reluflow.theory.flows import induced_bias_kernel
+from reluflow.theory.network import random_network
+from reluflow.training.comparison import effective_comparison, solve_kernel_bias_flow
+from reluflow.training.gd import train
+from reluflow.training.spectral import (
+    bias_flow_gap,
+    bias_flow_parameter_gram,
+    flow_jacobian,
+    gram_eigenvalues,
+    spectral_trajectory,
+)
+
+__all__ = [
+    "TWO_CLUSTER",
+    "two_cluster_network",
+    "two_cluster_problem",
+    "flow_vs_gd_parameters",
+    "matched_time_grid",
+    "induced_flow",
+    "validity_map",
+    "holds_map",
+    "validity_map_checks",
+    "flow_vs_gd_result",
+    "spectral_gap_parameters",
+    "overparametrised_descent",
+    "sampled_gram_eigenvalues",
+    "spectral_scenario",
+    "random_instances",
+    "eigenvalue_identity_error",
+    "gap_identity_error",
+    "between_event_decay",
+    "terminal_hadamard_spectra",
+    "largest_eigenvalues",
+    "spectral_gap_result",
+]
+
+_ONE = {"units": "1"}
+
+# ------------------------------------------------------------------------------------------- notebook 06
+
+#: The scenario of notebook 06: two clusters in R², their input-space targets, and the frames (degrees),
+#: scales and thresholds of a two-layer adapted network.
+TWO_CLUSTER = {
+    "centres": [[-1.0, 0.6], [1.0, -0.6]], "radius": 0.7, "targets": [[-1.6, 1.4], [1.5, -0.2]],
+    "frames": [0.0, 35.0], "scales": [[1.0, 1.3], [0.9, 1.1]], "thresholds": [[-1.2, 0.3], [-0.6, -1.0]],
+}
+
+
+def two_cluster_network(depth: int, weight_scale: float = 1.0):
+    """The first ``depth`` layers of the scenario, every layer weight W_ℓ multiplied by s: λ_ℓ → s^ℓ λ_ℓ, θ the same."""
+    sc = TWO_CLUSTER
+    return adapted_network([rotation(a) for a in sc["frames"][:depth]],
+                           [np.multiply(sc["scales"][l], weight_scale ** (l + 1)) for l in range(depth)],
+                           sc["thresholds"][:depth])
+
+
+def two_cluster_problem(n_per_cluster: int, seed: int):
+    """(X, Y): ``n_per_cluster`` points per cluster, from the first child of SeedSequence(seed), and their targets."""
+    data = clustered_data(TWO_CLUSTER["centres"], TWO_CLUSTER["radius"], n_per_cluster,
+                          seed=np.random.SeedSequence(seed).spawn(1)[0])
+    return data.points, targets_by_label(TWO_CLUSTER["targets"], data.labels)
+
+
+def _whole_steps(t_end, eta):
+    return abs(t_end / eta - round(t_end / eta)) <= 1e-9 * (t_end / eta)
+
+
+def flow_vs_gd_parameters(*, seed, n_per_cluster, t_end, etas, sweep_lr, sweep_t_end, sweep_record_every,
+                          weight_lr_ratios, weight_scales, sweep_depths, holds_tolerance) -> dict:
+    """The parameters of notebook 06, validated (a bad value raises with a message naming the parameter)."""
+    p = dict(seed=check.check_seed(seed), n_per_cluster=check.check_int(n_per_cluster, "n_per_cluster", minimum=2),
+             t_end=check.check_float(t_end, "t_end", positive=True),
+             etas=check.check_float_list(etas, "etas", positive=True),
+             sweep_lr=check.check_float(sweep_lr, "sweep_lr", positive=True, maximum=0.5),
+             sweep_t_end=check.check_float(sweep_t_end, "sweep_t_end", positive=True),
+             sweep_record_every=check.check_int(sweep_record_every, "sweep_record_every", minimum=1),
+             weight_lr_ratios=check.check_float_list(weight_lr_ratios, "weight_lr_ratios", minimum=0.0),
+             weight_scales=check.check_float_list(weight_scales, "weight_scales", positive=True),
+             sweep_depths=check.check_int_list(sweep_depths, "sweep_depths", minimum=1, maximum=2),
+             holds_tolerance=check.check_float(holds_tolerance, "holds_tolerance", positive=True))
+    if len(p["etas"]) < 3 or len(set(p["etas"])) != len(p["etas"]):
+        raise ValueError(f"parameter 'etas' must hold at least 3 distinct step sizes; got {p['etas']!r}")
+    for e in p["etas"]:
+        if not _whole_steps(p["t_end"], e):
+            raise ValueError(f"parameter 't_end' must be a whole number of steps of every eta in 'etas'; got "
+                             f"t_end={p['t_end']!r} and eta={e!r}")
+    if not _whole_steps(p["sweep_t_end"], p["sweep_lr"]):
+        raise ValueError(f"parameter 'sweep_t_end' must be a whole number of steps of 'sweep_lr'; got "
+                         f"{p['sweep_t_end']!r} and {p['sweep_lr']!r}")
+    if 1.0 not in p["weight_scales"] or 0.0 not in p["weight_lr_ratios"]:
+        raise ValueError("parameters 'weight_scales' and 'weight_lr_ratios' must contain 1.0 and 0.0 (the reference "
+                         f"cases); got {p['weight_scales']!r} and {p['weight_lr_ratios']!r}")
+    return p
+
+
+def matched_time_grid(etas, t_end: float) -> np.ndarray:
+    """The sorted union of the times kη, k = 1 … t_end/η, over the step sizes η (rounded to 12 decimals)."""
+    return np.unique(np.round(np.concatenate([np.arange(1, round(t_end / e) + 1) * e for e in etas]), 12))
+
+
+def induced_flow(net, X, targets, t_eval, weights) -> xr.Dataset:
+    """The flow (4.5) induced by gradient descent on the layer biases: θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ with
+    K = :func:`reluflow.theory.flows.induced_bias_kernel` of the layer ``weights``, solved exactly between events.
+
+    The one place the notebooks call the kernel flow solver.
+    """
+    return solve_kernel_bias_flow(net, X, targets, t_eval, kernel=induced_bias_kernel(weights))
+
+
+def _validity_point(point, rng_seed, *, X, targets, lr, t_end, record_every):
+    """One cell of the validity map (module level, so that a process pool can pickle it)."""
+    ds = effective_comparison(two_cluster_network(point["depth"], point["weight_scale"]), X, targets,
+                              weight_lr_ratio=point["weight_lr_ratio"], lr=lr, n_steps=round(t_end / lr),
+                              record_every=record_every)
+    worst = ds.adaptedness.max("layer").assign_attrs(
+        long_name="non-adaptedness of the gradient-descent network (max over layers)", **_ONE)
+    return ds.assign(adaptedness=worst).drop_vars(["layer", "step"])
+
+
+def validity_map(X, targets, *, depths, weight_scales, weight_lr_ratios, lr: float, t_end: float,
+                 record_every: int, seed: int, executor=None) -> xr.Dataset:
+    """:func:`effective_comparison` of the scenario network over depth × weight scale × ρ (a :func:`sweep`).
+
+    Returns the sweep Dataset over ``depth``, ``weight_scale``, ``weight_lr_ratio`` and ``time``, with the
+    variables of :func:`effective_comparison` and ``adaptedness`` the largest non-adaptedness over the layers.
+    """
+    grid = {"depth": depths, "weight_scale": weight_scales, "weight_lr_ratio": weight_lr_ratios}
+    func = partial(_validity_point, X=X, targets=targets, lr=lr, t_end=t_end, record_every=record_every)
+    return sweep(func, grid, seed=seed, executor=executor, progress=False)
+
+
+def holds_map(drift: xr.Dataset, tolerance: float):
+    """(finished, map_error, holds): runs that completed, max_t |C_GD − C_eff|/C(0) (NaN where a run stopped),
+    and where that error is within ``tolerance``."""
+    finished = drift.completed.all("time")
+    map_error = drift.cost_error.max("time").where(finished)
+    return finished, map_error, (map_error <= tolerance) & finished
+
+
+def validity_map_checks(drift, map_error, X, targets, *, lr, t_end, record_every, weight_lr_ratios, depths) -> dict:
+    """The numbers behind the checks of the validity map.
+
+    - ``rho0_worst``: one layer, ρ = 0, the largest difference between the two runs (None without depth 1);
+    - ``scale_gap``: one layer, max_t |C_{s=2}(t) − C_{s=1}(t/4)| (multiplying (W, b) by s only changes the
+      clock t → t/s²), 50 steps;
+    - ``grows`` (per depth) and ``adaptedness`` (per depth and ρ ∈ {ρ_1, ρ_max}): at s = 1 the drift from the
+      adapted form grows with ρ;
+    - ``ref_point``, ``e_full``, ``e_half``: the map's error at (L = max depth, s = 1, the middle ρ) at step η
+      and η/2.
+    """
+    out = {"rho0_worst": None}
+    if 1 in depths:
+        one = drift.sel(depth=1, weight_lr_ratio=0.0)
+        out["rho0_worst"] = float(np.nanmax([one.cost_error.max(), one.threshold_error.max(),
+                                             one.adaptedness.max()]))
+    a = effective_comparison(two_cluster_network(1, 2.0), X, targets, weight_lr_ratio=1.0, lr=lr, n_steps=50)
+    b = effective_comparison(two_cluster_network(1, 1.0), X, targets, weight_lr_ratio=1.0, lr=lr / 4, n_steps=50)
+    out["scale_gap"] = float(np.abs(a.cost_gd - b.cost_gd.values).max())
+    at1 = drift.sel(weight_scale=1.0)
+    out["grows"] = [bool(at1.adaptedness.sel(depth=d).max("time")[-1] > at1.adaptedness.sel(depth=d).max("time")[1])
+                    for d in depths]
+    out["adaptedness"] = {(d, r): float(at1.adaptedness.sel(depth=d, weight_lr_ratio=r).max())
+                          for d in depths for r in (weight_lr_ratios[1], weight_lr_ratios[-1])}
+    ref = dict(depth=max(depths), weight_scale=1.0, weight_lr_ratio=weight_lr_ratios[len(weight_lr_ratios) // 2])
+    half = effective_comparison(two_cluster_network(ref["depth"], 1.0), X, targets,
+                                weight_lr_ratio=ref["weight_lr_ratio"], lr=lr / 2,
+                                n_steps=2 * round(t_end / lr), record_every=2 * record_every)
+    out.update(ref_point=ref, e_full=float(map_error.sel(**ref)), e_half=float(half.cost_error.max()))
+    return out
+
+
+def flow_vs_gd_result(part1, part2, drift, map_error, holds, *, slopes, holds_tolerance, induced_horizon,
+                      bias_flow_events) -> xr.Dataset:
+    """The result Dataset of notebook 06: the η-convergence tables (``eta_*`` over ``comparison`` and ``eta``),
+    the sweep (over ``sweep_time``), ``map_cost_error``, ``holds`` and the three fitted slopes."""
+    conv = xr.concat([part1.drop_vars("n_steps"), part2.drop_vars("n_steps")], dim="reference")
+    conv = conv.assign_coords(comparison=("reference", ["cumulative biases vs bias flow",
+                                                        "layer biases vs induced flow", "layer biases vs bias flow"]))
+    conv = conv.swap_dims(reference="comparison").drop_vars("reference")
+    conv["n_steps"] = part1.n_steps
+    conv = conv.rename({v: f"eta_{v}" for v in conv.data_vars})
+    conv.attrs = {}
+    result = xr.merge([conv, drift.rename(time="sweep_time")], combine_attrs="override")
+    result["map_cost_error"] = map_error.assign_attrs(long_name="max over t of |C_GD - C_eff| / C(0) (NaN: stopped)",
+                                                      **_ONE)
+    result["holds"] = holds.astype(np.int8).assign_attrs(long_name=f"1 where map_cost_error <= {holds_tolerance:g}",
+                                                         **_ONE)
+    result["fitted_slope"] = xr.DataArray(list(slopes), dims="comparison", attrs={
+        "long_name": "least-squares slope of log threshold_error vs log eta", **_ONE})
+    result["sweep_time"].attrs.update(long_name="time t = k eta of the unconstrained runs", units="1")
+    names = {"depth": "number of hidden layers L", "weight_scale": "initial weight scale s",
+             "weight_lr_ratio": "weight-to-bias step ratio rho"}
+    for name, long_name in names.items():
+        result[name].attrs.update(units="1", long_name=long_name)
+    result.attrs = {"induced_flow_horizon": induced_horizon, "bias_flow_events": int(bias_flow_events)}
+    return result
+
+
+# ------------------------------------------------------------------------------------------- notebook 07
+
+
+def spectral_gap_parameters(*, seed, wide_width, wide_depth, wide_points, wide_outputs, wide_lr, wide_steps,
+                            n_per_cluster, t_end, n_times, n_instances, instance_points, instance_width) -> dict:
+    """The parameters of notebook 07, validated (a bad value raises with a message naming the parameter)."""
+    ints = dict(wide_width=1, wide_depth=1, wide_points=1, wide_outputs=1, wide_steps=1, n_per_cluster=2,
+                n_times=2, n_instances=1, instance_points=2, instance_width=1)
+    given = dict(wide_width=wide_width, wide_depth=wide_depth, wide_points=wide_points, wide_outputs=wide_outputs,
+                 wide_steps=wide_steps, n_per_cluster=n_per_cluster, n_times=n_times, n_instances=n_instances,
+                 instance_points=instance_points, instance_width=instance_width)
+    p = {name: check.check_int(given[name], name, minimum=minimum) for name, minimum in ints.items()}
+    p.update(wide_lr=check.check_float(wide_lr, "wide_lr", positive=True),
+             t_end=check.check_float(t_end, "t_end", positive=True))
+    order = ("wide_width", "wide_depth", "wide_points", "wide_outputs", "wide_lr", "wide_steps", "n_per_cluster",
+             "t_end", "n_times", "n_instances", "instance_points", "instance_width")
+    return {"seed": check.check_seed(seed), **{name: p[name] for name in order}}
+
+
+def overparametrised_descent(width: int, depth: int, n_points: int, n_outputs: int, *, lr: float, n_steps: int,
+                             seed):
+    """(trajectory, X, Y): gradient descent on all parameters (mode ``"full"``, terminal layer trained, output cost)
+    of a random network with biases shifted by +0.5 (most units active), from random data; every step recorded."""
+    rng = np.random.default_rng(seed)
+    weights, biases = random_network(width, depth, seed=rng)
+    biases = [b + 0.5 for b in biases]
+    W_out = rng.standard_normal((n_outputs, width)) / np.sqrt(width)
+    X = rng.standard_normal((n_points, width))
+    Y = rng.standard_normal((n_points, n_outputs))
+    run = train(weights, biases, X, Y, mode="full", cost="output", lr=lr, weight_lr_ratio=1.0, n_steps=n_steps,
+                record_every=1, W_out=W_out, b_out=np.zeros(n_outputs), train_terminal=True, progress=False)
+    return run, X, Y
+
+
+def sampled_gram_eigenvalues(trajectory, X, every: int) -> np.ndarray:
+    """Eigenvalues of D Dᵀ (ascending) at every ``every``-th recorded time of a :func:`reluflow.train` run."""
+    return np.stack([gram_eigenvalues(flow_jacobian(trajectory, X, index=s))
+                     for s in range(0, trajectory.sizes["time"], every)])
+
+
+def spectral_scenario(n_per_cluster: int, seed):
+    """(net, X, Y) of notebook 07: one adapted layer in R³ (a rotated frame, λ = (1, 1.4, 0.8)), a cluster whose
+    target lies beyond it in every coordinate and a smaller second cluster that two thresholds also reach."""
+    from scipy.spatial.transform import Rotation
+
+    R = Rotation.from_euler("zyx", [30.0, -20.0, 45.0], degrees=True).as_matrix()
+    data = clustered_data([[0.0, 0.0, 0.0], [2.0, 2.0, 2.5]], [1.0, 0.6],
+                          [n_per_cluster, max(1, n_per_cluster // 2)], seed=seed)
+    Y = targets_by_label(np.array([[1.8, 2.2, 1.5], [3.0, 2.5, 2.6]]) @ R, data.labels)
+    return adapted_network([R], [[1.0, 1.4, 0.8]], [[-0.4, -0.2, 0.0]]), data.points, Y
+
+
+def random_instances(n_instances: int, width: int, n_points: int, times, seed) -> list:
+    """[(solution, spectrum, net)]: random one-layer adapted networks and two random clusters with random targets,
+    the exact bias flow at ``times`` and :func:`spectral_trajectory` along it; instance i uses child i of ``seed``."""
+    from reluflow.dynamics.solver import solve
+
+    out = []
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    for child in root.spawn(n_instances):
+        r = np.random.default_rng(child)
+        net = random_adapted_network(width, 1, seed=r, threshold_scale=0.5)
+        data = clustered_data(r.normal(size=(2, width)), 0.8, n_points // 2, seed=r)
+        Y = targets_by_label(r.normal(size=(2, width)) + 1.0, data.labels)
+        sol = solve(net, data.points, Y, times, method="exact", record_events=False)
+        out.append((sol, spectral_trajectory(sol, data.points, Y, net=net), net))
+    return out
+
+
+def eigenvalue_identity_error(spec) -> float:
+    """max |sorted nonzero eigenvalues of D Dᵀ − sorted n_k/λ_k²| / max n_k/λ_k² (all L·M of them, zeros included)."""
+    rates = np.sort(spec.bias_flow_rates.values.reshape(spec.sizes["time"], -1), axis=1)
+    eig = spec.gram_eigenvalues.values[:, -rates.shape[1]:]  # ascending: the L·M largest
+    return float(np.abs(eig - rates).max() / rates.max())
+
+
+def gap_identity_error(items) -> float:
+    """max over (spectrum, net) and times with D ≠ 0 of |λ_min⁺ − min_{k: n_k > 0} n_k/λ_k²| / λ_min⁺ (one layer)."""
+    return max(abs(float(s.lambda_min_plus[i]) - bias_flow_gap(n.scales[0], s.n_truncated.values[i, 0]))
+               / float(s.lambda_min_plus[i]) for s, n in items for i in range(s.sizes["time"])
+               if s.gram_rank.values[i] > 0)
+
+
+def between_event_decay(items) -> dict:
+    """Between events: the orthogonal component of the residual is frozen, the range component decays at λ_min⁺/N.
+
+    ``items`` are (solution, spectrum) pairs. Consecutive times t1 < t2 with the truncation pattern unchanged and
+    D ≠ 0 are checked, |r_range(t2)| ≤ e^{−λ_min⁺(t2 − t1)/N} |r_range(t1)|, except where a point slides on a
+    threshold at t1 or t2 (``sliding`` in the solution). Returns ``drift`` (the largest change of the orthogonal
+    component), ``slack`` (the largest (|r_range(t2)| − bound)/|r_range(t1)|), ``pairs``, ``excluded`` (sliding
+    pairs) and ``slide_slack`` (the largest relative excess over the sliding pairs).
+    """
+    drifts, slacks, slide_slacks, excluded, pairs = [], [], [], 0, 0
+    for sol, sp in items:
+        same = np.isfinite(sp.orthogonal_drift.values)  # pattern unchanged since the previous sampled time
+        drifts.append(np.nanmax(sp.orthogonal_drift.values, initial=0.0))
+        sliding = sol.sliding.values.reshape(sol.sizes["time"], -1).any(axis=1)
+        rr, lp, t = sp.residual_range_norm.values, sp.lambda_min_plus.values, sp.time.values
+        ok = same[1:] & np.isfinite(lp[:-1]) & ~sliding[1:] & ~sliding[:-1]  # D = 0: nothing to decay
+        excluded += int((same[1:] & np.isfinite(lp[:-1]) & ~ok).sum())
+        pairs += int(ok.sum())
+        bound = np.exp(-np.nan_to_num(lp[:-1]) * np.diff(t) / sp.attrs["n_points"]) * rr[:-1]
+        slack = (rr[1:] - bound) / np.maximum(rr[:-1], 1e-300)
+        slacks.append(np.max(slack[ok], initial=-np.inf))
+        slide_slacks.append(np.max(slack[same[1:] & np.isfinite(lp[:-1]) & ~ok], initial=-np.inf))
+    return {"drift": float(max(drifts)), "slack": float(max(slacks)), "pairs": pairs, "excluded": excluded,
+            "slide_slack": float(max(slide_slacks))}
+
+
+def terminal_hadamard_spectra(solution, net, X, W_out):
+    """(T, U): along the thresholds of a one-layer solution, the eigenvalues (descending) of (TᵀT) ⊙ (W_outᵀ W_out)
+    (:func:`bias_flow_parameter_gram`) and of (UᵀU) ⊙ (W_outᵀ W_out), U = 1 − T, T the truncation indicators."""
+    metric = W_out.T @ W_out
+    Wc, _ = net.cumulative_parameters()
+    hadamard_T, hadamard_U = [], []
+    for theta in solution.thresholds.values[:, 0]:
+        b = -net.scales[0] * theta
+        T = (X @ Wc[0].T + b <= 0.0).astype(float)
+        hadamard_T.append(np.sort(np.linalg.eigvalsh(bias_flow_parameter_gram(Wc[0], b, X, W_out=W_out)))[::-1])
+        hadamard_U.append(np.sort(np.linalg.eigvalsh(((1 - T).T @ (1 - T)) * metric))[::-1])
+    return np.array(hadamard_T), np.array(hadamard_U)
+
+
+def largest_eigenvalues(spec, k: int) -> np.ndarray:
+    """The ``k`` largest eigenvalues of D Dᵀ at every time of a :func:`spectral_trajectory` Dataset, descending."""
+    return spec.gram_eigenvalues.values[:, ::-1][:, :k]
+
+
+def spectral_gap_result(wide_spec, wide_eigs, every, spec, spec_cum, spec_lay, sol, instance_errors) -> xr.Dataset:
+    """The result Dataset of notebook 07 (its variable names are the notebook's own: ``wide_*`` for part 1, the
+    one-layer spectrum over ``time``, ``terminal_eigenvalues`` and ``instance_identity_error``)."""
+    K = spec.sizes["coordinate"] * spec.sizes["layer"]
+    data = {
+        "wide_cost": (("wide_time",), wide_spec.cost.values,
+                      {"long_name": "cost C(t), over-parametrised network", **_ONE}),
+        "wide_cost_bound": (("wide_time",), wide_spec.cost_bound.values,
+                            {"long_name": "C(0) exp(-2 lambda t/N), lambda the running min of lambda_min", **_ONE}),
+        "wide_lambda_min": (("wide_time",), wide_spec.lambda_min.values, {"long_name": "lambda_min(D D^T)", **_ONE}),
+        "wide_eigenvalues": (("wide_sample", "wide_mode"), wide_eigs,
+                             {"long_name": "eigenvalues of D D^T at every sampled step (ascending)", **_ONE}),
+        "gram_eigenvalues": (("time", "mode"), largest_eigenvalues(spec, K),
+                             {"long_name": "nonzero eigenvalues of D D^T, one adapted layer, input cost", **_ONE}),
+        "rates": (("time", "coordinate"), spec.bias_flow_rates.values[:, 0], {"long_name": "n_k / lambda_k^2", **_ONE}),
+        "truncation_counts": (("time", "coordinate"), spec.n_truncated.values[:, 0],
+                              {"long_name": "number n_k of truncated points", **_ONE}),
+        "lambda_min_plus": (("time",), spec.lambda_min_plus.values,
+                            {"long_name": "smallest nonzero eigenvalue", **_ONE}),
+        "residual_range_norm": (("time",), spec.residual_range_norm.values, {"long_name": "|r in range(D)|", **_ONE}),
+        "residual_orthogonal_norm": (("time",), spec.residual_orthogonal_norm.values,
+                                     {"long_name": "|r orthogonal to range(D)|", **_ONE}),
+        "cost": (("time",), spec.cost.values, {"long_name": "input-layer cost C_in", **_ONE}),
+        "event_time": (("event",), sol.event_time.values, {"long_name": "truncation event times", **_ONE}),
+        "terminal_eigenvalues": (("terminal", "time", "mode"),
+                                 np.stack([largest_eigenvalues(s, K) for s in (spec, spec_cum, spec_lay)]),
+                                 {"long_name": "nonzero eigenvalues of D D^T under each convention", **_ONE}),
+        "instance_identity_error": (("instance",), np.asarray(instance_errors, dtype=float),
+                                    {"long_name": "max relative error of eigenvalues vs n_k/lambda_k^2", **_ONE}),
+    }
+    coords = {
+        "wide_time": ("wide_time", wide_spec.time.values, {"long_name": "time t = k eta (part 1)", **_ONE}),
+        "wide_sample": ("wide_sample", wide_spec.time.values[::every], {"long_name": "sampled time (part 1)", **_ONE}),
+        "wide_mode": ("wide_mode", np.arange(wide_eigs.shape[1]), {"long_name": "eigenvalue index", **_ONE}),
+        "time": ("time", spec.time.values, {"long_name": "flow time t (parts 2-4)", **_ONE}),
+        "mode": ("mode", np.arange(K), {"long_name": "eigenvalue index (descending)", **_ONE}),
+        "coordinate": ("coordinate", np.arange(spec.sizes["coordinate"]),
+                       {"long_name": "activation coordinate k (0-based)", **_ONE}),
+        "event": ("event", np.arange(sol.sizes["event"]), {"long_name": "event index", **_ONE}),
+        "terminal": ("terminal", ["input cost", "output cost, cumulative terminal fixed",
+                                  "output cost, layer terminal fixed"]),
+        "instance": ("instance", np.arange(len(instance_errors)), {"long_name": "random instance", **_ONE}),
+    }
+    return xr.Dataset(data, coords=coords)
+
