@@ -21,6 +21,14 @@ Notebook 03 (one cluster, solution classes S1–S3, THEORY.md §5):
 - the measured rate −d/dt log|θ_k − ŷ_k| between output times against n_k/(λ_k² N)
   recounted from the data                                              → :func:`rate_staircase`
 - the notebook's result dataset                                        → :func:`single_cluster_dataset`
+
+Notebook 04 (separated clusters S4, THEORY.md §5):
+
+- from a run and the explicit per-cluster solutions: the images x^(τ,L)(t), within-class variability
+  per cluster and in all, NC1, the collapse times T_j, the gaps |θ − θ*| and their fitted rates
+  against N_j/(λ² N), the cost recomputed from the images and from the explicit solution
+                                                                       → :func:`separated_collapse`
+- the notebook's result dataset                                        → :func:`separated_clusters_dataset`
 """
 
 from __future__ import annotations
@@ -50,6 +58,9 @@ __all__ = [
     "RateStaircase",
     "rate_staircase",
     "single_cluster_dataset",
+    "SeparatedCollapse",
+    "separated_collapse",
+    "separated_clusters_dataset",
 ]
 
 
@@ -469,3 +480,133 @@ def single_cluster_dataset(runs: dict, frame_targets: dict, staircase: RateStair
     return xr.Dataset(data, coords={"scenario": names, "time": np.asarray(times), "coordinate": [0, 1],
                                     "interval": np.arange(n_intervals), "event": np.arange(n_events),
                                     "point": np.arange(cluster.N), "snapshot": np.arange(len(snapshot_time))})
+
+
+# --------------------------------------------------------------------------- notebook 04: separated clusters
+
+
+@dataclass(frozen=True, repr=False)
+class SeparatedCollapse:
+    """Collapse measures of an S4 run on its requested times ``t`` (T,).
+
+    ``thresholds`` (T, L, M); ``images`` x^(τ,L) (T, N, M); ``per_cluster`` tr Σ_W of each cluster alone
+    (T, Q); ``variability`` tr Σ_W and ``nc1`` (T,); ``cost`` (solver), ``cost_images`` (recomputed from the
+    images) and ``cost_formula`` ½ Σ_j (N_j/N) |θ_j − θ*_j|² of the explicit solutions (T,);
+    ``collapse_time`` T_j, the last event of layer j (explicit); ``gaps`` |θ − θ*| (T, L, M);
+    ``maximal_rate`` N_j/(λ_j,k² N) and ``fitted_rate`` of each gap after T_j + 1 (L, M); ``after``
+    (t ≥ max T_j); ``fit_cost`` and ``fit_formula``, the fitted decay rates of the solver's and the
+    explicit cost over the last 60 % of the time after the last collapse.
+    """
+
+    t: np.ndarray
+    thresholds: np.ndarray
+    images: np.ndarray
+    per_cluster: np.ndarray
+    variability: np.ndarray
+    nc1: np.ndarray
+    cost: np.ndarray
+    cost_images: np.ndarray
+    cost_formula: np.ndarray
+    collapse_time: np.ndarray
+    gaps: np.ndarray
+    maximal_rate: np.ndarray
+    fitted_rate: np.ndarray
+    after: np.ndarray
+    fit_cost: float
+    fit_formula: float
+
+    def __repr__(self) -> str:
+        return f"<SeparatedCollapse T={self.t.size}, collapse times {np.round(self.collapse_time, 3).tolist()}>"
+
+
+def separated_collapse(scenario, solution, explicit) -> SeparatedCollapse:
+    """Measure the collapse of an S4 ``scenario`` along a ``solution`` of ``solve``, with ``explicit`` solutions.
+
+    ``explicit`` is :func:`~reluflow.dynamics.solutions.separated_solutions` of the scenario (Q = L = M).
+    """
+    from reluflow.dynamics.solutions import exponential_rate, nc1, truncated_images, within_class_variability
+
+    X, lab = scenario.data.points, scenario.data.labels
+    N, Q = X.shape[0], scenario.data.n_clusters
+    grid = solution.requested.values == 1
+    t = solution.time.values[grid]
+    th = solution.thresholds.values[grid]
+    images = truncated_images(scenario.net.frames, th, X)  # (time, point, coordinate)
+    per_cluster = np.stack([within_class_variability(images[:, lab == j], np.zeros(int((lab == j).sum()), int))
+                            for j in range(Q)], axis=1)
+    cost = solution.cost.values[grid]
+    r = images - scenario.targets
+    cost_images = 0.5 * np.einsum("tnm,tnm->t", r, r) / N
+    T_j = np.array([max(float(explicit[j, k].event_time.max()) for k in range(Q)) for j in range(Q)])
+    gaps = np.abs(th - scenario.collapse_thresholds)
+    kappa = scenario.data.counts[:, None] / (scenario.net.scales**2 * N)
+    fit = np.full((Q, Q), np.nan)
+    for j in range(Q):
+        for k in range(Q):
+            fit[j, k] = exponential_rate(t, gaps[:, j, k], (t > T_j[j] + 1.0) & (gaps[:, j, k] > 1e-9))
+    th_explicit = np.stack([np.stack([explicit[j, k].theta(t) for k in range(Q)], axis=1) for j in range(Q)], axis=1)
+    shares = scenario.data.counts / N
+    cost_formula = 0.5 * np.einsum("j,tjk->t", shares, (th_explicit - scenario.collapse_thresholds) ** 2)
+    after = t >= T_j.max()
+    tail = after & (cost > 1e-20) & (t > t[after][0] + 0.4 * (t[-1] - t[after][0]))
+    return SeparatedCollapse(
+        t=t, thresholds=th, images=images, per_cluster=per_cluster, variability=within_class_variability(images, lab),
+        nc1=nc1(images, lab), cost=cost, cost_images=cost_images, cost_formula=cost_formula, collapse_time=T_j,
+        gaps=gaps, maximal_rate=kappa, fitted_rate=fit, after=after, fit_cost=exponential_rate(t, cost, tail),
+        fit_formula=exponential_rate(t, cost_formula, tail))
+
+
+def _pad(a, shape):
+    out = np.full(shape, np.nan)
+    a = np.asarray(a)
+    out[tuple(slice(0, n) for n in a.shape)] = a
+    return out
+
+
+def separated_clusters_dataset(cases: dict, summary: dict, snapshot_time, snapshot_images) -> xr.Dataset:
+    """Notebook 04's result: each case Q (``cases[Q]`` a SeparatedClusters, ``summary[Q]`` its collapse),
+    padded with NaN to the largest Q; the snapshots of the first case."""
+    qs = list(summary)
+    Qmax = max(qs)
+    first = cases[qs[0]]
+    t = summary[qs[0]].t
+    T = t.size
+
+    def stack(f, shape):
+        return np.stack([_pad(f(q), shape) for q in qs])
+
+    def v(dims, values, long_name):
+        return (dims, values, {"long_name": long_name, "units": "1"})
+
+    lmc = ("case", "layer", "coordinate")
+    result = xr.Dataset(
+        {
+            "thresholds": v(("case", "time", "layer", "coordinate"), stack(lambda q: summary[q].thresholds,
+                                                                           (T, Qmax, Qmax)),
+                            "threshold theta_(l,k)(t) (NaN: absent for Q = 2)"),
+            "collapse_thresholds": v(lmc, stack(lambda q: cases[q].collapse_thresholds, (Qmax, Qmax)),
+                                     "zero-cost thresholds theta*_l = R_l y_l"),
+            "cost": v(("case", "time"), np.stack([summary[q].cost for q in qs]), "input-layer cost C_in"),
+            "within_class_variability": v(("case", "time"), np.stack([summary[q].variability for q in qs]),
+                                          "tr Sigma_W of the images x^(tau,L)"),
+            "cluster_variability": v(("case", "time", "cluster"), stack(lambda q: summary[q].per_cluster, (T, Qmax)),
+                                     "mean squared distance of cluster j's images to their mean"),
+            "nc1": v(("case", "time"), np.stack([summary[q].nc1 for q in qs]), "NC1 = tr(Sigma_W Sigma_B^+)/Q"),
+            "collapse_time": v(("case", "cluster"), stack(lambda q: summary[q].collapse_time, (Qmax,)),
+                               "predicted collapse time T_j (last truncation event of layer j)"),
+            "maximal_rate": v(lmc, stack(lambda q: summary[q].maximal_rate, (Qmax, Qmax)),
+                              "predicted maximal rate N_j/(lambda_(l,k)^2 N)"),
+            "fitted_rate": v(lmc, stack(lambda q: summary[q].fitted_rate, (Qmax, Qmax)),
+                             "fitted decay rate of |theta - theta*| after the collapse"),
+            "snapshot_images": v(("snapshot", "point", "coordinate_2d"), np.asarray(snapshot_images),
+                                 f"images x^(tau,L)(t) for Q = M = {qs[0]} at the snapshot times"),
+            "snapshot_time": v(("snapshot",), np.asarray(snapshot_time), "snapshot time"),
+            "points_2d": v(("point", "coordinate_2d"), first.data.points, f"data points (Q = M = {qs[0]})"),
+            "labels_2d": v(("point",), first.data.labels + 1, f"cluster of each point (Q = M = {qs[0]})"),
+        },
+        coords={"case": qs, "time": t, "layer": np.arange(1, Qmax + 1), "coordinate": np.arange(Qmax),
+                "cluster": np.arange(1, Qmax + 1), "snapshot": np.arange(len(snapshot_time)),
+                "point": np.arange(first.data.points.shape[0]), "coordinate_2d": np.arange(first.net.width)},
+    )
+    result["case"].attrs.update(long_name="Q = M (clusters = layers = width)", units="1")
+    return result

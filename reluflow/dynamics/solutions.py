@@ -18,6 +18,8 @@ Map from formula to function:
 - S4: Q clusters, layer ℓ truncates cluster ℓ only; frames R_ℓ with R_ℓᵀ 𝟙/√M pointing from cluster ℓ
   towards the others, targets ỹ_ℓ beyond the cluster; the zero-cost thresholds θ*_ℓ = R_ℓ ỹ_ℓ
                                                                     → :func:`separated_clusters`
+- the explicit solution of each (layer ℓ, coordinate k) of an S4 scenario: cluster ℓ alone in
+  the frame R_ℓ, target (R_ℓ ỹ_ℓ)_k, with the total N                  → :func:`separated_solutions`
 - guaranteed separation: every other cluster, and every image it can take, stays in
   {R_ℓ x ≥ R_ℓ ỹ_ℓ} (a box bound)                                    → :func:`separation_margin`
 - S5: two clusters A, B on the diagonal of R², one threshold per coordinate truncating both;
@@ -52,6 +54,7 @@ __all__ = [
     "SeparatedClusters",
     "separated_clusters",
     "separation_margin",
+    "separated_solutions",
     "TwoClusterScenario",
     "two_cluster_scenario",
     "equilibrium_residual",
@@ -322,6 +325,24 @@ def separated_clusters(Q: int, M: int, n_per_cluster: int, *, radius: float = 0.
                          f"{margin:.3g} <= 0 (increase distance or decrease radius)")
     return SeparatedClusters(data=data, targets=targets, class_targets=class_targets, net=net,
                              collapse_thresholds=star)
+
+
+def separated_solutions(scenario: SeparatedClusters) -> dict:
+    """{(ℓ, k): OneClusterSolution} of an S4 scenario, layers ℓ = 0..L-1 and coordinates k = 0..M-1.
+
+    Separation decouples the bias flow: threshold (ℓ, k) follows the one-cluster flow of the points of
+    cluster ℓ in the frame R_ℓ, u = R_ℓ x, towards (R_ℓ ỹ_ℓ)_k = θ*_ℓ,k, with λ_ℓ,k and the total N.
+    """
+    if not isinstance(scenario, SeparatedClusters):
+        raise TypeError(f"scenario must be a SeparatedClusters (see separated_clusters); got {type(scenario).__name__}")
+    net, N = scenario.net, scenario.data.points.shape[0]
+    out = {}
+    for ell in range(net.depth):
+        u = scenario.data.cluster(ell) @ net.frames[ell].T
+        for k in range(net.width):
+            out[ell, k] = one_cluster_solution(u[:, k], net.thresholds[ell, k], scenario.collapse_thresholds[ell, k],
+                                               net.scales[ell, k], N)
+    return out
 
 
 def separation_margin(net, X, labels, final_thresholds) -> float:

@@ -18,6 +18,8 @@ from reluflow.dynamics.scenarios import (
     one_layer_example,
     rate_staircase,
     scale_bias_run,
+    separated_clusters_dataset,
+    separated_collapse,
     single_cluster,
     single_cluster_dataset,
     threshold_field,
@@ -219,4 +221,74 @@ def test_single_cluster_dataset_holds_the_runs(cluster):
     np.testing.assert_array_equal(out.frame_target.sel(scenario="S3_stop").values, [0.0, 0.0])
     np.testing.assert_array_equal(out.event_time.values, runs["S2_sweep"].event_time.values)
     np.testing.assert_array_equal(out.points.values, cluster.X)
+    assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars)
+
+
+# --------------------------------------------------------------------------- notebook 04
+
+
+@pytest.fixture(scope="module")
+def separated():
+    from reluflow.dynamics.solutions import separated_clusters
+
+    sc = separated_clusters(2, 2, 6, radius=0.5, distance=3.0, target_gap=0.5, scales=[[1.0, 1.2], [0.9, 1.1]],
+                            seed=4)
+    return sc, solve(sc.net, sc.data.points, sc.targets, np.linspace(0.0, 100.0, 201))
+
+
+def test_separated_solutions_match_the_solver(separated):
+    from reluflow.dynamics.solutions import event_time_error, separated_solutions
+
+    sc, ds = separated
+    explicit = separated_solutions(sc)
+    assert sorted(explicit) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert event_time_error(ds, explicit) <= 1e-10
+    for (ell, k), e in explicit.items():
+        np.testing.assert_allclose(e.theta(ds.time.values), ds.thresholds.values[:, ell, k], atol=1e-10)
+        assert e.n_total == sc.data.points.shape[0] and e.y_hat == sc.collapse_thresholds[ell, k]
+    with pytest.raises(TypeError, match="scenario"):
+        separated_solutions(sc.net)
+
+
+def test_separated_collapse_measures(separated):
+    from reluflow.dynamics.solutions import separated_solutions
+
+    sc, ds = separated
+    s = separated_collapse(sc, ds, separated_solutions(sc))
+    X, lab, N = sc.data.points, sc.data.labels, sc.data.points.shape[0]
+    grid = ds.requested.values == 1
+    np.testing.assert_array_equal(s.t, ds.time.values[grid])
+    # independent images: apply the two cone projections by hand at one time
+    i = 7
+    x = X.copy()
+    for ell in range(2):
+        R = sc.net.frames[ell]
+        x = np.maximum(x @ R.T, s.thresholds[i, ell]) @ R
+    np.testing.assert_allclose(s.images[i], x, atol=1e-13)
+    for j in range(2):  # per-cluster variability by a plain loop
+        pts = s.images[i, lab == j]
+        assert s.per_cluster[i, j] == pytest.approx(np.mean(np.sum((pts - pts.mean(axis=0)) ** 2, axis=1)), abs=1e-14)
+    np.testing.assert_allclose(s.cost_images, s.cost, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(s.maximal_rate, sc.data.counts[:, None] / (sc.net.scales**2 * N))
+    np.testing.assert_allclose(s.fitted_rate, s.maximal_rate, rtol=1e-6)
+    assert np.all(s.per_cluster[s.after] <= 1e-26) and np.all(s.nc1[s.after] <= 1e-20)
+    assert 2 * s.maximal_rate.min() * (1 - 1e-6) <= s.fit_cost <= 2 * s.maximal_rate.max()
+    assert s.fit_cost == pytest.approx(s.fit_formula, rel=1e-5)
+
+
+def test_separated_clusters_dataset_pads_to_the_largest_case(separated):
+    from reluflow.dynamics.solutions import separated_clusters, separated_solutions
+
+    sc, ds = separated
+    sc3 = separated_clusters(3, 3, 5, radius=0.5, distance=8.0, target_gap=0.5, seed=1)
+    ds3 = solve(sc3.net, sc3.data.points, sc3.targets, np.linspace(0.0, 100.0, 201))
+    cases = {2: sc, 3: sc3}
+    summary = {2: separated_collapse(sc, ds, separated_solutions(sc)),
+               3: separated_collapse(sc3, ds3, separated_solutions(sc3))}
+    out = separated_clusters_dataset(cases, summary, [0.0, 1.0], np.zeros((2, 12, 2)))
+    assert out.case.values.tolist() == [2, 3] and out.sizes["layer"] == 3 and out.sizes["coordinate_2d"] == 2
+    np.testing.assert_array_equal(out.thresholds.sel(case=2).values[:, :2, :2], summary[2].thresholds)
+    assert np.all(np.isnan(out.thresholds.sel(case=2).values[:, 2, :]))
+    np.testing.assert_array_equal(out.collapse_thresholds.sel(case=3).values, sc3.collapse_thresholds)
+    np.testing.assert_array_equal(out.labels_2d.values, sc.data.labels + 1)
     assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars)
