@@ -1,0 +1,109 @@
+"""The experiments of notebooks 06 and 07 (reluflow.training.experiments), at small scale.
+
+Oracles: closed forms (the time grid, the weight-scale rule λ_ℓ → s^ℓ λ_ℓ), direct recomputation from the
+returned Datasets (holds map, identity errors), the library's spectral_trajectory and eigvalsh of the Gram.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reluflow.dynamics.solver import solve
+from reluflow.training import experiments as ex
+from reluflow.training.comparison import gd_convergence
+from reluflow.training.spectral import spectral_trajectory
+
+P06 = dict(seed=0, n_per_cluster=4, t_end=0.4, etas=[0.2, 0.1, 0.05], sweep_lr=0.1, sweep_t_end=0.4,
+           sweep_record_every=2, weight_lr_ratios=[0.0, 0.1, 1.0], weight_scales=[1.0, 2.0], sweep_depths=[1, 2],
+           holds_tolerance=0.05)
+
+
+def test_parameters_are_validated_by_name():
+    assert ex.flow_vs_gd_parameters(**P06) == P06
+    for bad, name in [(dict(etas=[0.2, 0.1]), "etas"), (dict(t_end=0.45), "t_end"), (dict(sweep_t_end=0.45),
+                      "sweep_t_end"), (dict(weight_scales=[2.0]), "weight_scales"), (dict(n_per_cluster=1),
+                      "n_per_cluster")]:
+        with pytest.raises(ValueError, match=name):
+            ex.flow_vs_gd_parameters(**{**P06, **bad})
+    p07 = dict(seed=1, wide_width=3, wide_depth=1, wide_points=2, wide_outputs=1, wide_lr=0.1, wide_steps=3,
+               n_per_cluster=4, t_end=1.0, n_times=3, n_instances=1, instance_points=6, instance_width=2)
+    assert ex.spectral_gap_parameters(**p07) == p07
+    with pytest.raises(ValueError, match="n_times"):
+        ex.spectral_gap_parameters(**{**p07, "n_times": 1})
+
+
+def test_two_cluster_scenario():
+    X, Y = ex.two_cluster_problem(5, seed=3)
+    assert X.shape == Y.shape == (10, 2)
+    base, scaled = ex.two_cluster_network(2), ex.two_cluster_network(2, 1.5)
+    np.testing.assert_allclose(scaled.scales, base.scales * np.array([[1.5], [1.5**2]]), rtol=1e-15)
+    np.testing.assert_array_equal(scaled.thresholds, base.thresholds)
+    assert ex.two_cluster_network(1).depth == 1
+    np.testing.assert_allclose(ex.matched_time_grid([0.2, 0.1], 0.4), [0.1, 0.2, 0.3, 0.4])
+
+
+def test_convergence_validity_map_and_result():
+    X, Y = ex.two_cluster_problem(4, seed=0)
+    net = ex.two_cluster_network(2)
+    from reluflow.theory.network import layer_parameters
+
+    weights, biases = layer_parameters(*net.cumulative_parameters())
+    etas = [0.2, 0.1, 0.05]
+    grid = ex.matched_time_grid(etas, 0.4)
+    flow = solve(net, X, Y, grid, method="exact", record_events=False)
+    induced = ex.induced_flow(net, X, Y, grid, weights)
+    assert induced.attrs["kernel"] == "custom" and induced.sizes["time"] >= 2
+    part1 = gd_convergence(weights, biases, X, Y, {"bias flow (4.2)": flow}, etas=etas, t_end=0.4, mode="adapted")
+    part2 = gd_convergence(weights, biases, X, Y, {"induced flow (4.5)": induced, "bias flow (4.2)": flow},
+                           etas=etas, t_end=0.4, mode="biases")
+    kw = dict(lr=0.1, t_end=0.4, record_every=2)
+    drift = ex.validity_map(X, Y, depths=[1, 2], weight_scales=[1.0, 2.0], weight_lr_ratios=[0.0, 0.1, 1.0],
+                            seed=0, **kw)
+    assert dict(drift.sizes) == {"depth": 2, "weight_scale": 2, "weight_lr_ratio": 3, "time": 3}
+    assert "layer" not in drift.coords and drift.adaptedness.dims[-1] == "time"
+    finished, map_error, holds = ex.holds_map(drift, 0.05)
+    np.testing.assert_array_equal(holds.values, (drift.cost_error.max("time") <= 0.05).values & finished.values)
+    checks = ex.validity_map_checks(drift, map_error, X, Y, weight_lr_ratios=[0.0, 0.1, 1.0], depths=[1, 2], **kw)
+    assert checks["rho0_worst"] <= 1e-10 and checks["scale_gap"] <= 1e-10
+    assert set(checks["adaptedness"]) == {(1, 0.1), (1, 1.0), (2, 0.1), (2, 1.0)}
+    assert checks["ref_point"] == dict(depth=2, weight_scale=1.0, weight_lr_ratio=0.1)
+    result = ex.flow_vs_gd_result(part1, part2, drift, map_error, holds, slopes=[1.0, 1.0, 0.0],
+                                  holds_tolerance=0.05, induced_horizon=0.4, bias_flow_events=3)
+    assert list(result.comparison.values) == ["cumulative biases vs bias flow", "layer biases vs induced flow",
+                                              "layer biases vs bias flow"]
+    assert {"eta_threshold_error", "map_cost_error", "holds", "fitted_slope", "cost_error"} <= set(result.data_vars)
+    assert result.attrs == {"induced_flow_horizon": 0.4, "bias_flow_events": 3}
+
+
+def test_spectral_gap_experiments():
+    seeds = np.random.SeedSequence(0).spawn(3)
+    wide, Xw, Yw = ex.overparametrised_descent(4, 1, 3, 2, lr=0.01, n_steps=4, seed=seeds[0])
+    assert wide.attrs["status"] == 0 and wide.sizes["time"] == 5
+    eigs = ex.sampled_gram_eigenvalues(wide, Xw, every=2)
+    assert eigs.shape == (3, 6) and np.all(np.diff(eigs, axis=1) >= 0)
+    wide_spec = spectral_trajectory(wide, Xw, Yw)
+    np.testing.assert_allclose(eigs, wide_spec.gram_eigenvalues.values[::2], rtol=1e-12, atol=1e-12)
+
+    times = np.linspace(0.1, 1.0, 5)
+    net, X, Y = ex.spectral_scenario(6, seeds[1])
+    assert X.shape == (9, 3)
+    sol = solve(net, X, Y, times, method="exact", record_events=False)
+    spec = spectral_trajectory(sol, X, Y, net=net)
+    top = ex.largest_eigenvalues(spec, 3)
+    assert top.shape == (sol.sizes["time"], 3) and np.all(np.diff(top, axis=1) <= 0)
+    assert ex.eigenvalue_identity_error(spec) <= 1e-10
+    instances = ex.random_instances(2, 2, 8, times, seeds[2])
+    assert len(instances) == 2 and all(s.sizes["coordinate"] == 2 for _, s, _ in instances)
+    assert ex.gap_identity_error([(spec, net)] + [(s, n) for _, s, n in instances]) <= 1e-10
+    decay = ex.between_event_decay([(sol, spec)] + [(a, b) for a, b, _ in instances])
+    assert decay["drift"] <= 1e-10 and decay["slack"] <= 1e-10 and decay["pairs"] >= 0
+    W_out = np.random.default_rng(4).standard_normal((3, 3))
+    T, U = ex.terminal_hadamard_spectra(sol, net, X, W_out)
+    cum = spectral_trajectory(sol, X, Y, net=net, W_out=W_out, terminal="cumulative")
+    lay = spectral_trajectory(sol, X, Y, net=net, W_out=W_out, terminal="layer")
+    np.testing.assert_allclose(ex.largest_eigenvalues(cum, 3), T, rtol=1e-10, atol=1e-10 * T.max())
+    np.testing.assert_allclose(ex.largest_eigenvalues(lay, 3), U, rtol=1e-10, atol=1e-10 * U.max())
+    result = ex.spectral_gap_result(wide_spec, eigs, 2, spec, cum, lay, sol, [0.0, 1e-16])
+    assert result.sizes["mode"] == 3 and result.terminal_eigenvalues.shape == (3, sol.sizes["time"], 3)
+    np.testing.assert_array_equal(result.gram_eigenvalues.values, top)
