@@ -25,6 +25,7 @@ import ast
 import io
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,8 +322,7 @@ def prepare_output(dest) -> Path:
     return dest
 
 
-def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False,
-             publish: bool = True) -> RunResult:
+def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False) -> RunResult:
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -348,7 +348,7 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, f
         nb = nbformat.read(str(out_nb), as_version=4)
         nbformat.write(strip_volatile_metadata(nb), str(out_nb))
         files, deviations = _to_publish(stage, dest, force)
-        written = promote(stage, dest, files) if publish else []
+        written = promote(stage, dest, files)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written, deviations=deviations)
@@ -366,14 +366,14 @@ def _keep_failed(out_nb: Path, root: Path, filename: str) -> Path | None:
 
 def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = None, output_dir=None, root=None,
               timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None, stop_on_error: bool = True,
-              stream=None, force: bool = False, publish: bool = True) -> list[RunResult]:
+              stream=None, force: bool = False) -> list[RunResult]:
     """Execute notebooks one after another (all of them by default) and print a summary.
 
     All parameter overrides are checked for every selected notebook before any kernel starts.
     Returns one :class:`RunResult` per notebook attempted; a failure is recorded with status
     ``"failed"`` and, when ``stop_on_error`` (the default), ends the run. Only outputs that differ from
-    the existing files beyond tolerance are rewritten, unless ``force``; with ``publish=False`` nothing
-    is written and each result carries its deviations (that is :func:`check`).
+    the existing files beyond tolerance are rewritten, unless ``force``; each result carries the
+    deviation of every artefact from the existing file.
     """
     from tqdm.auto import tqdm
 
@@ -397,7 +397,7 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
         bar.set_postfix_str(p.stem)
         t0 = time.perf_counter()
         try:
-            results.append(_execute(p, values, dest, root, timeout, force=force, publish=publish))
+            results.append(_execute(p, values, dest, root, timeout, force=force))
         except NotebookFailed as exc:
             results.append(RunResult(p.stem, "failed", time.perf_counter() - t0, dest, error=str(exc)))
             if stop_on_error:
@@ -408,35 +408,49 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
 
 
 def check(names=None, *, root=None, timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
-          stream=None) -> tuple[bool, list[RunResult]]:
-    """Re-execute notebooks (paper profile) in scratch and compare every artefact with the committed one.
+          stream=None, scratch=None) -> tuple[bool, list]:
+    """Re-execute notebooks (paper profile) into scratch and compare every artefact with the committed one.
 
     Prints, per artefact, its largest deviation as a ratio to its tolerance (:mod:`reluflow.pipeline.compare`)
-    and returns ``(agrees, results)``: ``agrees`` is False if a notebook failed, an artefact differs beyond
-    tolerance, or a committed artefact was not produced. Nothing in the repository is written.
+    and returns ``(agrees, deviations)``: ``agrees`` is False if a notebook failed, an artefact differs beyond
+    tolerance, or a committed artefact was not produced. The repository is not written; the fresh
+    artefacts stay in ``scratch`` if one is given (else a temporary folder, removed afterwards).
     """
+    from reluflow.pipeline.compare import compare_artefact
+
     stream = stream if stream is not None else sys.stdout
     root = project_root(root)
-    results = reproduce(names, root=root, timeout=timeout, progress=progress, stream=io.StringIO(),
-                        stop_on_error=False, publish=False, output_dir=root)
-    ok = all(r.status == "ok" for r in results)
-    lines = [f"{'artefact':<44} {'kind':<8} {'deviation/tol':>13}  detail", "-" * 90]
-    for r in results:
-        if r.status != "ok":
-            lines.append(f"{r.name:<44} {'failed':<8} {'':>13}  {r.error}")
-        for d in r.deviations:
-            ok &= d.agrees
-            lines.append(f"{d.path:<44} {d.kind:<8} {d.ratio:>13.3g}  {'ok' if d.agrees else 'DIFFERS'}: {d.detail}")
-    produced = {d.path for r in results for d in r.deviations}
-    selected = {r.name for r in results}
-    for sub in ("data", "figures"):
-        for f in sorted((root / sub).glob("*")):
-            if f.is_file() and f.name.split("_")[0] in {s.split("_")[0] for s in selected} and f.name not in produced:
-                ok = False
-                lines.append(f"{f.name:<44} {'missing':<8} {'':>13}  committed but not produced")
-    lines.append(f"{'all artefacts agree within tolerance' if ok else 'DIFFERENCES beyond tolerance'}")
-    print("\n".join(lines), file=stream)
-    return ok, results
+    tmp = None if scratch is not None else tempfile.mkdtemp(prefix="reluflow-check-")
+    out = Path(scratch if scratch is not None else tmp)
+    try:
+        results = reproduce(names, root=root, timeout=timeout, progress=progress, stream=io.StringIO(),
+                            stop_on_error=False, force=True, output_dir=out)
+        ok = all(r.status == "ok" for r in results)
+        prefixes = {r.name.split("_")[0] for r in results}
+        deviations = []
+        lines = [f"{'artefact':<44} {'kind':<8} {'deviation/tol':>13}  detail", "-" * 90]
+        for r in results:
+            if r.status != "ok":
+                lines.append(f"{r.name:<44} {'failed':<8} {'':>13}  {r.error}")
+        for sub in SUBFOLDERS:
+            names_ = {p.name for d in (root / sub, out / sub) if d.is_dir() for p in d.iterdir()
+                      if p.is_file() and p.name.split("_")[0] in prefixes}
+            for name in sorted(names_):
+                committed, fresh = root / sub / name, out / sub / name
+                if not fresh.exists():
+                    ok = False
+                    lines.append(f"{name:<44} {'missing':<8} {'':>13}  committed but not produced")
+                    continue
+                d = compare_artefact(committed, fresh)
+                deviations.append(d)
+                ok &= d.agrees
+                lines.append(f"{name:<44} {d.kind:<8} {d.ratio:>13.3g}  {'ok' if d.agrees else 'DIFFERS'}: {d.detail}")
+        lines.append("all artefacts agree within tolerance" if ok else "DIFFERENCES beyond tolerance")
+        print("\n".join(lines), file=stream)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ok, deviations
 
 
 def format_summary(results: list[RunResult]) -> str:
