@@ -9,11 +9,12 @@ The cost is the input-layer cost C = C_in = ½ Σ_i w_i |x_i^(τ,L) − ỹ_i|²
 
 Backends:
 
-- ``method="exact"`` (bias flow (4.2) only). Between events the flow is affine in θ, θ̇ = A θ + c,
+- ``method="exact"`` (bias flow (4.2), with an optional kernel K: θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ,
+  and the induced flow (4.5) as K = induced_bias_kernel). Between events the flow is affine in θ, θ̇ = A θ + c,
   and solved in closed form; events are located analytically or by certified root finding.
   - one layer (``algorithm="sorted"``): θ_k(t) = ȳ + (θ_k(t_m) − ȳ) e^{−(W/λ_k²)(t − t_m)} and
     Δt = (λ_k²/W) log((ȳ − θ_k(t_m))/(ȳ − u_next)), by sorting and prefix sums, O(N log N)
-                                                                   → :func:`.events.one_layer_trajectory`
+                                                                   → :mod:`.sorted`, :func:`.events.one_layer_sweep`
   - any depth (``algorithm="affine"``): θ(t) = θ_m + Λ^-1 Q (e^{−μ (t−t_m)} − 1) z, the matrix
     exponential of A by a symmetric eigen-decomposition; events by certified bracketing of sums
     of exponentials and Brent's method; sliding followed on its surface

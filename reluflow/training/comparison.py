@@ -40,41 +40,25 @@ from collections.abc import Mapping
 
 import numpy as np
 import xarray as xr
-from scipy.linalg import solve_triangular
 
-from reluflow.dynamics.events import (
-    EVENT_KINDS,
-    SLIDING,
-    TRUNCATED,
-    UNTRUNCATED,
-    affine_pattern,
-    closed_form,
-    next_crossing,
-)
-from reluflow.dynamics.solver import _event_values
 from reluflow.results.schema import make_dataset
 from reluflow.theory.adapted import AdaptedNetwork
 from reluflow.theory.network import layer_parameters
 from reluflow.training.gd import train
 from reluflow.validation import (
-    as_point_weights,
     as_points,
     as_positive_float,
     as_real_array,
-    as_targets,
-    as_times,
     check_positive_int,
 )
 
 __all__ = [
-    "solve_kernel_bias_flow",
     "matched_time_error",
     "convergence_slope",
     "gd_convergence",
     "effective_comparison",
 ]
 
-_EPS = np.finfo(float).eps
 #: Relative tolerance for matching a gradient-descent time kη to a reference time.
 TIME_MATCH_RTOL = 1e-9
 
@@ -85,189 +69,6 @@ def _as_adapted(net, name="net") -> AdaptedNetwork:
     if not isinstance(net, AdaptedNetwork):
         raise TypeError(f"{name} must be a reluflow.AdaptedNetwork (see adapted_network); got {type(net).__name__}")
     return net
-
-
-def _as_kernel(kernel, L, M) -> np.ndarray:
-    K = as_real_array(kernel, "kernel")
-    if K.shape == (L, L, M, M):
-        K = K.transpose(0, 2, 1, 3).reshape(L * M, L * M)
-    if K.shape != (L * M, L * M):
-        raise ValueError(f"kernel must have shape ({L * M}, {L * M}) or (L, L, M, M) = ({L}, {L}, {M}, {M}); "
-                         f"got {K.shape}")
-    if np.abs(K - K.T).max() > 1e-12 * max(np.abs(K).max(), 1.0):
-        raise ValueError("kernel must be symmetric; got max |K − Kᵀ| = "
-                         f"{np.abs(K - K.T).max():.3g}")
-    if np.linalg.eigvalsh(0.5 * (K + K.T)).min() <= 0:
-        raise ValueError("kernel must be positive definite; got a non-positive eigenvalue")
-    return 0.5 * (K + K.T)
-
-
-# --------------------------------------------------------------------------- exact kernel bias flow
-
-
-def solve_kernel_bias_flow(net, X, targets, t_eval, *, kernel=None, point_weights=None,
-                           max_events: int | None = None) -> xr.Dataset:
-    """θ̇ = −Λ^-1 K Λ^-1 ∂C_in/∂θ from θ(0) = ``net.thresholds``, exact between truncation events.
-
-    With K = 1 (``kernel=None``) this is the bias flow (4.2), ḃ^(ℓ) = −∇_{b^(ℓ)} C. With
-    K = :func:`reluflow.theory.flows.induced_bias_kernel` of the layer weights it is the flow (4.5) induced by
-    gradient descent on the layer biases only, ḃ^(ℓ) = −Σ_ℓ' K_ℓℓ' ∇_{b^(ℓ')} C, written for θ = −b/λ.
-    Frames R and scales λ stay frozen.
-
-    Parameters
-    ----------
-    net : AdaptedNetwork
-        Frames R_ℓ, scales λ_ℓ and initial thresholds θ_ℓ(0).
-    X : array (N, M)
-        Training points as rows.
-    targets : array (N, M)
-        Input-space target ỹ_i of each point.
-    t_eval : 1-D array
-        Output times, non-negative and strictly increasing.
-    kernel : array (L·M, L·M) or (L, L, M, M), optional
-        Symmetric positive definite K acting on the stacked cumulative biases (layer-major);
-        default the identity.
-    point_weights : array (N,), optional
-        Cost weights w_i ≥ 0; default 1/N.
-    max_events : int, optional
-        Stop (``status = -1``) after more events than this.
-
-    Returns
-    -------
-    xarray.Dataset
-        Over ``time`` (0 and the requested times up to the stopping time), ``layer`` (1..L),
-        ``coordinate`` (0..M-1) and ``event``: ``thresholds``, ``n_truncated`` (right limits at
-        events), ``cost``, ``requested`` (1 at the times of ``t_eval``) and the event log
-        ``event_time``, ``event_layer``, ``event_coordinate``, ``event_point``, ``event_kind``
-        (truncated, untruncated or sliding). Attributes ``status`` (0 reached the last time,
-        1 stopped at the onset of sliding, −1 stopped otherwise), ``message``, ``n_events``,
-        ``kernel`` (``"identity"`` or ``"custom"``).
-    """
-    net = _as_adapted(net)
-    X = as_points(X, "X", dim=net.width)
-    N, M = X.shape
-    L = net.depth
-    Y = as_targets(targets, N, M)
-    w = as_point_weights(point_weights, N)
-    t_eval = as_times(t_eval)
-    K = np.eye(L * M) if kernel is None else _as_kernel(kernel, L, M)
-    if max_events is not None:
-        max_events = check_positive_int(max_events, "max_events")
-    R, lam = net.frames, net.scales
-    lam_f = lam.ravel()
-    H = K / lam_f[:, None] / lam_f[None, :]
-    Cf = np.linalg.cholesky(0.5 * (H + H.T))
-    t_end = float(t_eval[-1])
-    theta = net.thresholds.ravel().copy()
-    Pf = (_event_values(R, theta.reshape(L, M), X) <= 0.0).ravel()
-    P = Pf.reshape(L, N, M)  # a view: flipping Pf flips P
-    forced = np.zeros(Pf.size, dtype=bool)
-    scale = 1.0 + float(np.abs(X).max()) + float(np.abs(Y).max())
-    t, stalls = 0.0, 0
-    segments, events = [], []
-    status, message, t_stop = 0, f"reached t = {t_end:.6g}", t_end
-
-    def unravel(f):
-        l, i, k = np.unravel_index(f, (L, N, M))
-        return int(l), int(i), int(k)
-
-    while True:
-        c, d, a, B = affine_pattern(R, P, X)
-        G = np.einsum("n,nmj,nmk->jk", w, B, B)
-        h = np.einsum("n,nmj,nm->j", w, B, a - Y)
-        psi0 = solve_triangular(Cf, theta, lower=True)
-        cf = closed_form(Cf.T @ G @ Cf, Cf.T @ h, np.ones(L * M), psi0)
-        V = Cf @ cf.V  # θ(τ) = θ_m + V (e^{−μτ} − 1) z
-        d_flat = d.reshape(-1, L * M)
-        g = c.ravel() + d_flat @ theta
-        beta = (d_flat @ V) * cf.z
-        s = np.where(Pf, -1.0, 1.0)
-        slope = -(s[:, None] * beta * cf.mu).sum(axis=1)  # d(s g)/dτ at τ = 0
-        segments.append({"t0": t, "theta": theta.copy(), "V": V, "mu": cf.mu, "z": cf.z, "a": a, "B": B,
-                         "n": P.sum(axis=1).astype(np.int64)})
-        back = np.flatnonzero(forced & (slope < -64 * _EPS * scale * max(1.0, float(np.abs(cf.mu).max()))))
-        if back.size:  # the field of the new pattern pushes a just-crossed point straight back
-            for f in back:
-                l, i, k = unravel(f)
-                events.append((t, l + 1, k, i, SLIDING))
-            l, i, k = unravel(back[0])
-            status, t_stop = 1, t
-            message = (f"stopped at t = {t:.6g}: point {i} slides on the threshold of layer {l + 1}, "
-                       f"coordinate {k} (the field on both sides pushes it onto the threshold)")
-            break
-        if max_events is not None and len(events) > max_events:
-            status, t_stop = -1, t
-            message = f"stopped at t = {t:.6g}: more than max_events = {max_events} events"
-            break
-        ztol = 64 * _EPS * (scale + float(np.abs(theta).max(initial=0.0)))
-        tie = forced | (s * g <= ztol)
-        hit = next_crossing(s * g, s[:, None] * beta, cf.mu, t_end - t, tie)
-        if hit is None:
-            break
-        tau, rows = hit
-        stalls = stalls + 1 if tau == 0 else 0
-        if stalls > Pf.size + 2:
-            status, t_stop = -1, t
-            message = f"stopped at t = {t:.6g}: the event resolution does not progress (degenerate ties)"
-            break
-        theta = theta + V @ (np.expm1(-cf.mu * tau) * cf.z)
-        t = t + tau
-        for f in rows:
-            Pf[f] = ~Pf[f]
-            l, i, k = unravel(f)
-            events.append((t, l + 1, k, i, TRUNCATED if Pf[f] else UNTRUNCATED))
-        forced = np.zeros(Pf.size, dtype=bool)
-        forced[rows] = True
-
-    times = np.unique(np.concatenate(([0.0], t_eval[t_eval <= t_stop])))
-    starts = np.array([sg["t0"] for sg in segments])
-    idx = np.searchsorted(starts, times, side="right") - 1
-    T = times.size
-    theta_t = np.empty((T, L * M))
-    n_t = np.empty((T, L, M), np.int64)
-    cost = np.empty(T)
-    for j in np.unique(idx):
-        sel = np.flatnonzero(idx == j)
-        sg = segments[j]
-        tau = times[sel] - sg["t0"]
-        th = sg["theta"][None, :] + (np.expm1(-np.outer(tau, sg["mu"])) * sg["z"]) @ sg["V"].T
-        theta_t[sel] = th
-        n_t[sel] = sg["n"]
-        r = sg["a"][None] + np.einsum("nmj,tj->tnm", sg["B"], th) - Y[None]
-        cost[sel] = 0.5 * np.einsum("n,tnm,tnm->t", w, r, r)
-    if events:
-        ev_t, ev_l, ev_k, ev_p, ev_kind = (np.asarray(v) for v in zip(*events))
-    else:
-        ev_t, ev_l, ev_k, ev_p, ev_kind = (np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64),
-                                           np.empty(0, np.int64), np.empty(0, np.int64))
-    one = {"units": "1"}
-    data = {
-        "thresholds": (("time", "layer", "coordinate"), theta_t.reshape(T, L, M),
-                       {"long_name": "threshold theta_(l,k)", **one}),
-        "n_truncated": (("time", "layer", "coordinate"), n_t,
-                        {"long_name": "number of points truncated in coordinate k of layer l (right limit)", **one}),
-        "cost": (("time",), cost, {"long_name": "input-layer cost C_in", **one}),
-        "requested": (("time",), np.isin(times, t_eval).astype(np.int8),
-                      {"long_name": "1 at the times requested in t_eval", **one}),
-        "event_time": (("event",), ev_t.astype(float), {"long_name": "time of the event", **one}),
-        "event_layer": (("event",), ev_l.astype(np.int64), {"long_name": "layer l of the crossed threshold", **one}),
-        "event_coordinate": (("event",), ev_k.astype(np.int64),
-                             {"long_name": "coordinate k of the crossed threshold", **one}),
-        "event_point": (("event",), ev_p.astype(np.int64), {"long_name": "index i of the crossing point", **one}),
-        "event_kind": (("event",), np.array(EVENT_KINDS)[ev_kind.astype(np.int64)] if len(events)
-                       else np.empty(0, dtype="<U11"), {"long_name": "truncated, untruncated or sliding", **one}),
-    }
-    coords = {
-        "time": ("time", times, {"long_name": "gradient-flow time t", **one}),
-        "layer": ("layer", np.arange(1, L + 1), {"long_name": "hidden layer l (1 = first)", **one}),
-        "coordinate": ("coordinate", np.arange(M), {"long_name": "activation coordinate k (0-based)", **one}),
-        "event": ("event", np.arange(len(events)), {"long_name": "event index, in time order", **one}),
-    }
-    attrs = {"status": int(status), "message": message, "n_events": len(events),
-             "kernel": "identity" if kernel is None else "custom",
-             "flow": "dtheta/dt = -Lambda^-1 K Lambda^-1 dC_in/dtheta, exact between events",
-             "weights": "uniform 1/N" if point_weights is None else "point_weights"}
-    return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
 # --------------------------------------------------------------------------- gradient descent against a flow

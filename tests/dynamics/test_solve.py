@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import reluflow as rf
-from reluflow.theory import flows
 from reluflow.dynamics.events import affine_pattern, next_crossing
 from reluflow.dynamics.solver import solve
 from reluflow.results.netcdf import save_result
+from reluflow.theory import flows
 from reluflow.theory.costs import input_cost
 
 
@@ -564,3 +564,251 @@ def test_errors():
         solve(net, X, targets, [1.0], record_events=1)
     with pytest.raises(ValueError, match=r"must return θ̇ of shape \(1, 2\)"):
         solve(net, X, targets, [1.0], method="general", flow=lambda n, X, t, w: np.zeros(3))
+
+
+# --------------------------------------------------------------------------- problems × backends (as scipy's test_ivp)
+#
+# Each problem is defined once, with its reference: the closed form of
+# reluflow.dynamics.solutions.one_cluster_solution where it applies, otherwise another backend
+# (the general backend, or the other exact backend). Every backend that can solve the problem is
+# checked against it.
+
+from reluflow.dynamics.solutions import one_cluster_solution  # noqa: E402
+from reluflow.results.schema import check_dataset  # noqa: E402
+from reluflow.theory.costs import targets_by_label  # noqa: E402
+from reluflow.theory.flows import induced_bias_kernel  # noqa: E402
+
+BACKENDS = {
+    "sorted": {"method": "exact", "algorithm": "sorted"},
+    "affine": {"method": "exact", "algorithm": "affine"},
+    "affine_kernel_1": {"method": "exact", "kernel": "identity"},
+    "general": {"method": "general"},
+}
+
+
+def _rotation(degrees):
+    a = np.deg2rad(degrees)
+    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def two_cluster_problem(seed, n=12, L=2):
+    data = rf.clustered_data([[-1.0, 0.6], [1.0, -0.6]], 0.7, n, seed=seed)
+    Y = targets_by_label([[-1.6, 1.4], [1.5, -0.2]], data.labels)
+    frames = [_rotation(0.0), _rotation(35.0)][:L]
+    scales = [[1.0, 1.3], [0.9, 1.1]][:L]
+    thresholds = [[-1.2, 0.3], [-0.6, -1.0]][:L]
+    return rf.adapted_network(frames, scales, thresholds), data.points, Y
+
+
+def random_problem(seed, M, L, N):
+    rng = np.random.default_rng(seed)
+    net = rf.random_adapted_network(M, L, seed=rng, threshold_scale=0.5)
+    X = rng.standard_normal((N, M))
+    Y = rng.standard_normal((N, M)) + 1.0
+    return net, X, Y
+
+
+def _one_cluster_reference(net, X, targets, t_eval):
+    R, lam, th = net.frames[0], net.scales[0], net.thresholds[0]
+    U, yhat = X @ R.T, targets[0] @ R.T
+    return np.stack([one_cluster_solution(U[:, k], th[k], yhat[k], lam[k]).theta(t_eval)
+                     for k in range(net.width)], axis=1)[:, None, :]
+
+
+def _one_cluster():
+    net, X, targets, _, _ = one_layer_problem(3, 25, 3, theta_rank=2)
+    return net, X, targets, {}, np.linspace(0.2, 6.0, 12)
+
+
+def _several_clusters_sliding():
+    net, X, Y = sliding_problem()
+    return net, X, Y, {}, np.linspace(0.1, 4.0, 12)
+
+
+def _weighted():
+    net, X, Y = random_problem(4, 3, 1, 30)
+    w = np.random.default_rng(4).uniform(0.0, 1.0, 30)
+    return net, X, Y, {"point_weights": w}, np.linspace(0.1, 4.0, 12)
+
+
+def _deep(L):
+    def make():
+        net, X, Y = two_cluster_problem(0, n=8, L=2) if L == 2 else random_problem(10, 2, 3, 8)
+        return net, X, Y, {}, np.linspace(0.1, 2.0, 10)
+    return make
+
+
+def _induced():
+    net, X, Y = two_cluster_problem(3, n=6)
+    return net, X, Y, {"flow": "induced_bias"}, np.linspace(0.1, 2.5, 12)
+
+
+#: name → (problem, reference: "closed_form" or a backend name, backends to check, atol)
+PROBLEMS = {
+    "one_cluster": (_one_cluster, "closed_form", ("sorted", "affine", "affine_kernel_1", "general"), 1e-8),
+    "several_clusters_sliding": (_several_clusters_sliding, "affine", ("sorted", "affine_kernel_1"), 1e-10),
+    "weighted": (_weighted, "affine", ("sorted", "affine_kernel_1"), 1e-10),
+    "deep_L2": (_deep(2), "general", ("affine", "affine_kernel_1"), 1e-7),
+    "deep_L3": (_deep(3), "affine", ("affine_kernel_1",), 1e-10),
+    "induced_kernel": (_induced, "general", ("affine",), 1e-7),
+}
+
+
+def _run(backend, net, X, Y, options, t_eval):
+    opts = dict(BACKENDS[backend])
+    if opts.get("kernel") == "identity":
+        opts["kernel"] = np.eye(net.depth * net.width)
+    opts.update(options)
+    return solve(net, X, Y, t_eval, record_events=False, **opts)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_backend_matches_the_reference_solution(name, backend):
+    make, reference, backends, atol = PROBLEMS[name]
+    if backend not in backends:
+        pytest.skip(f"{backend} does not solve {name} (or is its reference)")
+    net, X, Y, options, t_eval = make()
+    ds = _run(backend, net, X, Y, options, t_eval)
+    check_dataset(ds, where=f"solve({backend}) on {name}")
+    if reference == "closed_form":
+        want = _one_cluster_reference(net, X, Y, ds.time.values)
+        n = ds.sizes["time"]
+    else:
+        ref = _run(reference, net, X, Y, options, t_eval)
+        n = min(ds.sizes["time"], ref.sizes["time"])  # the general backend stops at the onset of sliding
+        assert n >= 4
+        want = ref.thresholds.values[:n]
+    np.testing.assert_allclose(ds.thresholds.values[:n], want[:n], rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+@pytest.mark.parametrize("name", list(PROBLEMS))
+def test_every_output_follows_the_schema(name, backend):
+    make, _, backends, _ = PROBLEMS[name]
+    if backend not in backends and not (backend == "affine" and name != "induced_kernel"):
+        pytest.skip(f"{backend} is not run on {name}")
+    net, X, Y, options, t_eval = make()
+    ds = _run(backend, net, X, Y, options, t_eval)
+    check_dataset(ds, where=f"solve({backend}) on {name}")
+    full = solve(net, X, Y, t_eval[:3], **{k: v for k, v in options.items()},
+                 **({"method": "general"} if backend == "general" else {}))
+    check_dataset(full, where="solve with the event times")
+    assert isinstance(ds.attrs["status"], int) and ds.attrs["status_name"] in ("completed", "sliding")
+
+
+def test_schema_of_the_other_general_flows():
+    net, X, Y = two_cluster_problem(0, n=6)
+    for flow in ("scale_bias", "frame", "bias"):
+        ds = solve(net, X, Y, [0.2, 0.4], method="general", flow=flow)
+        check_dataset(ds, where=f"flow={flow}")
+    assert "frame_row" in ds.coords or "frames" not in ds
+
+
+# ------------------------------------------------- kernel flows (moved from solve_kernel_bias_flow)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), M=st.integers(1, 3), L=st.integers(1, 3))
+def test_identity_kernel_matches_the_exact_solver(seed, M, L):
+    net, X, Y = random_problem(seed, M, L, 15)
+    t_eval = np.linspace(0.1, 6.0, 40)
+    ours = solve(net, X, Y, t_eval, kernel=np.eye(L * M), record_events=False)
+    ref = solve(net, X, Y, t_eval, method="exact", record_events=False)
+    assert ours.attrs["algorithm"] == "affine" and ours.attrs["kernel"] == "custom"
+    assert np.array_equal(ours.time.values, ref.time.values)
+    np.testing.assert_allclose(ours.thresholds.values, ref.thresholds.values, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(ours.cost.values, ref.cost.values, rtol=1e-10, atol=1e-12)
+    k = min(ours.sizes["event"], ref.sizes["event"])
+    if ours.sizes["event"] == ref.sizes["event"]:
+        np.testing.assert_allclose(ours.event_time.values[:k], ref.event_time.values[:k], rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("c", [0.25, 3.0])
+def test_scalar_kernel_rescales_time(c):
+    # θ̇ = −c Λ^-2 ∂C/∂θ is the bias flow run c times faster: θ_c(t) = θ_1(c t)
+    net, X, Y = random_problem(5, 2, 2, 12)
+    t_eval = np.linspace(0.05, 2.0, 30)
+    scaled = solve(net, X, Y, t_eval, kernel=c * np.eye(4), record_events=False)
+    ref = solve(net, X, Y, c * scaled.time.values[1:], method="exact", record_events=False)
+    n = scaled.sizes["time"]
+    np.testing.assert_allclose(scaled.thresholds.values, ref.thresholds.values[:n], rtol=0, atol=1e-10)
+
+
+def test_kernel_one_cluster_relaxes_exponentially():
+    # one layer, every point truncated: θ_k(t) = ŷ_k + (θ_k(0) − ŷ_k) e^{−t/λ_k²}, no event
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 0, size=(10, 2))
+    net = rf.adapted_network([np.eye(2)], [[0.8, 1.5]], [[0.5, 0.2]])
+    Y = np.tile([1.0, 2.0], (10, 1))
+    t = np.linspace(0.2, 3.0, 15)
+    sol = solve(net, X, Y, t, kernel=np.eye(2), record_events=False)
+    assert sol.attrs["n_events"] == 0 and sol.attrs["status"] == 0
+    want = Y[0] + (np.array([0.5, 0.2]) - Y[0]) * np.exp(-np.outer(sol.time.values, 1 / np.array([0.8, 1.5]) ** 2))
+    np.testing.assert_allclose(sol.thresholds.values[:, 0], want, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_induced_kernel_matches_solve_ivp_of_the_induced_flow(seed):
+    net, X, Y = two_cluster_problem(seed, n=6)
+    weights, _ = rf.layer_parameters(*net.cumulative_parameters())
+    t_eval = np.linspace(0.1, 2.5, 12)
+    ours = solve(net, X, Y, t_eval, kernel=induced_bias_kernel(weights), record_events=False)
+    same = solve(net, X, Y, t_eval, flow="induced_bias", record_events=False)
+    ref = solve(net, X, Y, t_eval, method="general", flow="induced_bias", record_events=False)
+    n = min(ours.sizes["time"], ref.sizes["time"])
+    assert n >= 6
+    np.testing.assert_allclose(ours.thresholds.values[:n], ref.thresholds.values[:n], rtol=0, atol=1e-7)
+    xr.testing.assert_allclose(ours, same, rtol=1e-12, atol=1e-14)
+    assert ours.attrs["kernel"] == "custom" and same.attrs["kernel"] == "induced_bias_kernel"
+    assert same.attrs["algorithm"] == "affine"
+
+
+def test_kernel_dissipation_is_minus_the_cost_derivative():
+    net, X, Y = two_cluster_problem(1, n=8)
+    weights, _ = rf.layer_parameters(*net.cumulative_parameters())
+    t = np.linspace(0.0, 1.0, 2001)
+    ds = solve(net, X, Y, t, kernel=induced_bias_kernel(weights), record_events=False)
+    dcdt = np.gradient(ds.cost.values, ds.time.values)
+    # away from the events (kinks of C(t)) and the ends of the grid
+    near = np.abs(t[:, None] - ds.event_time.values[None, :]).min(axis=1, initial=np.inf) < 2e-3
+    inner = ~near
+    inner[:3] = inner[-3:] = False
+    assert inner.sum() > 1500
+    np.testing.assert_allclose(-dcdt[inner], ds.dissipation.values[inner], rtol=1e-3, atol=1e-4)
+
+
+def test_kernel_result_conventions():
+    net, X, Y = two_cluster_problem(0)
+    sol = solve(net, X, Y, [0.5, 1.0], kernel=np.eye(4), record_events=False)
+    for v in sol.data_vars.values():
+        assert {"long_name", "units"} <= set(v.attrs)
+    assert all(isinstance(a, (str, int, float)) for a in sol.attrs.values())
+    assert sol.requested.values.tolist() == [0, 1, 1]
+    check_dataset(sol)
+
+
+def test_kernel_errors():
+    net, X, Y = two_cluster_problem(0)
+    with pytest.raises(TypeError, match="net must be"):
+        solve("net", X, Y, [1.0], kernel=np.eye(4))
+    with pytest.raises(ValueError, match="kernel must have shape"):
+        solve(net, X, Y, [1.0], kernel=np.eye(3))
+    with pytest.raises(ValueError, match="kernel must be symmetric"):
+        solve(net, X, Y, [1.0], kernel=np.eye(4) + np.triu(np.ones((4, 4)), 1))
+    with pytest.raises(ValueError, match="positive definite"):
+        solve(net, X, Y, [1.0], kernel=-np.eye(4))
+    with pytest.raises(ValueError, match="t_eval must be strictly increasing"):
+        solve(net, X, Y, [1.0, 0.5], kernel=np.eye(4))
+    with pytest.raises(ValueError, match="t_eval must be non-negative"):
+        solve(net, X, Y, [-1.0], kernel=np.eye(4))
+    with pytest.raises(ValueError, match="targets must have shape"):
+        solve(net, X, Y[:3], [1.0], kernel=np.eye(4))
+    with pytest.raises(ValueError, match="max_events"):
+        solve(net, X, Y, [1.0], kernel=np.eye(4), max_events=0)
+    with pytest.raises(ValueError, match="kernel applies to method='exact' only"):
+        solve(net, X, Y, [1.0], kernel=np.eye(4), method="general")
+    with pytest.raises(ValueError, match="algorithm='sorted' needs"):
+        solve(net, X[:, :2], Y, [1.0], kernel=np.eye(4), algorithm="sorted")
+    with pytest.raises(ValueError, match="fixes its own kernel"):
+        solve(net, X, Y, [1.0], kernel=np.eye(4), flow="induced_bias")

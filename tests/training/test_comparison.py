@@ -18,13 +18,11 @@ import reluflow as rf
 from reluflow.dynamics.solver import solve
 from reluflow.theory.adapted import rotation
 from reluflow.theory.costs import input_cost, targets_by_label
-from reluflow.theory.flows import induced_bias_kernel
 from reluflow.training.comparison import (
     convergence_slope,
     effective_comparison,
     gd_convergence,
     matched_time_error,
-    solve_kernel_bias_flow,
 )
 from reluflow.training.spectral import spectral_trajectory
 
@@ -44,105 +42,6 @@ def random_problem(seed, M, L, N):
     X = rng.standard_normal((N, M))
     Y = rng.standard_normal((N, M)) + 1.0
     return net, X, Y
-
-
-# --------------------------------------------------------------------------- solve_kernel_bias_flow
-
-
-@settings(max_examples=8, deadline=None)
-@given(seed=st.integers(0, 10_000), M=st.integers(1, 3), L=st.integers(1, 3))
-def test_identity_kernel_matches_the_exact_solver(seed, M, L):
-    net, X, Y = random_problem(seed, M, L, 15)
-    t_eval = np.linspace(0.1, 6.0, 40)
-    ours = solve_kernel_bias_flow(net, X, Y, t_eval)
-    ref = solve(net, X, Y, t_eval, method="exact", record_events=False)
-    n = ours.sizes["time"]  # ours stops at the onset of sliding; compare up to there
-    assert np.array_equal(ours.time.values, ref.time.values[:n])
-    np.testing.assert_allclose(ours.thresholds.values, ref.thresholds.values[:n], rtol=0, atol=1e-10)
-    np.testing.assert_allclose(ours.cost.values, ref.cost.values[:n], rtol=1e-10, atol=1e-12)
-    k = ours.sizes["event"] - int((ours.event_kind.values == "sliding").sum())
-    np.testing.assert_allclose(ours.event_time.values[:k], ref.event_time.values[:k], rtol=0, atol=1e-10)
-
-
-@pytest.mark.parametrize("c", [0.25, 3.0])
-def test_scalar_kernel_rescales_time(c):
-    # θ̇ = −c Λ^-2 ∂C/∂θ is the bias flow run c times faster: θ_c(t) = θ_1(c t)
-    net, X, Y = random_problem(5, 2, 2, 12)
-    t_eval = np.linspace(0.05, 2.0, 30)
-    scaled = solve_kernel_bias_flow(net, X, Y, t_eval, kernel=c * np.eye(4))
-    ref = solve(net, X, Y, c * scaled.time.values[1:], method="exact", record_events=False)
-    n = scaled.sizes["time"]
-    np.testing.assert_allclose(scaled.thresholds.values, ref.thresholds.values[:n], rtol=0, atol=1e-10)
-
-
-def test_one_cluster_relaxes_exponentially():
-    # one layer, every point truncated: θ_k(t) = ŷ_k + (θ_k(0) − ŷ_k) e^{−t/λ_k²}, no event
-    rng = np.random.default_rng(0)
-    X = rng.uniform(-1, 0, size=(10, 2))
-    net = rf.adapted_network([np.eye(2)], [[0.8, 1.5]], [[0.5, 0.2]])
-    Y = np.tile([1.0, 2.0], (10, 1))
-    t = np.linspace(0.2, 3.0, 15)
-    sol = solve_kernel_bias_flow(net, X, Y, t)
-    assert sol.attrs["n_events"] == 0 and sol.attrs["status"] == 0
-    want = Y[0] + (np.array([0.5, 0.2]) - Y[0]) * np.exp(-np.outer(sol.time.values, 1 / np.array([0.8, 1.5]) ** 2))
-    np.testing.assert_allclose(sol.thresholds.values[:, 0], want, rtol=1e-13, atol=1e-13)
-
-
-@pytest.mark.parametrize("seed", [0, 3])
-def test_induced_kernel_matches_solve_ivp_of_the_induced_flow(seed):
-    net, X, Y = two_cluster_problem(seed, n=6)
-    weights, _ = rf.layer_parameters(*net.cumulative_parameters())
-    t_eval = np.linspace(0.1, 2.5, 12)
-    ours = solve_kernel_bias_flow(net, X, Y, t_eval, kernel=induced_bias_kernel(weights))
-    ref = solve(net, X, Y, t_eval, method="general", flow="induced_bias", record_events=False)
-    n = min(ours.sizes["time"], ref.sizes["time"])
-    assert n >= 6
-    np.testing.assert_allclose(ours.thresholds.values[:n], ref.thresholds.values[:n], rtol=0, atol=1e-7)
-    assert ours.attrs["kernel"] == "custom"
-
-
-def test_gradient_descent_on_layer_biases_converges_to_the_induced_flow():
-    net, X, Y = two_cluster_problem(1, n=10)
-    weights, biases = rf.layer_parameters(*net.cumulative_parameters())
-    etas = np.array([0.08, 0.04, 0.02])
-    ref = solve_kernel_bias_flow(net, X, Y, np.arange(1, 151) * 0.02, kernel=induced_bias_kernel(weights))
-    bias_flow = solve(net, X, Y, np.arange(1, 151) * 0.02, method="exact", record_events=False)
-    res = gd_convergence(weights, biases, X, Y, {"induced": ref, "bias": bias_flow}, etas=etas, t_end=3.0,
-                         mode="biases")
-    err = res.threshold_error.sel(reference="induced").values
-    assert np.all(np.diff(err) < 0)
-    assert 0.8 <= convergence_slope(etas, err)[0] <= 1.2
-    # the cumulative bias flow (4.2) is a different flow: its error does not shrink with η
-    assert res.threshold_error.sel(reference="bias").min() > 10 * err[-1]
-
-
-def test_result_conventions():
-    net, X, Y = two_cluster_problem(0)
-    sol = solve_kernel_bias_flow(net, X, Y, [0.5, 1.0])
-    for v in sol.data_vars.values():
-        assert {"long_name", "units"} <= set(v.attrs)
-    assert all(isinstance(a, (str, int, float)) for a in sol.attrs.values())
-    assert sol.requested.values.tolist() == [0, 1, 1]
-
-
-def test_solve_kernel_errors():
-    net, X, Y = two_cluster_problem(0)
-    with pytest.raises(TypeError, match="net must be"):
-        solve_kernel_bias_flow("net", X, Y, [1.0])
-    with pytest.raises(ValueError, match="kernel must have shape"):
-        solve_kernel_bias_flow(net, X, Y, [1.0], kernel=np.eye(3))
-    with pytest.raises(ValueError, match="kernel must be symmetric"):
-        solve_kernel_bias_flow(net, X, Y, [1.0], kernel=np.eye(4) + np.triu(np.ones((4, 4)), 1))
-    with pytest.raises(ValueError, match="positive definite"):
-        solve_kernel_bias_flow(net, X, Y, [1.0], kernel=-np.eye(4))
-    with pytest.raises(ValueError, match="t_eval must be strictly increasing"):
-        solve_kernel_bias_flow(net, X, Y, [1.0, 0.5])
-    with pytest.raises(ValueError, match="t_eval must be non-negative"):
-        solve_kernel_bias_flow(net, X, Y, [-1.0])
-    with pytest.raises(ValueError, match="targets must have shape"):
-        solve_kernel_bias_flow(net, X, Y[:3], [1.0])
-    with pytest.raises(ValueError, match="max_events"):
-        solve_kernel_bias_flow(net, X, Y, [1.0], max_events=0)
 
 
 # --------------------------------------------------------------------------- matching, slopes, convergence
