@@ -29,6 +29,13 @@ Notebook 04 (separated clusters S4, THEORY.md §5):
   against N_j/(λ² N), the cost recomputed from the images and from the explicit solution
                                                                        → :func:`separated_collapse`
 - the notebook's result dataset                                        → :func:`separated_clusters_dataset`
+
+Notebook 05 (the general case S5, THEORY.md §5), one layer with the identity frame:
+
+- the truncation pattern T_ik(t) = [x_ik ≤ θ_k(t)], n_k(t) and the mean target ȳ_k(t) of the truncated
+  points, recounted from the data                                      → :func:`mean_target_trajectory`
+- each cluster's share ½ Σ_{i ∈ j} w_i |max(x_i, θ) − ỹ_i|² of the cost  → :func:`cost_shares`
+- the notebook's result dataset                                        → :func:`general_case_dataset`
 """
 
 from __future__ import annotations
@@ -61,6 +68,10 @@ __all__ = [
     "SeparatedCollapse",
     "separated_collapse",
     "separated_clusters_dataset",
+    "MeanTargetTrajectory",
+    "mean_target_trajectory",
+    "cost_shares",
+    "general_case_dataset",
 ]
 
 
@@ -610,3 +621,104 @@ def separated_clusters_dataset(cases: dict, summary: dict, snapshot_time, snapsh
     )
     result["case"].attrs.update(long_name="Q = M (clusters = layers = width)", units="1")
     return result
+
+
+# --------------------------------------------------------------------------- notebook 05: the general case
+
+
+@dataclass(frozen=True, repr=False)
+class MeanTargetTrajectory:
+    """A one-layer, identity-frame run on its requested times ``t`` (T,), recounted from the data.
+
+    ``thresholds`` θ_k(t) (T, M); ``truncated`` T_ik(t) = [x_ik ≤ θ_k(t)] (T, N, M); ``n_truncated``
+    n_k(t) (T, M); ``mean_target`` ȳ_k(t), the mean of (ỹ_i)_k over the truncated points (NaN when
+    none is), (T, M); ``cost`` C_in(t) from the solver.
+    """
+
+    t: np.ndarray
+    thresholds: np.ndarray
+    truncated: np.ndarray
+    n_truncated: np.ndarray
+    mean_target: np.ndarray
+    cost: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"<MeanTargetTrajectory T={self.t.size}, theta(end) = {np.round(self.thresholds[-1], 3).tolist()}>"
+
+
+def mean_target_trajectory(solution, X, targets) -> MeanTargetTrajectory:
+    """ȳ_k(t) = Σ_i T_ik(t) (ỹ_i)_k / n_k(t) along a one-layer identity-frame ``solution`` of ``solve``."""
+    X = as_points(X, "X")
+    targets = as_real_array(targets, "targets", ndim=2)
+    if targets.shape != X.shape:
+        raise ValueError(f"targets must have the shape of X {X.shape}; got {targets.shape}")
+    grid = solution.requested.values == 1
+    theta = solution.thresholds.isel(layer=0).values[grid]
+    trunc = X[None, :, :] <= theta[:, None, :]
+    n = trunc.sum(axis=1)
+    y_bar = np.where(n > 0, (trunc * targets[None]).sum(axis=1) / np.maximum(n, 1), np.nan)
+    return MeanTargetTrajectory(t=solution.time.values[grid], thresholds=theta, truncated=trunc, n_truncated=n,
+                                mean_target=y_bar, cost=solution.cost.values[grid])
+
+
+def cost_shares(X, targets, labels, theta, n_total=None) -> np.ndarray:
+    """½ Σ_{i : j(i) = j} |max(x_i, θ) − ỹ_i|² / N for each cluster j (one layer, identity frame).
+
+    N is ``n_total`` (default: the number of points), so shares of a joint problem add up to its C_in.
+    """
+    X = as_points(X, "X")
+    targets = as_real_array(targets, "targets", ndim=2)
+    theta = as_real_array(theta, "theta", ndim=1)
+    lab = np.asarray(labels)
+    if targets.shape != X.shape or theta.shape != (X.shape[1],) or lab.shape != (X.shape[0],):
+        raise ValueError(f"targets must have shape {X.shape}, theta ({X.shape[1]},) and labels ({X.shape[0]},); "
+                         f"got {targets.shape}, {theta.shape} and {lab.shape}")
+    N = X.shape[0] if n_total is None else n_total
+    r = np.maximum(X, theta) - targets
+    return np.array([0.5 * np.sum(r[lab == j] * r[lab == j]) / N for j in range(int(lab.max()) + 1)])
+
+
+#: Variables of the phase diagram (``interference_point``) and their long names.
+PHASE_VARIABLES = {
+    "final_cost": "input-layer cost C_in at t_end",
+    "cost_a": "cluster A's share of C_in at t_end",
+    "cost_b": "cluster B's share of C_in at t_end",
+    "a_collapsed": "1 if every point of A is truncated in both coordinates",
+    "b_truncated": "number of points of B truncated at t_end",
+    "threshold": "threshold theta_0 at t_end",
+    "sliding": "1 if a threshold rests on a point at t_end",
+    "equilibrium_residual": "distance of the thresholds from their equilibrium condition",
+    "separated": "1 if the data predict no interference",
+}
+
+
+def general_case_dataset(scenario, trajectory: MeanTargetTrajectory, alone_costs, phase) -> xr.Dataset:
+    """Notebook 05's result: the worked example (``scenario``, its ``trajectory``, the cost of each cluster
+    trained alone ``alone_costs`` (2, T)) and the ``phase`` diagram of :func:`reluflow.pipeline.sweep.sweep`."""
+    tr = trajectory
+    X = scenario.data.points
+
+    def v(dims, values, long_name):
+        return (dims, np.asarray(values), {"long_name": long_name, "units": "1"})
+
+    return xr.Dataset(
+        {
+            "thresholds": v(("time", "coordinate"), tr.thresholds, "threshold theta_k(t), worked example"),
+            "mean_target": v(("time", "coordinate"), tr.mean_target,
+                             "mean target of the truncated points (NaN: none truncated)"),
+            "n_truncated": v(("time", "coordinate"), tr.n_truncated, "number of truncated points n_k(t)"),
+            "cost": v(("time",), tr.cost, "input-layer cost C_in, A and B together"),
+            "cost_alone": v(("cluster", "time"), alone_costs,
+                            "cost of each cluster trained alone (weights 1/N of the joint problem)"),
+            "points": v(("point", "coordinate"), X, "data points x_i"),
+            "labels": v(("point",), scenario.data.labels, "cluster of each point (0 = A, 1 = B)"),
+            "class_targets": v(("cluster", "coordinate"), scenario.class_targets, "targets of A and B"),
+            **{f"phase_{name}": v(("separation", "target"), phase[name].values, text)
+               for name, text in PHASE_VARIABLES.items()},
+        },
+        coords={"time": tr.t, "coordinate": [0, 1], "point": np.arange(X.shape[0]), "cluster": ["A", "B"],
+                "separation": ("separation", phase.separation.values,
+                               {"long_name": "separation s of the cluster centres per coordinate", "units": "1"}),
+                "target": ("target", phase.target.values,
+                           {"long_name": "A's target h in each coordinate", "units": "1"})},
+    )

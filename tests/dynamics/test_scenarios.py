@@ -14,7 +14,10 @@ import xarray as xr
 from reluflow.dynamics.descent import scale_bias_descent
 from reluflow.dynamics.scenarios import (
     OneLayerExample,
+    cost_shares,
     effective_flow_dataset,
+    general_case_dataset,
+    mean_target_trajectory,
     one_layer_example,
     rate_staircase,
     scale_bias_run,
@@ -291,4 +294,69 @@ def test_separated_clusters_dataset_pads_to_the_largest_case(separated):
     assert np.all(np.isnan(out.thresholds.sel(case=2).values[:, 2, :]))
     np.testing.assert_array_equal(out.collapse_thresholds.sel(case=3).values, sc3.collapse_thresholds)
     np.testing.assert_array_equal(out.labels_2d.values, sc.data.labels + 1)
+    assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars)
+
+
+# --------------------------------------------------------------------------- notebook 05
+
+
+@pytest.fixture(scope="module")
+def two_clusters():
+    from reluflow.dynamics.solutions import two_cluster_scenario
+
+    sc = two_cluster_scenario(3.0, 3.5, n_per_cluster=8, radius=1.0, b_target_gap=1.0, seed=3)
+    return sc, solve(sc.net, sc.data.points, sc.targets, np.linspace(0.0, 200.0, 41))
+
+
+def test_mean_target_trajectory_recounts_the_truncated_points(two_clusters):
+    sc, ds = two_clusters
+    X, Y = sc.data.points, sc.targets
+    tr = mean_target_trajectory(ds, X, Y)
+    grid = ds.requested.values == 1
+    np.testing.assert_array_equal(tr.t, ds.time.values[grid])
+    np.testing.assert_array_equal(tr.cost, ds.cost.values[grid])
+    for i in (0, 5, tr.t.size - 1):
+        for k in range(2):
+            members = [p for p in range(X.shape[0]) if X[p, k] <= tr.thresholds[i, k]]
+            assert tr.n_truncated[i, k] == len(members)
+            if members:
+                assert tr.mean_target[i, k] == pytest.approx(np.mean([Y[p, k] for p in members]))
+            else:
+                assert np.isnan(tr.mean_target[i, k])
+    from reluflow.dynamics.solutions import equilibrium_residual
+
+    assert equilibrium_residual(X, Y, tr.thresholds[-1]).max() <= 1e-6  # at rest at the end
+    with pytest.raises(ValueError, match="targets"):
+        mean_target_trajectory(ds, X, Y[:3])
+
+
+def test_cost_shares_add_up_to_the_input_cost(two_clusters):
+    import reluflow as rf
+
+    sc, ds = two_clusters
+    X, Y, lab = sc.data.points, sc.targets, sc.data.labels
+    theta = ds.thresholds.isel(layer=0, time=-1).values
+    shares = cost_shares(X, Y, lab, theta)
+    Wc, bc = rf.adapted_network(sc.net.frames, sc.net.scales, theta[None]).cumulative_parameters()
+    assert shares.sum() == pytest.approx(rf.input_cost(Wc, bc, X, Y), rel=1e-12)  # the general truncation maps
+    assert shares.sum() == pytest.approx(float(ds.cost.values[-1]), rel=1e-9)
+    half = cost_shares(X, Y, lab, theta, n_total=2 * X.shape[0])
+    np.testing.assert_allclose(half, shares / 2)
+    with pytest.raises(ValueError, match="labels"):
+        cost_shares(X, Y, lab[:-1], theta)
+
+
+def test_general_case_dataset_holds_the_example_and_the_phase_diagram(two_clusters):
+    sc, ds = two_clusters
+    tr = mean_target_trajectory(ds, sc.data.points, sc.targets)
+    from reluflow.dynamics.scenarios import PHASE_VARIABLES
+
+    phase = xr.Dataset({name: (("separation", "target"), np.full((2, 3), float(i)))
+                        for i, name in enumerate(PHASE_VARIABLES)},
+                       coords={"separation": [2.0, 3.0], "target": [0.0, 1.0, 2.0]})
+    out = general_case_dataset(sc, tr, np.stack([tr.cost, tr.cost]), phase)
+    np.testing.assert_array_equal(out.thresholds.values, tr.thresholds)
+    np.testing.assert_array_equal(out.phase_cost_b.values, np.full((2, 3), 2.0))
+    np.testing.assert_array_equal(out.target.values, [0.0, 1.0, 2.0])
+    assert out.cluster.values.tolist() == ["A", "B"]
     assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars)
