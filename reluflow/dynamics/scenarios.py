@@ -4,6 +4,13 @@ Each notebook shows its equations on a small example. This module builds those e
 them through :func:`reluflow.dynamics.solver.solve` and summarises the runs in the quantities the
 notebooks check and plot, so that the notebooks hold narrative, checks and figures only.
 
+Notebook 01 (truncation maps, THEORY.md §1–2):
+
+- three clusters in R² and a three-layer adapted network with frames rotated by 0°, 30°, −60°
+                                                                       → :func:`truncation_layers_example`
+- the notebook's result dataset (identity checks, projections, the figure's x^(τ,ℓ))
+                                                                       → :func:`truncation_maps_dataset`
+
 Notebook 02 (effective flow equations, THEORY.md §4.2–4.3):
 
 - two clusters in R², one adapted layer, targets beyond both clusters → :func:`one_layer_example`
@@ -52,6 +59,8 @@ from reluflow.theory.flows import bias_flow, scale_bias_invariant
 from reluflow.validation import as_points, as_positive_float, as_real_array
 
 __all__ = [
+    "truncation_layers_example",
+    "truncation_maps_dataset",
     "OneLayerExample",
     "one_layer_example",
     "threshold_field",
@@ -77,6 +86,40 @@ __all__ = [
 
 def _var(dims, values, long_name, units="1"):
     return xr.Variable(dims, np.asarray(values), {"long_name": long_name, "units": units})
+
+
+# --------------------------------------------------------------------------- notebook 01: truncation maps
+
+
+def truncation_layers_example(n_per_cluster=40, *, seed=None):
+    """(clusters, net): three clusters in R² and a three-layer adapted network (frames rotated by 0°, 30°, −60°).
+
+    Clusters round (−1.6, 0.2), (1.2, 1.4), (1.0, −1.4) with radii 0.8, 0.7, 0.7; scales (1, 1.5), (0.8, 1.2),
+    (1, 1); thresholds (−1, −1), (−0.2, −2.2), (−2, −0.5). Layer 1 truncates cluster 1 in its first coordinate
+    and cluster 3 in its second; the later layers project the truncated clusters onto new faces.
+    """
+    clusters = clustered_data([[-1.6, 0.2], [1.2, 1.4], [1.0, -1.4]], [0.8, 0.7, 0.7], n_per_cluster, seed=seed)
+    net = adapted_network([rotation(a) for a in (0.0, 30.0, -60.0)],
+                          scales=[[1.0, 1.5], [0.8, 1.2], [1.0, 1.0]],
+                          thresholds=[[-1.0, -1.0], [-0.2, -2.2], [-2.0, -0.5]])
+    return clusters, net
+
+
+def truncation_maps_dataset(identities, projection, stages, labels) -> xr.Dataset:
+    """Notebook 01's result: the identity checks, the cone projections (dimension ``projection_width``) and
+    the figure's points ``stages`` (L + 1, N, M), x^(τ,ℓ) for ℓ = 0..L, with their cluster ``labels`` (from 0)."""
+    stages = np.stack(stages)
+    figure_points = xr.DataArray(
+        stages, dims=("stage", "point", "coordinate"),
+        coords={"stage": np.arange(stages.shape[0]), "point": np.arange(stages.shape[1]),
+                "coordinate": np.arange(1, stages.shape[2] + 1)},
+        attrs={"long_name": "x^(tau,l): data truncated by the first l layers, in input space", "units": "1"},
+    )
+    result = xr.merge([identities, projection.rename(width="projection_width"),
+                       figure_points.to_dataset(name="figure_points")], join="exact")
+    result["figure_labels"] = xr.DataArray(np.asarray(labels) + 1, dims="point",
+                                           attrs={"long_name": "cluster of each figure point", "units": "1"})
+    return result
 
 
 # --------------------------------------------------------------------------- notebook 02: one-layer example

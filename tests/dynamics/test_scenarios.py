@@ -360,3 +360,26 @@ def test_general_case_dataset_holds_the_example_and_the_phase_diagram(two_cluste
     np.testing.assert_array_equal(out.target.values, [0.0, 1.0, 2.0])
     assert out.cluster.values.tolist() == ["A", "B"]
     assert all({"long_name", "units"} <= set(out[v].attrs) for v in out.data_vars)
+
+
+# --------------------------------------------------------------------------- notebook 01
+
+
+def test_truncation_layers_example_and_dataset():
+    import reluflow as rf
+    from reluflow.dynamics.scenarios import truncation_layers_example, truncation_maps_dataset
+
+    clusters, net = truncation_layers_example(10, seed=1)
+    assert clusters.points.shape == (30, 2) and net.depth == 3
+    for R, a in zip(net.frames, (0.0, 30.0, -60.0)):
+        np.testing.assert_allclose(R @ [1.0, 0.0], [np.cos(np.deg2rad(a)), np.sin(np.deg2rad(a))], atol=1e-15)
+    # layer 1 has the identity frame: its truncation clips each coordinate at its threshold
+    stages = rf.truncated_data(*net.cumulative_parameters(), clusters.points)
+    np.testing.assert_allclose(stages[1], np.maximum(clusters.points, net.thresholds[0]), atol=1e-14)
+    identities = xr.Dataset({"representation": (("width",), [1e-16])}, coords={"width": [2]})
+    projection = xr.Dataset({"slsqp": (("width",), [1e-9, 2e-9])}, coords={"width": [1, 2]})
+    out = truncation_maps_dataset(identities, projection, stages, clusters.labels)
+    np.testing.assert_array_equal(out.figure_points.values, np.stack(stages))
+    np.testing.assert_array_equal(out.figure_labels.values, clusters.labels + 1)
+    assert out.projection_width.values.tolist() == [1, 2] and out.coordinate.values.tolist() == [1, 2]
+    assert out.stage.values.tolist() == [0, 1, 2, 3]
