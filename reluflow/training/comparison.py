@@ -1,4 +1,4 @@
-"""Effective flows against gradient descent, and the spectrum of a flow along its solution (THEORY.md §4, §5 S6, §6).
+"""Effective flows against gradient descent (THEORY.md §4, §6).
 
 The cost is the input-layer cost C = C_in = ½ Σ_i w_i |x_i^(τ,L) − ỹ_i|² (w_i = 1/N unless said
 otherwise). Points are rows, ``X.shape == (N, M)``. Gradient descent is :func:`reluflow.training.gd.train`,
@@ -6,9 +6,6 @@ whose ``time`` coordinate is t = step·η.
 
 Map from formula to function:
 
-- θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ, solved exactly between truncation events; K = 1 is the bias flow
-  (4.2), K = the kernel of :func:`reluflow.theory.flows.induced_bias_kernel` is the flow (4.5) that gradient
-  descent on the layer biases b_ℓ induces on the thresholds θ_ℓ = −b^(ℓ)/λ_ℓ   → :func:`solve_kernel_bias_flow`
 - max over matched times t = kη of |q_GD(t) − q_flow(t)| for a recorded quantity q      → :func:`matched_time_error`
 - the least-squares slope of log e(η) against log η                                      → :func:`convergence_slope`
 - e(η) over several step sizes η, one gradient-descent run per η                          → :func:`gd_convergence`
@@ -19,18 +16,9 @@ Map from formula to function:
 The spectrum of D Dᵀ along a flow solution or a gradient-descent run is
 :func:`reluflow.training.spectral.spectral_trajectory`.
 
-Why the kernel form. For a fixed truncation pattern x^(τ,L) = a + Bθ, so ∂C/∂θ = Gθ + h with
-G = Σ_i w_i B_iᵀB_i and h = Σ_i w_i B_iᵀ(a_i − ỹ_i). With H = Λ^-1 K Λ^-1 = C Cᵀ (Cholesky) and
-ψ = C^-1 θ the flow becomes ψ̇ = −(CᵀGC)ψ − Cᵀh, a symmetric positive semi-definite affine flow,
-which :func:`reluflow.dynamics.events.closed_form` solves in closed form; the events (a point crossing a
-threshold) are then sums of exponentials in time, located by :func:`reluflow.dynamics.events.next_crossing`.
-Gradient descent on the layer biases moves b^(ℓ) = Σ_{k≤ℓ} W_ℓ⋯W_{k+1} b_k by ḃ^(ℓ) = −Σ K_ℓℓ' ∇_{b^(ℓ')} C,
-and ∇_b C = −Λ^-1 ∂C/∂θ, θ̇ = −Λ^-1 ḃ give the kernel form with this K.
-
-Ties count as truncated (σ'(0) = 0), as in :func:`reluflow.truncation_pattern`. A point that
-*slides* (the field on both sides of its threshold pushes it back onto it) ends the exact
-solution: :func:`solve_kernel_bias_flow` stops there with ``status = 1``, like the deep exact
-backend of :func:`reluflow.dynamics.solver.solve`.
+The reference flows are solutions of :func:`reluflow.dynamics.solver.solve`: the bias flow (4.2), and the
+flow (4.5) that gradient descent on the layer biases induces on the thresholds, θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ with
+K = :func:`reluflow.theory.flows.induced_bias_kernel` (``solve(..., kernel=K)``).
 """
 
 from __future__ import annotations

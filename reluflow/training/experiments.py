@@ -47,7 +47,7 @@ from reluflow.theory.costs import targets_by_label
 from reluflow.theory.data import clustered_data
 from reluflow.theory.flows import induced_bias_kernel
 from reluflow.theory.network import random_network
-from reluflow.training.comparison import effective_comparison, solve_kernel_bias_flow
+from reluflow.training.comparison import effective_comparison
 from reluflow.training.gd import train
 from reluflow.training.spectral import (
     bias_flow_gap,
@@ -147,11 +147,12 @@ def matched_time_grid(etas, t_end: float) -> np.ndarray:
 
 def induced_flow(net, X, targets, t_eval, weights) -> xr.Dataset:
     """The flow (4.5) induced by gradient descent on the layer biases: θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ with
-    K = :func:`reluflow.theory.flows.induced_bias_kernel` of the layer ``weights``, solved exactly between events.
-
-    The one place the notebooks call the kernel flow solver.
+    K = :func:`reluflow.theory.flows.induced_bias_kernel` of the layer ``weights``, solved exactly between events
+    (:func:`reluflow.dynamics.solver.solve` with ``kernel=K``).
     """
-    return solve_kernel_bias_flow(net, X, targets, t_eval, kernel=induced_bias_kernel(weights))
+    from reluflow.dynamics.solver import solve
+
+    return solve(net, X, targets, t_eval, method="exact", kernel=induced_bias_kernel(weights))
 
 
 def _validity_point(point, rng_seed, *, X, targets, lr, t_end, record_every):

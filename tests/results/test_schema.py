@@ -26,12 +26,7 @@ def two_clusters(L):
     return net, data.points, Y
 
 
-SOLVE_PENDING = pytest.mark.xfail(strict=False, reason="solve() is being moved onto make_dataset by the solver "
-                                                        "rewrite (long names, status_name)")
-
-
-@pytest.mark.parametrize("method,L", [pytest.param(m, L, marks=SOLVE_PENDING)
-                                      for m, L in [("exact", 1), ("exact", 2), ("general", 1)]])
+@pytest.mark.parametrize("method,L", [("exact", 1), ("exact", 2), ("general", 1)])
 def test_solve_follows_the_schema(method, L):
     net, X, Y = two_clusters(L)
     check_dataset(solve(net, X, Y, np.linspace(0.1, 2.0, 6), method=method), where=f"solve({method}, L={L})")
