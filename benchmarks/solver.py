@@ -6,30 +6,32 @@ activation coordinate, the lowest 10 % of the points truncated in each coordinat
 that the sweep takes a time independent of N). Every threshold then sweeps through the rest of
 the cluster: 0.9 N truncation events per coordinate, 0.9 N M in all, before t = T_END.
 
-Side by side, in one run, for N = 10^2 … 10^5:
+Side by side, in one run:
 
-- ``exact``: :func:`reluflow.solve` (method "exact", the sorted one-layer algorithm), including the
-  construction of its Dataset, whose time coordinate holds all event times (best of 3);
-- ``solve_ivp``: DOP853 with rtol = 1e-10, atol = 1e-12 on the same flow, recounting the truncated
-  points n_k(θ) = #{i : u_ik ≤ θ_k} in every right-hand-side call. To make the baseline as fast as
-  it fairly can be, the count is a binary search in the pre-sorted coordinates (O(M log N) per
-  call) rather than a comparison with all N M coordinates. Without events, DOP853 meets each of
-  the 0.9 N M discontinuities of the right-hand side by rejecting and shrinking steps, so its cost
-  grows roughly like N (number of discontinuities) times nfev per discontinuity. It runs only up
-  to N = N_IVP_MAX = 10^4 (a few minutes there);
-- both errors against the closed form, max_t |θ(t) − θ_ref(t)| over the output times, where
-  θ_ref comes from the one-layer event formula Δt = (λ² N/n) log((ŷ − θ_m)/(ŷ − u_(m+1))) iterated
-  in a plain loop in extended precision (numpy.longdouble), written here independently.
+- ``exact`` against ``solve_ivp`` at N = 10^3 and 10^4: :func:`reluflow.solve` (method "exact",
+  the sorted one-layer backend), including its Dataset whose time coordinate holds all event
+  times (best of 5), against DOP853 with rtol = 1e-10, atol = 1e-12 on the same flow, recounting
+  the truncated points n_k(θ) = #{i : u_ik ≤ θ_k} in every right-hand-side call (a binary search
+  in the pre-sorted coordinates, the fastest fair baseline). Without events DOP853 meets each of
+  the 0.9 N M discontinuities by rejecting and shrinking steps. Both errors are measured against
+  θ_ref, the event formula Δt = (λ² N/n) log((ŷ − θ_m)/(ŷ − u_(m+1))) iterated in a plain loop in
+  extended precision (numpy.longdouble), written here independently. The ratio must stay ≥ 1000.
+- ``exact`` against the floor at N = 10^5, 10^6 and 10^7 (skip 10^7 with ``--no-1e7``): the floor
+  is one ``np.sort`` plus one ``np.cumsum`` of the same (N, M) array, the least any sort-based
+  solver must do. ``lean`` is ``record_events=False`` (0 and t_eval in the time coordinate; the
+  event log is complete), ``full`` records every event time (not run at 10^7: its Dataset alone
+  has 7·10^7 time rows). The peak memory of one lean solve is measured by tracemalloc.
 
-It prints the times, their ratio, the errors and the least-squares exponent p of time ∝ N^p of
-the exact solver over N ≥ 10^3 (below that, fixed costs dominate). Run from the repository root:
+Run from the repository root, single-threaded BLAS:
 
     .venv/bin/python benchmarks/solver.py
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import tracemalloc
 
 import numpy as np
 from scipy.integrate import solve_ivp
@@ -38,8 +40,8 @@ import reluflow as rf
 from reluflow.dynamics.solver import solve
 
 M = 8
-N_VALUES = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000]
-N_IVP_MAX = 10_000
+N_IVP = [1_000, 10_000]  # exact against solve_ivp (the ratio must stay >= 1000)
+N_FLOOR = [100_000, 1_000_000, 10_000_000] if "--no-1e7" not in sys.argv else [100_000, 1_000_000]
 T_END = 8.0
 T_EVAL = np.linspace(0.0, T_END, 33)
 START_FRACTION = 0.1
@@ -96,52 +98,76 @@ def best_of(fn, repeat):
     return best, result
 
 
-def run_one(N):
+def floor_time(X, R, repeat):
+    """The floor: one np.sort and one np.cumsum of the same (N, M) data (the rotated coordinates)."""
+    U = X @ R.T
+
+    def run():
+        np.cumsum(np.sort(U, axis=0), axis=0)
+
+    return best_of(run, repeat)[0]
+
+
+def peak_memory(fn):
+    """Peak traced memory [GB] of numpy allocations during fn (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1] / 1e9
+    finally:
+        tracemalloc.stop()
+
+
+def run_ivp(N):
     net, X, targets, U, y_hat = problem(N)
     lam, theta0 = net.scales[0], net.thresholds[0]
-    repeat = 5 if N <= 10_000 else 3
-    t_exact, ds = best_of(lambda: solve(net, X, targets, T_EVAL), repeat)
-    t_lean, _ = best_of(lambda: solve(net, X, targets, T_EVAL, record_events=False), repeat)
+    t_exact, ds = best_of(lambda: solve(net, X, targets, T_EVAL), 5)
     ref = reference(U, y_hat, lam, theta0, T_EVAL)
     err_exact = float(np.abs(ds.thresholds.sel(time=T_EVAL, layer=1).values - ref).max())
-    t_ivp = err_ivp = ratio = np.nan
-    nfev = 0
-    if N <= N_IVP_MAX:
-        lam2 = lam**2
-        us = np.sort(U, axis=0)
+    lam2 = lam**2
+    us = np.sort(U, axis=0)
 
-        def rhs(_t, theta):
-            # truncation counts n_k = #{i : u_ik <= θ_k}, recomputed in each call
-            n = np.array([np.searchsorted(us[:, k], theta[k], side="right") for k in range(M)])
-            return -(n / (lam2 * N)) * (theta - y_hat)
+    def rhs(_t, theta):
+        # truncation counts n_k = #{i : u_ik <= θ_k}, recomputed in each call
+        n = np.array([np.searchsorted(us[:, k], theta[k], side="right") for k in range(M)])
+        return -(n / (lam2 * N)) * (theta - y_hat)
 
-        t0 = time.perf_counter()
-        sol = solve_ivp(rhs, (0.0, T_END), theta0, method="DOP853", rtol=1e-10, atol=1e-12, t_eval=T_EVAL)
-        t_ivp = time.perf_counter() - t0
-        nfev = sol.nfev
-        err_ivp = float(np.abs(sol.y.T - ref).max())
-        ratio = t_ivp / t_exact
-    return t_exact, ds.attrs["n_events"], t_lean, t_ivp, ratio, nfev, err_exact, err_ivp
+    t0 = time.perf_counter()
+    sol = solve_ivp(rhs, (0.0, T_END), theta0, method="DOP853", rtol=1e-10, atol=1e-12, t_eval=T_EVAL)
+    t_ivp = time.perf_counter() - t0
+    err_ivp = float(np.abs(sol.y.T - ref).max())
+    return ds.attrs["n_events"], t_exact, t_ivp, sol.nfev, err_exact, err_ivp
+
+
+def run_floor(N, full):
+    net, X, targets, _, _ = problem(N)
+    repeat = 3 if N <= 1_000_000 else 1
+    t_floor = floor_time(X, net.frames[0], repeat)
+    t_lean, ds = best_of(lambda: solve(net, X, targets, T_EVAL, record_events=False), repeat)
+    t_full = best_of(lambda: solve(net, X, targets, T_EVAL), repeat)[0] if full else np.nan
+    mem = peak_memory(lambda: solve(net, X, targets, T_EVAL, record_events=False))
+    return ds.attrs["n_events"], t_floor, t_lean, t_full, mem
 
 
 def main():
     print(f"one layer, M = {M}, one cluster of N points, t in [0, {T_END}], {T_EVAL.size} output times")
-    print(f"solve_ivp: DOP853, rtol=1e-10, atol=1e-12, truncation counts recomputed in each call (binary search); "
-          f"run up to N = {N_IVP_MAX}")
-    header = (f"{'N':>7} {'events':>7} {'exact [s]':>10} {'lean [s]':>9} {'solve_ivp [s]':>13} {'ratio':>9} "
-              f"{'nfev':>8} {'err exact':>10} {'err ivp':>9}")
-    print(header)
-    rows = []
-    for N in N_VALUES:
-        t_exact, n_events, t_lean, t_ivp, ratio, nfev, err_exact, err_ivp = run_one(N)
-        rows.append((N, t_exact))
-        print(f"{N:>7} {n_events:>7} {t_exact:>10.4f} {t_lean:>9.4f} {t_ivp:>13.3f} {ratio:>9.0f} "
-              f"{nfev:>8} {err_exact:>10.2e} {err_ivp:>9.2e}", flush=True)
-    Ns, ts = np.array(rows).T
-    fit = Ns >= 1_000
-    p = np.polyfit(np.log(Ns[fit]), np.log(ts[fit]), 1)[0]
-    p_all = np.polyfit(np.log(Ns), np.log(ts), 1)[0]
-    print(f"fitted exponent of the exact solver, time ∝ N^p: p = {p:.3f} for N >= 1000 ({p_all:.3f} over all N)")
+    print("exact = reluflow.solve (sorted backend) including its Dataset; full = with every event time in the "
+          "time coordinate, lean = record_events=False (event log complete in both)")
+    print("solve_ivp: DOP853, rtol=1e-10, atol=1e-12, truncation counts recomputed in each call (binary search)")
+    print(f"{'N':>9} {'events':>9} {'exact full [s]':>14} {'solve_ivp [s]':>13} {'ivp/exact':>10} {'nfev':>8} "
+          f"{'err exact':>10} {'err ivp':>9}")
+    for N in N_IVP:
+        n_ev, t_exact, t_ivp, nfev, err_exact, err_ivp = run_ivp(N)
+        print(f"{N:>9} {n_ev:>9} {t_exact:>14.4f} {t_ivp:>13.3f} {t_ivp / t_exact:>10.0f} {nfev:>8} "
+              f"{err_exact:>10.2e} {err_ivp:>9.2e}", flush=True)
+    print("floor = np.sort + np.cumsum of the same (N, M) array; peak = tracemalloc peak of one lean solve")
+    print(f"{'N':>9} {'events':>9} {'floor [s]':>10} {'lean [s]':>9} {'lean/floor':>10} {'full [s]':>9} "
+          f"{'full/floor':>10} {'peak [GB]':>9}")
+    for N in N_FLOOR:
+        full = N <= 1_000_000
+        n_ev, t_floor, t_lean, t_full, mem = run_floor(N, full)
+        print(f"{N:>9} {n_ev:>9} {t_floor:>10.3f} {t_lean:>9.3f} {t_lean / t_floor:>10.2f} {t_full:>9.3f} "
+              f"{t_full / t_floor:>10.2f} {mem:>9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -220,14 +220,9 @@ def _sorted_block(U, Yhat, w, uniform):
     order = np.argsort(U, axis=1, kind="stable")
     us = np.take_along_axis(U, order, axis=1)
     ws = np.full(U.shape, w[0]) if uniform else w[order]
-    const = np.all(Yhat == Yhat[:, :1], axis=1)
-    if const.all():
-        ys = np.repeat(Yhat[:, :1], U.shape[1], axis=1)
-        ref = Yhat[:, 0].copy()
-    else:
-        ys = np.take_along_axis(Yhat, order, axis=1)
-        ref = np.median(Yhat, axis=1)
-    return order, us, ws, ys, ref
+    if np.all(Yhat == Yhat[:, :1]):
+        return order, us, ws, Yhat[:, :1], Yhat[:, 0].copy()  # one target per coordinate: ys − ref = 0
+    return order, us, ws, np.take_along_axis(Yhat, order, axis=1), np.median(Yhat, axis=1)
 
 
 def _state_sums(us, ws, ys, ref):
@@ -235,18 +230,19 @@ def _state_sums(us, ws, ys, ref):
 
     Targets are centred on their median, so that a single cluster (all ŷ equal) gives ȳ exactly.
     """
+    W = _prefix(ws)
+    e = ws * (us - ys) ** 2
+    V = np.zeros_like(W)
+    np.cumsum(e[:, ::-1], axis=1, out=V[:, -2::-1])  # E: the untruncated residuals
+    del e
+    if ys.shape[1] == 1:  # constant targets: ȳ = ref and no spread, exactly
+        return W, np.broadcast_to(ref[:, None], W.shape), V
     yc = ys - ref[:, None]
     wy = ws * yc
-    W = _prefix(ws)
     S = _prefix(wy)
     Q = _prefix(wy * yc)
-    e = ws * (us - ys) ** 2
-    E = np.zeros_like(W)
-    np.cumsum(e[:, ::-1], axis=1, out=E[:, -2::-1])
-    positive = W > 0
-    ybar_c = np.divide(S, W, out=np.zeros_like(S), where=positive)
-    V = np.maximum(Q - S * ybar_c, 0.0)
-    V += E  # only V + E enters the cost
+    ybar_c = np.divide(S, W, out=np.zeros_like(S), where=W > 0)
+    V += np.maximum(Q - S * ybar_c, 0.0)  # only the spread plus E enters the cost
     return W, ref[:, None] + ybar_c, V
 
 
