@@ -32,8 +32,8 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reluflow import random_adapted_network, truncated_data  # noqa: E402
-from reluflow.testing.oracles import oracle_threshold_gradient, relative_error, tie_margin  # noqa: E402
-from reluflow.theory.flows import _adapted_forward, threshold_gradient  # noqa: E402
+from reluflow.testing.oracles import frobenius_relative_error, oracle_threshold_gradient, tie_margin  # noqa: E402
+from reluflow.theory.flows import adapted_forward, threshold_gradient  # noqa: E402
 
 
 def best_of(funs: dict, repeats: int) -> dict:
@@ -77,7 +77,7 @@ def main(argv=None) -> None:
     t = best_of(
         {
             "forward": lambda: truncated_data(Wc, bc, X),
-            "adapted": lambda: _adapted_forward(net.frames, net.thresholds, X),
+            "adapted": lambda: adapted_forward(net.frames, net.thresholds, X),
             "closed": lambda: threshold_gradient(net, X, Y),
             "autodiff": lambda: oracle_threshold_gradient(net, X, Y),
         },
@@ -102,8 +102,8 @@ def main(argv=None) -> None:
     print()
     print(f"closed form / forward pass = {t_closed / t_forward:.2f}  (target <= 4)")
     print(f"autodiff / closed form     = {t_autodiff / t_closed:.2f}  (target >= 2)")
-    print(f"relative error vs autodiff = {relative_error(g, g_ad):.2e}")
-    print(f"relative error vs central differences = {relative_error(g, g_fd):.2e}  (step 1e-5; tie margin of "
+    print(f"relative error vs autodiff = {frobenius_relative_error(g, g_ad):.2e}")
+    print(f"relative error vs central differences = {frobenius_relative_error(g, g_fd):.2e}  (step 1e-5; tie margin of "
           f"this data {tie_margin(Wc, bc, X):.1e}, so some differences straddle a tie)")
 
 

@@ -21,27 +21,12 @@ function that computes it, the test that checks it and the notebook cell that sh
 
 __version__ = "0.1.0"
 
-# --- theory: network and truncation calculus (§1–2)
-from reluflow.dynamics.solutions import (
-    OneClusterSolution,
-    SeparatedClusters,
-    TwoClusterScenario,
-    equilibrium_residual,
-    interference_point,
-    nc1,
-    one_cluster_solution,
-    separated_clusters,
-    separation_margin,
-    truncated_images,
-    two_cluster_scenario,
-    within_class_variability,
-)
+# The imports are grouped by topic, as in xarray's __init__ (so the import sorter is told to leave them).
+# ruff: noqa: I001
 
-# --- dynamics: solving the flows through their events, solution classes (§4–5)
-from reluflow.dynamics.solver import solve
-
-# --- running: sweeps through any concurrent.futures Executor
-from reluflow.pipeline.sweep import grid_points, sweep
+# --- theory: network and truncation calculus (THEORY.md §1–2)
+from reluflow.theory.network import cumulative_parameters, forward, layer_parameters, random_network, relu
+from reluflow.theory.truncation import apex, truncated_data, truncation_map, truncation_pattern
 from reluflow.theory.adapted import (
     AdaptedNetwork,
     adapted_network,
@@ -49,7 +34,9 @@ from reluflow.theory.adapted import (
     cone_projection,
     decompose_adapted,
     random_adapted_network,
+    rotation,
 )
+from reluflow.theory.data import ClusteredData, clustered_data
 
 # --- theory: costs (§3)
 from reluflow.theory.costs import (
@@ -61,7 +48,6 @@ from reluflow.theory.costs import (
     pulled_back_cost,
     targets_by_label,
 )
-from reluflow.theory.data import ClusteredData, clustered_data
 
 # --- theory: effective gradient-flow equations (§4)
 from reluflow.theory.flows import (
@@ -79,8 +65,27 @@ from reluflow.theory.flows import (
     scale_bias_invariant,
     threshold_gradient,
 )
-from reluflow.theory.network import cumulative_parameters, forward, layer_parameters, random_network, relu
-from reluflow.theory.truncation import apex, truncated_data, truncation_map, truncation_pattern
+
+# --- dynamics: solving the flows through their events, solution classes (§4–5)
+from reluflow.dynamics.solver import solve
+from reluflow.dynamics.descent import ScaleBiasDescent, scale_bias_descent
+from reluflow.dynamics.solutions import (
+    OneClusterSolution,
+    SeparatedClusters,
+    TwoClusterScenario,
+    equilibrium_residual,
+    event_time_error,
+    exponential_rate,
+    interference_point,
+    nc1,
+    one_cluster_solution,
+    separated_clusters,
+    separated_solutions,
+    separation_margin,
+    truncated_images,
+    two_cluster_scenario,
+    within_class_variability,
+)
 
 # --- training: gradient descent and spectra (§4.5, §5 S6)
 from reluflow.training.gd import CostGradient, backprop_cumulative_gradient, backprop_gradient, train
@@ -96,12 +101,15 @@ from reluflow.training.spectral import (
     truncated_bias_jacobian,
 )
 
+# --- running: sweeps through any concurrent.futures Executor
+from reluflow.pipeline.sweep import grid_points, sweep
+
 __all__ = [
     # theory: network and truncation calculus
     "relu", "forward", "cumulative_parameters", "layer_parameters", "random_network",
     "truncation_map", "truncated_data", "truncation_pattern", "apex",
     "AdaptedNetwork", "adapted_network", "adaptedness", "cone_projection", "decompose_adapted",
-    "random_adapted_network", "ClusteredData", "clustered_data",
+    "random_adapted_network", "rotation", "ClusteredData", "clustered_data",
     # theory: costs
     "cost_weights", "input_cost", "output_cost", "output_cumulative_parameters", "pullback_targets",
     "pulled_back_cost", "targets_by_label",
@@ -112,7 +120,8 @@ __all__ = [
     # dynamics
     "solve", "OneClusterSolution", "one_cluster_solution", "SeparatedClusters", "separated_clusters",
     "separation_margin", "truncated_images", "within_class_variability", "nc1", "TwoClusterScenario",
-    "two_cluster_scenario", "equilibrium_residual", "interference_point",
+    "two_cluster_scenario", "equilibrium_residual", "interference_point", "separated_solutions",
+    "exponential_rate", "event_time_error", "ScaleBiasDescent", "scale_bias_descent",
     # training and spectra
     "train", "CostGradient", "backprop_gradient", "backprop_cumulative_gradient", "output_jacobian",
     "truncated_bias_jacobian", "flow_jacobian", "gram_eigenvalues", "spectral_gap", "spectral_trajectory",

@@ -88,6 +88,7 @@ from reluflow.validation import (
 )
 
 __all__ = [
+    "adapted_forward",
     "ScaleBiasFlow",
     "threshold_gradient",
     "threshold_gradient_arrays",
@@ -147,8 +148,9 @@ def _adapted_inputs(net, X, targets, point_weights):
 # --------------------------------------------------------------------------- adapted passes
 
 
-def _adapted_forward(R, theta, X, *, keep_activations: bool = False):
-    """m_L = R_L x^(τ,L), the patterns T_ℓ = [u_ℓ ≤ θ_ℓ] and (optionally) u_ℓ = R_ℓ x^(τ,ℓ-1), ℓ = 1..L.
+def adapted_forward(R, theta, X, *, keep_activations: bool = False):
+    """Unvalidated adapted forward pass: m_L = R_L x^(τ,L), the patterns T_ℓ = [u_ℓ ≤ θ_ℓ] and
+    (optionally) u_ℓ = R_ℓ x^(τ,ℓ-1), ℓ = 1..L. Arrays in, arrays out: callers validate first.
 
     Works in activation coordinates throughout: u_{ℓ+1} = (R_{ℓ+1} R_ℓᵀ) max(u_ℓ, θ_ℓ), one
     (N, M) × (M, M) product per layer. x^(τ,L) itself is R_Lᵀ m_L.
@@ -205,7 +207,7 @@ def threshold_gradient_arrays(R, theta, X, targets, w) -> np.ndarray:
     evaluate the gradient many times (the right-hand side of :func:`reluflow.dynamics.solver.solve`):
     R (L, M, M) orthogonal frames, theta (L, M), X and targets (N, M) finite, w (N,) ≥ 0.
     """
-    m_L, patterns, _ = _adapted_forward(R, theta, X)
+    m_L, patterns, _ = adapted_forward(R, theta, X)
     g, _ = _adapted_backward(R, patterns, _rotated_adjoint(R[-1], m_L, targets, w))
     return g
 
@@ -289,7 +291,7 @@ def frame_flow(net, X, targets, *, point_weights=None) -> np.ndarray:
     """
     net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
     R, theta = net.frames, net.thresholds
-    m_L, patterns, us = _adapted_forward(R, theta, X, keep_activations=True)
+    m_L, patterns, us = adapted_forward(R, theta, X, keep_activations=True)
     _, rotated = _adapted_backward(R, patterns, _rotated_adjoint(R[-1], m_L, targets, w), keep_adjoints=True)
     out = np.empty_like(R)
     for l in range(net.depth):

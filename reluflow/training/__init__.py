@@ -2,5 +2,6 @@
 
 - gradient descent with hand-written backpropagation, trajectories as Datasets → :mod:`.gd`
 - effective flows against gradient descent at matched times t = kη             → :mod:`.comparison`
-- Jacobians D, Gram spectra, spectral gaps, spectra along a trajectory          → :mod:`.spectral`
+- Jacobians D, Gram spectra, spectral gaps, one spectrum along any trajectory   → :mod:`.spectral`
+- the experiments the notebooks 06–07 show, as tested functions               → :mod:`.experiments`
 """
