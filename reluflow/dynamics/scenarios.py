@@ -267,20 +267,22 @@ class ScaleBiasRun:
         return f"<ScaleBiasRun T={self.time.size}, worst drift {self.drift.max():.2e}, nfev {self.nfev}>"
 
 
-def scale_bias_run(net, X, targets, t_end, *, rtol=1e-10, atol=1e-12, n_times=601) -> ScaleBiasRun:
+def scale_bias_run(net, X, targets, t_end, *, rtol=1e-10, atol=1e-12, n_times=601,
+                   record_events: bool = True) -> ScaleBiasRun:
     """Solve (4.3) with ``solve(method="general", flow="scale_bias", ivp_method="RK45")`` and measure λ² + b².
 
     The exact flow conserves I_k = λ_k² + b_k². RK45 accepts a step when the RMS over the 2M components of
     its error estimate, each divided by atol + rtol |y_i|, is at most 1, so one step moves I_k by at most
     4√2 (rtol + atol/ρ_k) relative to I_k(0) = ρ_k² (for M = 2); each step costs at least one function
-    evaluation, so ``nfev`` bounds the number of steps. Output times: ``n_times`` in [0, t_end] plus the events.
+    evaluation, so ``nfev`` bounds the number of steps. Output times: ``n_times`` in [0, t_end], plus the event
+    times when ``record_events`` (with False the output grid, and so every array's shape, is exactly those times).
     """
     from reluflow.dynamics.solver import solve
 
     if not isinstance(net, AdaptedNetwork) or net.depth != 1:
         raise ValueError("net must be a one-layer AdaptedNetwork")
     ds = solve(net, X, targets, np.linspace(0.0, t_end, n_times), method="general", flow="scale_bias",
-               ivp_method="RK45", rtol=rtol, atol=atol)
+               ivp_method="RK45", rtol=rtol, atol=atol, record_events=record_events)
     if ds.attrs["status"] != 0:
         raise RuntimeError(f"the scale-and-bias flow did not reach t_end: {ds.attrs['message']}")
     lam = ds.scales.isel(layer=0).values

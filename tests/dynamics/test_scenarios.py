@@ -121,6 +121,17 @@ def test_scale_bias_run_conserves_lambda_squared_plus_b_squared(example):
     assert np.abs(run.scales[-1] - run.scales[0]).max() > 1e-3
 
 
+def test_scale_bias_run_on_the_requested_times_only(example):
+    # record_events=False: the output grid is exactly the requested one, whatever the number of events
+    run = scale_bias_run(example.net, example.X, example.targets, 10.0, n_times=51, record_events=False)
+    np.testing.assert_array_equal(run.time, np.linspace(0.0, 10.0, 51))
+    assert run.scales.shape == run.drift.shape == run.bound.shape == (51, 2)
+    with_events = scale_bias_run(example.net, example.X, example.targets, 10.0, n_times=51)
+    assert with_events.time.size > 51  # the default adds the event times
+    on_grid = np.isin(with_events.time, run.time)
+    np.testing.assert_allclose(with_events.thresholds[on_grid], run.thresholds, atol=1e-8)
+
+
 def test_effective_flow_dataset_holds_its_inputs(example):
     battery = xr.Dataset({"worst": (("equation",), [1e-12]), "tolerance": ((), 1e-10), "tie_margin": (("instance",),
                                                                                                       [0.1, 0.2])},
