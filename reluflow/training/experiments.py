@@ -8,7 +8,8 @@ Notebook 06, effective flows against gradient descent:
 - the scenario: two clusters in R², their targets, a two-layer adapted network whose layer weights are
   scaled by s (λ_ℓ → s^ℓ λ_ℓ, θ unchanged)                                → :func:`two_cluster_problem`,
   :func:`two_cluster_network`
-- parameter checks of the notebook                                         → :func:`flow_vs_gd_parameters`
+- parameter rules and checks of the notebook   → :data:`FLOW_VS_GD_RULES`, :func:`check_step_grids`,
+  :func:`flow_vs_gd_parameters`
 - the union of the times kη of several step sizes                          → :func:`matched_time_grid`
 - the induced flow (4.5) θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ, K of the layer weights   → :func:`induced_flow`
 - the validity map: :func:`reluflow.training.comparison.effective_comparison` over depth × weight scale ×
@@ -112,19 +113,29 @@ def _whole_steps(t_end, eta):
     return abs(t_end / eta - round(t_end / eta)) <= 1e-9 * (t_end / eta)
 
 
+#: The rule of each parameter of notebook 06 (:func:`reluflow.pipeline.parameters.validate`), in notebook order.
+FLOW_VS_GD_RULES = dict(seed="seed", n_per_cluster="int >= 2", t_end="float > 0", etas="[float] > 0",
+                        sweep_lr="0 < float <= 0.5", sweep_t_end="float > 0", sweep_record_every="int >= 1",
+                        weight_lr_ratios="[float] >= 0", weight_scales="[float] > 0", sweep_depths="1 <= [int] <= 2",
+                        holds_tolerance="float > 0")
+
+
 def flow_vs_gd_parameters(*, seed, n_per_cluster, t_end, etas, sweep_lr, sweep_t_end, sweep_record_every,
                           weight_lr_ratios, weight_scales, sweep_depths, holds_tolerance) -> dict:
     """The parameters of notebook 06, validated (a bad value raises with a message naming the parameter)."""
-    p = dict(seed=check.check_seed(seed), n_per_cluster=check.check_int(n_per_cluster, "n_per_cluster", minimum=2),
-             t_end=check.check_float(t_end, "t_end", positive=True),
-             etas=check.check_float_list(etas, "etas", positive=True),
-             sweep_lr=check.check_float(sweep_lr, "sweep_lr", positive=True, maximum=0.5),
-             sweep_t_end=check.check_float(sweep_t_end, "sweep_t_end", positive=True),
-             sweep_record_every=check.check_int(sweep_record_every, "sweep_record_every", minimum=1),
-             weight_lr_ratios=check.check_float_list(weight_lr_ratios, "weight_lr_ratios", minimum=0.0),
-             weight_scales=check.check_float_list(weight_scales, "weight_scales", positive=True),
-             sweep_depths=check.check_int_list(sweep_depths, "sweep_depths", minimum=1, maximum=2),
-             holds_tolerance=check.check_float(holds_tolerance, "holds_tolerance", positive=True))
+    p = check.validate(dict(seed=seed, n_per_cluster=n_per_cluster, t_end=t_end, etas=etas, sweep_lr=sweep_lr,
+                            sweep_t_end=sweep_t_end, sweep_record_every=sweep_record_every,
+                            weight_lr_ratios=weight_lr_ratios, weight_scales=weight_scales, sweep_depths=sweep_depths,
+                            holds_tolerance=holds_tolerance), **FLOW_VS_GD_RULES)
+    return check_step_grids(p)
+
+
+def check_step_grids(p: dict) -> dict:
+    """Check the relations between notebook 06's validated parameters ``p``; return ``p``.
+
+    At least 3 distinct ``etas``, each dividing ``t_end``; ``sweep_lr`` dividing ``sweep_t_end``; the reference
+    cases 1.0 in ``weight_scales`` and 0.0 in ``weight_lr_ratios``.
+    """
     if len(p["etas"]) < 3 or len(set(p["etas"])) != len(p["etas"]):
         raise ValueError(f"parameter 'etas' must hold at least 3 distinct step sizes; got {p['etas']!r}")
     for e in p["etas"]:

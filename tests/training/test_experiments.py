@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from reluflow.dynamics.solver import solve
+from reluflow.pipeline import parameters as check
 from reluflow.training import experiments as ex
 from reluflow.training.comparison import gd_convergence
 from reluflow.training.spectral import spectral_trajectory
@@ -26,6 +27,10 @@ def test_parameters_are_validated_by_name():
                       "n_per_cluster")]:
         with pytest.raises(ValueError, match=name):
             ex.flow_vs_gd_parameters(**{**P06, **bad})
+    p = check.validate(P06, **ex.FLOW_VS_GD_RULES)
+    assert list(p) == list(P06) and ex.check_step_grids(p) == P06
+    with pytest.raises(ValueError, match="'etas' must hold at least 3 distinct"):
+        ex.check_step_grids({**P06, "etas": [0.2, 0.1, 0.1]})
     p07 = dict(seed=1, wide_width=3, wide_depth=1, wide_points=2, wide_outputs=1, wide_lr=0.1, wide_steps=3,
                n_per_cluster=4, t_end=1.0, n_times=3, n_instances=1, instance_points=6, instance_width=2)
     assert ex.spectral_gap_parameters(**p07) == p07
