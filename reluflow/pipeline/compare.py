@@ -17,7 +17,7 @@ deviation against its tolerance. The tolerances, and why they are what they are:
   label exceeds it, anti-aliasing of a curve that moved by round-off does not.
 - **notebooks**: cell sources must be identical. Text outputs agree when they are equal after
   masking round-off (numbers below 1e-9 in absolute value, as ``tests/nbval_sanitize.cfg`` does)
-  and every remaining number agrees to ``text_rtol = 1e-2`` (numbers are printed to 3 significant
+  and every remaining number agrees to ``text_rtol = 0.01`` (numbers are printed to 3 significant
   figures, so round-off can flip the last digit of a value that sits on a rounding boundary).
   Image outputs follow the figure tolerance.
 

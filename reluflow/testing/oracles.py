@@ -51,8 +51,6 @@ import numpy as np
 
 from reluflow.theory.adapted import AdaptedNetwork, random_adapted_network
 from reluflow.theory.costs import (
-    as_point_weights,
-    as_targets,
     cost_weights,
     input_cost,
     output_cost,
@@ -64,7 +62,6 @@ from reluflow.theory.costs import (
 from reluflow.theory.data import clustered_data
 from reluflow.theory.flows import (
     ScaleBiasFlow,
-    _adapted_inputs,
     bias_flow,
     cumulative_gradient,
     frame_flow,
@@ -78,7 +75,15 @@ from reluflow.theory.flows import (
 )
 from reluflow.theory.network import cumulative_parameters, haar_orthogonal, random_network
 from reluflow.theory.truncation import truncated_data, truncation_pattern
-from reluflow.validation import as_layer_list, as_points, as_real_array, check_positive_int, validate_layers
+from reluflow.validation import (
+    as_layer_list,
+    as_point_weights,
+    as_points,
+    as_real_array,
+    as_targets,
+    check_positive_int,
+    validate_layers,
+)
 
 __all__ = [
     "TIE_MARGIN",
@@ -303,6 +308,15 @@ def _general_inputs(Wc, bc, X, targets, point_weights, prefix="cumulative "):
 # --------------------------------------------------------------------------- oracles
 
 
+def _oracle_inputs(net, X, targets, point_weights):
+    """The validated (net, X, targets, w) of an adapted flow problem, as the flows themselves check them."""
+    if not isinstance(net, AdaptedNetwork):
+        raise TypeError(f"net must be a reluflow.AdaptedNetwork (see adapted_network); got {type(net).__name__}")
+    X = as_points(X, "X", dim=net.width)
+    N, M = X.shape
+    return net, X, as_targets(targets, N, M), as_point_weights(point_weights, N)
+
+
 def plain_input_cost(Wc, bc, X, targets, *, point_weights=None) -> float:
     """C_in = ½ Σ_i w_i |x_i^(τ,L) − ỹ_i|², with x^(τ,L) = (W^(L))^-1 (x^(L) − b^(L)) from the plain forward pass."""
     Wcs, bcs, X, targets, w = _general_inputs(Wc, bc, X, targets, point_weights)
@@ -313,7 +327,7 @@ def oracle_threshold_gradient(net, X, targets, *, point_weights=None, method: st
                               step: float = FD_STEP) -> np.ndarray:
     """∂C_in/∂θ_ℓ (L, M), by differentiating θ ↦ C_in(W^(ℓ) = Λ_ℓ R_ℓ, b^(ℓ) = −Λ_ℓ θ_ℓ) through the plain pass."""
     _check_method(method, step)
-    net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
+    net, X, targets, w = _oracle_inputs(net, X, targets, point_weights)
     L, M = net.scales.shape
     Wc = [lam[:, None] * R for lam, R in zip(net.scales, net.frames, strict=True)]
 
@@ -330,7 +344,7 @@ def oracle_bias_flow(net, X, targets, *, point_weights=None, method: str = "auto
                      step: float = FD_STEP) -> np.ndarray:
     """θ̇ = −ḃ/λ with ḃ^(ℓ) = −∇_{b^(ℓ)} C_in differentiated through the plain pass (Λ, R frozen); (L, M)."""
     _check_method(method, step)
-    net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
+    net, X, targets, w = _oracle_inputs(net, X, targets, point_weights)
     L, M = net.scales.shape
     Wc = [lam[:, None] * R for lam, R in zip(net.scales, net.frames, strict=True)]
 
@@ -348,7 +362,7 @@ def oracle_scale_bias_flow(net, X, targets, *, point_weights=None, method: str =
                            step: float = FD_STEP) -> ScaleBiasFlow:
     """λ̇ = −∇_λ C_in and ḃ = −∇_b C_in through the plain pass with W^(ℓ) = diag(λ_ℓ) R_ℓ, and θ̇ = d(−b/λ)/dt."""
     _check_method(method, step)
-    net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
+    net, X, targets, w = _oracle_inputs(net, X, targets, point_weights)
     L, M = net.scales.shape
     lam0, b0 = net.scales, -net.scales * net.thresholds
 
@@ -369,7 +383,7 @@ def oracle_frame_flow(net, X, targets, *, point_weights=None, method: str = "aut
                       step: float = FD_STEP) -> np.ndarray:
     """Ṙ_ℓ = Σ_q ȧ_q B_q R_ℓ, ȧ = −∂/∂a C_in(expm(Σ_q a_q B_q) R_ℓ) at a = 0 (see the module docstring); (L, M, M)."""
     _check_method(method, step)
-    net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
+    net, X, targets, w = _oracle_inputs(net, X, targets, point_weights)
     L, M = net.scales.shape
     basis = _skew_basis(M)
     n_skew = basis.shape[0]
