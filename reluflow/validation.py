@@ -56,6 +56,7 @@ def as_square_invertible(W, name: str, *, dim: int | None = None, max_condition:
         raise ValueError(f"{name} must be a square (M, M) matrix; got shape {arr.shape}")
     if dim is not None and arr.shape[0] != dim:
         raise ValueError(f"{name} must have shape ({dim}, {dim}); got shape {arr.shape}")
+    max_condition = as_max_condition(max_condition)
     cond = np.linalg.cond(arr)
     if not np.isfinite(cond) or cond > max_condition:
         raise ValueError(
@@ -91,32 +92,105 @@ def check_same_length(a: Sequence, b: Sequence, name_a: str, name_b: str) -> Non
         raise ValueError(f"{name_a} and {name_b} must have one entry per layer; got {len(a)} and {len(b)}")
 
 
+#: Memory budget of one call, in bytes (4 GiB). Sizes whose arrays would need more are refused before anything
+#: is allocated, with the estimate in the message (:func:`check_memory`).
+MEMORY_BUDGET_BYTES = 4 * 2**30
+
+
+def _describe(value) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
-    """Validate an integer parameter (bool is refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer; got {type(value).__name__} {value!r}")
+    """Validate an integer parameter ≥ ``minimum`` (bool, floats and other types are refused)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}; got {value}")
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
     return int(value)
+
+
+def check_memory(nbytes, what: str) -> None:
+    """Refuse a computation whose arrays would need more than :data:`MEMORY_BUDGET_BYTES`.
+
+    ``what`` names the sizes that determine the estimate, e.g. ``"M = 10, L = 10**12"``.
+    """
+    nbytes = float(nbytes)
+    if nbytes > MEMORY_BUDGET_BYTES:
+        raise ValueError(
+            f"{what} needs about {nbytes / 2**30:.3g} GiB of memory, more than the budget "
+            f"reluflow.validation.MEMORY_BUDGET_BYTES = {MEMORY_BUDGET_BYTES / 2**30:.3g} GiB; choose smaller sizes"
+        )
+
+
+def check_size(value, name: str, *, minimum: int = 1, bytes_per_unit: float = 0.0, what: str | None = None) -> int:
+    """A size (M, L, N, n_per_cluster, ...): an integer ≥ ``minimum``; with ``bytes_per_unit`` > 0 also within
+    the memory budget, estimated as ``value * bytes_per_unit`` bytes."""
+    value = check_positive_int(value, name, minimum=minimum)
+    if bytes_per_unit:
+        check_memory(value * bytes_per_unit, what or f"{name} = {value}")
+    return value
+
+
+def as_real(value, name: str, *, minimum: float | None = None, strict: bool = False, maximum: float | None = None,
+            allow_inf: bool = False, expectation: str | None = None) -> float:
+    """The one real-scalar validator: a real number (bool, None, strings, complex refused), finite unless
+    ``allow_inf`` (+inf only), ≥ ``minimum`` (> when ``strict``) and ≤ ``maximum``."""
+    if expectation is None:
+        parts = ["a finite real number" if not allow_inf else "a real number"]
+        if minimum is not None:
+            parts.append(f"{'>' if strict else '>='} {minimum:g}")
+        if maximum is not None:
+            parts.append(f"<= {maximum:g}")
+        expectation = " ".join(parts)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be {expectation}; got {_describe(value)}")
+    value = float(value)
+    if np.isnan(value) or (np.isinf(value) and not (allow_inf and value > 0)):
+        raise ValueError(f"{name} must be {expectation}; got {value!r}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise ValueError(f"{name} must be {expectation}; got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be {expectation}; got {value!r}")
+    return value
 
 
 def as_positive_float(value, name: str) -> float:
     """A positive, finite real scalar (bool refused)."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a positive number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive finite number; got {value!r}")
-    return value
+    return as_real(value, name, minimum=0.0, strict=True, expectation="a positive finite number")
 
 
 def as_nonnegative_float(value, name: str) -> float:
     """A non-negative, finite real scalar (bool refused); 0 is allowed."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a non-negative number; got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be a non-negative finite number; got {value!r}")
+    return as_real(value, name, minimum=0.0, expectation="a non-negative finite number")
+
+
+def as_tolerance(value, name: str = "tol") -> float:
+    """A tolerance: a positive finite number (NaN would silently disable the check it bounds)."""
+    return as_real(value, name, minimum=0.0, strict=True, expectation="a positive finite tolerance")
+
+
+def as_max_condition(value, name: str = "max_condition") -> float:
+    """A bound on a condition number: a real number >= 1; +inf accepts every invertible matrix."""
+    return as_real(value, name, minimum=1.0, allow_inf=True, expectation="a real number >= 1 (or inf)")
+
+
+def as_bool(value, name: str) -> bool:
+    """A flag: True or False (numpy booleans too); 0, 1, None and strings are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {_describe(value)}")
+    return bool(value)
+
+
+def as_optional_bool(value, name: str) -> bool | None:
+    """None (automatic) or a flag."""
+    return None if value is None else as_bool(value, name)
+
+
+def as_choice(value, name: str, choices) -> str:
+    """One of the names ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}; got {_describe(value)}")
     return value
 
 
@@ -160,6 +234,8 @@ def as_times(t_eval, name: str = "t_eval") -> np.ndarray:
 def validate_layers(weights, biases, *, square: bool, max_condition: float, prefix: str = ""):
     """Layer weights and biases as lists of float arrays, checked as a chain; square and invertible (condition
     number at most ``max_condition``) when ``square``. ``prefix`` starts every argument name in messages."""
+    if square:
+        max_condition = as_max_condition(max_condition)
     weights = as_layer_list(weights, f"{prefix}weights")
     biases = as_layer_list(biases, f"{prefix}biases")
     check_same_length(weights, biases, f"{prefix}weights", f"{prefix}biases")

@@ -23,10 +23,15 @@ import numpy as np
 from reluflow.theory.network import haar_orthogonal
 from reluflow.validation import (
     MAX_CONDITION,
+    as_bool,
     as_layer_list,
     as_points,
+    as_real,
     as_real_array,
+    as_tolerance,
+    check_memory,
     check_positive_int,
+    check_size,
     validate_layers,
 )
 
@@ -48,12 +53,46 @@ ORTHOGONALITY_TOL = 1e-10
 class AdaptedNetwork:
     """Frames R_ℓ (L, M, M), scales λ_ℓ (L, M) and thresholds θ_ℓ (L, M) of an adapted network.
 
-    Build it with :func:`adapted_network` (which validates) or :func:`decompose_adapted`.
+    Build it with :func:`adapted_network` or :func:`decompose_adapted`, or directly. Every construction is
+    validated (frames orthogonal within :data:`ORTHOGONALITY_TOL`, scales finite and > 0, thresholds
+    finite, all float64 of matching shapes), and the fields are read-only copies, so an AdaptedNetwork
+    cannot be in an invalid state: ``net.thresholds[0, 0] = 1.0`` raises. Use
+    ``dataclasses.replace(net, thresholds=...)`` for a changed network.
     """
 
     frames: np.ndarray
     scales: np.ndarray
     thresholds: np.ndarray
+
+    def __post_init__(self):
+        R = _field(self.frames, "frames", 3)
+        L, M, M2 = R.shape
+        if M != M2 or M == 0 or L == 0:
+            raise ValueError(f"frames must have shape (L, M, M) with L, M >= 1; got shape {R.shape}")
+        lam = _field(self.scales, "scales", 2)
+        theta = _field(self.thresholds, "thresholds", 2)
+        for name, arr in (("scales", lam), ("thresholds", theta)):
+            if arr.shape != (L, M):
+                raise ValueError(f"{name} must have shape (L, M) = ({L}, {M}) to match frames; got shape {arr.shape}")
+        if not np.all(lam > 0):
+            raise ValueError(f"scales must be positive; got minimum {lam.min():.3g}")
+        err = np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(M)).max(axis=(1, 2))
+        if np.any(err > ORTHOGONALITY_TOL):
+            worst = int(np.argmax(err))
+            raise ValueError(f"frames[{worst}] (layer {worst + 1}) must be orthogonal: max |R Rᵀ − 1| = "
+                             f"{err[worst]:.3g} exceeds ORTHOGONALITY_TOL = {ORTHOGONALITY_TOL:.3g}")
+        for name, arr in (("frames", R), ("scales", lam), ("thresholds", theta)):
+            object.__setattr__(self, name, arr)
+
+    @classmethod
+    def _unchecked(cls, frames, scales, thresholds) -> AdaptedNetwork:
+        """An AdaptedNetwork without validation, for solver internals only: the intermediate states of an
+        integrator (e.g. Runge–Kutta stages of the frame flow) are not exactly on O(M). Not public."""
+        net = object.__new__(cls)
+        object.__setattr__(net, "frames", frames)
+        object.__setattr__(net, "scales", scales)
+        object.__setattr__(net, "thresholds", thresholds)
+        return net
 
     @property
     def depth(self) -> int:
@@ -84,12 +123,29 @@ class AdaptedNetwork:
         )
 
 
+def _field(value, name: str, ndim: int) -> np.ndarray:
+    """A read-only float64 copy of one field (one copy at most; an already read-only float64 array is kept)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float64 and not value.flags.writeable \
+            and value.ndim == ndim and value.base is None:
+        arr = value
+    else:
+        arr = np.array(as_real_array(value, name, ndim=ndim, finite=False), dtype=np.float64, copy=True)
+    if not np.all(np.isfinite(arr)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must be finite; got {bad} NaN or inf entr{'y' if bad == 1 else 'ies'}")
+    arr.setflags(write=False)
+    return arr
+
+
 def adapted_network(frames, scales, thresholds, *, tol: float = ORTHOGONALITY_TOL) -> AdaptedNetwork:
     """Validate frames R_ℓ (orthogonal), scales λ_ℓ (> 0) and thresholds θ_ℓ; return an AdaptedNetwork.
 
     Each argument is a sequence of L per-layer arrays (or one stacked array): frames (M, M),
-    scales (M,), thresholds (M,).
+    scales (M,), thresholds (M,). Frames orthogonal within ``tol`` but not within
+    :data:`ORTHOGONALITY_TOL` (only possible with ``tol`` > ORTHOGONALITY_TOL) are replaced by their
+    nearest orthogonal matrix (the polar factor).
     """
+    tol = as_tolerance(tol, "tol")
     R = as_real_array(np.stack(as_layer_list(frames, "frames")) if not isinstance(frames, np.ndarray) else frames,
                       "frames", ndim=3)
     L, M, M2 = R.shape
@@ -108,7 +164,18 @@ def adapted_network(frames, scales, thresholds, *, tol: float = ORTHOGONALITY_TO
         raise ValueError(
             f"frames[{worst}] must be orthogonal: max |R Rᵀ − 1| = {err[worst]:.3g} exceeds tol={tol:.3g}"
         )
-    return AdaptedNetwork(frames=R.copy(), scales=lam.copy(), thresholds=theta.copy())
+    return AdaptedNetwork(frames=_snap_orthogonal(R, err), scales=lam, thresholds=theta)
+
+
+def _snap_orthogonal(R, err):
+    """R with each frame whose orthogonality error exceeds ORTHOGONALITY_TOL replaced by its polar factor U Vᵀ."""
+    loose = err > ORTHOGONALITY_TOL
+    if not np.any(loose):
+        return R
+    R = R.copy()
+    U, _, Vt = np.linalg.svd(R[loose])
+    R[loose] = U @ Vt
+    return R
 
 
 def adaptedness(W) -> np.ndarray | float:
@@ -136,8 +203,10 @@ def decompose_adapted(Wc, bc, *, tol: float = 1e-8, max_condition: float = MAX_C
     """Frames, scales and thresholds of adapted cumulative parameters.
 
     λ_ℓ are the row norms of W^(ℓ), R_ℓ = Λ_ℓ^-1 W^(ℓ), θ_ℓ = −Λ_ℓ^-1 b^(ℓ). Raises ValueError if a
-    layer's :func:`adaptedness` exceeds ``tol``.
+    layer's :func:`adaptedness` exceeds ``tol``. A frame Λ_ℓ^-1 W^(ℓ) that is orthogonal within ``tol`` but
+    not within :data:`ORTHOGONALITY_TOL` is replaced by its nearest orthogonal matrix (the polar factor).
     """
+    tol = as_tolerance(tol, "tol")
     Wcs, bcs = validate_layers(Wc, bc, square=True, max_condition=max_condition, prefix="cumulative ")
     W = np.stack(Wcs)
     a = np.atleast_1d(adaptedness(W))
@@ -150,7 +219,8 @@ def decompose_adapted(Wc, bc, *, tol: float = 1e-8, max_condition: float = MAX_C
     lam = np.linalg.norm(W, axis=2)
     R = W / lam[:, :, None]
     theta = -np.stack(bcs) / lam
-    return AdaptedNetwork(frames=R, scales=lam, thresholds=theta)
+    err = np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(R.shape[1])).max(axis=(1, 2))
+    return AdaptedNetwork(frames=_snap_orthogonal(R, err), scales=lam, thresholds=theta)
 
 
 def cone_projection(R, theta, X) -> np.ndarray:
@@ -172,9 +242,19 @@ def cone_projection(R, theta, X) -> np.ndarray:
 def random_adapted_network(M: int, L: int, *, seed=None, common_frame: bool = False,
                            scale_range=(0.5, 2.0), threshold_scale: float = 1.0) -> AdaptedNetwork:
     """A random adapted network: Haar frames, scales uniform in ``scale_range``, Gaussian thresholds."""
-    M = check_positive_int(M, "M")
-    L = check_positive_int(L, "L")
-    lo, hi = scale_range
+    M = check_size(M, "M")
+    L = check_size(L, "L")
+    check_memory(8.0 * (L + 3) * (M * M + 2 * M), f"random_adapted_network(M={M}, L={L})")
+    common_frame = as_bool(common_frame, "common_frame")
+    threshold_scale = as_real(threshold_scale, "threshold_scale", minimum=0.0)
+    try:
+        lo, hi = (as_real(v, f"scale_range[{i}]") for i, v in enumerate(scale_range))
+    except TypeError:
+        raise TypeError(f"scale_range must be a pair (low, high) of real numbers; got {scale_range!r}") from None
+    except ValueError as exc:
+        if "unpack" not in str(exc):
+            raise
+        raise ValueError(f"scale_range must be a pair (low, high); got {scale_range!r}") from None
     if not (0 < lo <= hi):
         raise ValueError(f"scale_range must satisfy 0 < low <= high; got {scale_range!r}")
     rng = np.random.default_rng(seed)

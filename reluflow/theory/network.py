@@ -15,14 +15,24 @@ from __future__ import annotations
 import numpy as np
 
 from reluflow.theory.kernels import cumulative_pass, forward_pass, layer_pass
-from reluflow.validation import MAX_CONDITION, as_points, check_positive_int, validate_layers
+from reluflow.validation import (
+    MAX_CONDITION,
+    as_bool,
+    as_nonnegative_float,
+    as_points,
+    as_positive_float,
+    as_real_array,
+    check_memory,
+    check_size,
+    validate_layers,
+)
 
 __all__ = ["forward", "cumulative_parameters", "layer_parameters", "random_network", "relu", "haar_orthogonal"]
 
 
-def relu(z: np.ndarray) -> np.ndarray:
-    """σ(z) = max(z, 0), componentwise."""
-    return np.maximum(z, 0.0)
+def relu(z) -> np.ndarray:
+    """σ(z) = max(z, 0), componentwise, for a real array of any shape (NaN and inf are refused)."""
+    return np.maximum(as_real_array(z, "z"), 0.0)
 
 
 
@@ -68,10 +78,12 @@ def random_network(M: int, L: int, *, seed=None, scale: float = 1.0, bias_scale:
     scale·Q if ``orthogonal``), which keeps the condition numbers moderate at any depth. Biases
     are Gaussian with standard deviation ``bias_scale``. Returns ``(weights, biases)``.
     """
-    M = check_positive_int(M, "M")
-    L = check_positive_int(L, "L")
-    if not (np.isfinite(scale) and scale > 0):
-        raise ValueError(f"scale must be a positive finite number; got {scale!r}")
+    M = check_size(M, "M")
+    L = check_size(L, "L")
+    check_memory(8.0 * (L + 3) * (M * M + M), f"random_network(M={M}, L={L})")
+    scale = as_positive_float(scale, "scale")
+    bias_scale = as_nonnegative_float(bias_scale, "bias_scale")
+    orthogonal = as_bool(orthogonal, "orthogonal")
     rng = np.random.default_rng(seed)
     weights, biases = [], []
     for _ in range(L):

@@ -1,0 +1,726 @@
+"""The bad-input matrix: every public function against every class of bad input, one argument at a time.
+
+Each public function (``reluflow.__all__``, :mod:`reluflow.results`, :mod:`reluflow.dynamics.scenarios`,
+:mod:`reluflow.training.experiments`, :mod:`reluflow.training.comparison`) has one builder of good arguments
+in :data:`BUILDERS` (or a reason in :data:`NOT_CASES`). For each argument the matrix derives bad variants
+from the type of its good value: arrays (wrong ndim, empty, NaN, ±inf, mismatched shape, list, int /
+float32 / complex / object / bool dtype, a non-contiguous view), per-layer lists (the same on layer 1,
+singular and ill-conditioned weights, no layers), adapted networks (built directly with NaN, zero or
+negative fields, non-orthogonal frames, changed in place), scalars (None, bool, NaN, ±inf, negative,
+zero, huge, a string), sizes (bool, non-integer, ≤ 0, huge), labels (negative, out of range), names,
+Datasets, mappings and paths (missing, corrupt).
+
+Each case is classified:
+
+- ``clear``: a ValueError or TypeError (FileNotFoundError for a missing file) whose message names the
+  argument;
+- ``correct``: a result, checked: equal to the result for the equivalent clean input (lists, other
+  real dtypes, views), or finite wherever the clean result is;
+- ``obscure``: any other exception, a message that does not name the argument, a hang (each case runs
+  under a time limit), or a refusal of equivalent good input;
+- ``garbage``: a result for input that must be refused, or a wrong or non-finite result.
+
+The test asserts that ``obscure`` and ``garbage`` are empty and prints the totals (run with ``-s``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import inspect
+import math
+import re
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import reluflow as rf
+import reluflow.results as results
+from reluflow.dynamics import scenarios
+from reluflow.training import comparison, experiments
+
+#: Seconds a single case may take before it counts as a hang.
+CASE_TIME_LIMIT = 5.0
+
+#: Arguments that must be positive (zero and negative values are refused).
+POSITIVE = {"scale", "radius", "distance", "target_gap", "b_target_gap", "lr", "t_end", "rtol", "atol", "tol",
+            "max_condition", "adapted_tol", "tolerance", "weight_scale", "threshold_scale_pos", "eta"}
+#: Integer arguments for which 0 is a valid value.
+ZERO_OK = {"index", "bias_scale", "weight_lr_ratio", "threshold_scale"}
+#: Arguments that are passed to numpy's random generators as they are (their errors are numpy's).
+SEEDS = {"seed", "rng_seed"}
+#: Message aliases: an error about the argument may name it like this.
+ALIASES = {"Wc": ("cumulative weights", "Wc"), "bc": ("cumulative biases", "bc"),
+           "net": ("net", "frames", "scales", "thresholds"), "frames": ("frames",),
+           "trajectory": ("trajectory",), "solution": ("solution",)}
+
+
+# --------------------------------------------------------------------------- fixtures (small, deterministic)
+
+
+@functools.cache
+def fx():
+    """Small good inputs shared by the builders: M = 2, L = 2, N = 6."""
+    rng = np.random.default_rng(7)
+    weights, biases = rf.random_network(2, 2, seed=3)
+    Wc, bc = rf.cumulative_parameters(weights, biases)
+    net = rf.adapted_network([rf.rotation(10.0), rf.rotation(40.0)], [[1.0, 1.3], [0.9, 1.1]],
+                             [[-0.5, 0.2], [-0.3, -0.6]])
+    net1 = rf.adapted_network([rf.rotation(20.0)], [[1.0, 1.4]], [[-0.4, 0.1]])
+    X = rng.standard_normal((6, 2))
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    Y = rf.targets_by_label(np.array([[1.5, 1.0], [-1.0, 1.5]]), labels)
+    W_out, b_out = np.array([[1.0, 0.5], [-0.3, 1.2]]), np.array([0.1, -0.2])
+    out_targets = rng.standard_normal((6, 2))
+    sol = rf.solve(net, X, Y, [0.0, 1.0, 2.0])
+    sol1 = rf.solve(net1, X, Y, [0.0, 1.0, 2.0])
+    traj = rf.train(weights, biases, X, Y, lr=0.05, n_steps=4)
+    sep = rf.separated_clusters(2, 2, 4, seed=1)
+    return dict(weights=weights, biases=biases, Wc=Wc, bc=bc, net=net, net1=net1, X=X, labels=labels, Y=Y,
+                W_out=W_out, b_out=b_out, out_targets=out_targets, sol=sol, sol1=sol1, traj=traj, sep=sep)
+
+
+def _good_file(tmp: Path) -> Path:
+    ds = xr.Dataset({"a": ("x", np.arange(3.0), {"long_name": "a", "units": "1"})})
+    return results.save_result(ds, tmp / "good.nc", notebook="test", parameters={"n": 1}, title="test")
+
+
+# --------------------------------------------------------------------------- builders: one good call per function
+
+def _f(**kw):
+    return kw
+
+
+def _builders():
+    F = fx()
+    X, Y, net, net1 = F["X"], F["Y"], F["net"], F["net1"]
+    W, B, Wc, bc = F["weights"], F["biases"], F["Wc"], F["bc"]
+    lab = F["labels"]
+    Wo, bo = F["W_out"], F["b_out"]
+    R = net.frames
+    D = rf.truncated_bias_jacobian(Wc, bc, X)
+    su = np.sort(X[:3, 0])
+    return {
+        "relu": (rf.relu, lambda: _f(z=X.copy())),
+        "forward": (rf.forward, lambda: _f(weights=W, biases=B, X=X)),
+        "cumulative_parameters": (rf.cumulative_parameters, lambda: _f(weights=W, biases=B, max_condition=1e8)),
+        "layer_parameters": (rf.layer_parameters, lambda: _f(Wc=Wc, bc=bc, max_condition=1e8)),
+        "random_network": (rf.random_network, lambda: _f(M=2, L=3, seed=1, scale=1.0, bias_scale=0.5,
+                                                          orthogonal=False)),
+        "truncation_map": (rf.truncation_map, lambda: _f(W=W[0], b=B[0], X=X, max_condition=1e8)),
+        "truncated_data": (rf.truncated_data, lambda: _f(Wc=Wc, bc=bc, X=X, max_condition=1e8)),
+        "truncation_pattern": (rf.truncation_pattern, lambda: _f(Wc=Wc, bc=bc, X=X, max_condition=1e8)),
+        "apex": (rf.apex, lambda: _f(W=W[0], b=B[0], max_condition=1e8)),
+        "AdaptedNetwork": (rf.AdaptedNetwork, lambda: _f(frames=net.frames.copy(), scales=net.scales.copy(),
+                                                         thresholds=net.thresholds.copy())),
+        "adapted_network": (rf.adapted_network, lambda: _f(frames=net.frames.copy(), scales=net.scales.copy(),
+                                                           thresholds=net.thresholds.copy(), tol=1e-10)),
+        "adaptedness": (rf.adaptedness, lambda: _f(W=Wc[0])),
+        "cone_projection": (rf.cone_projection, lambda: _f(R=R[0].copy(), theta=net.thresholds[0].copy(), X=X)),
+        "decompose_adapted": (rf.decompose_adapted, lambda: _f(Wc=net.cumulative_parameters()[0],
+                                                               bc=net.cumulative_parameters()[1], tol=1e-8,
+                                                               max_condition=1e8)),
+        "random_adapted_network": (rf.random_adapted_network, lambda: _f(M=2, L=2, seed=1, common_frame=False,
+                                                                         scale_range=(0.5, 2.0),
+                                                                         threshold_scale=1.0)),
+        "rotation": (rf.rotation, lambda: _f(degrees=30.0, dim=3, plane=(0, 2))),
+        "clustered_data": (rf.clustered_data, lambda: _f(centres=np.array([[0.0, 0.0], [3.0, 1.0]]),
+                                                         radii=np.array([0.5, 1.0]), n_per_cluster=4, seed=1)),
+        "cost_weights": (rf.cost_weights, lambda: _f(labels=lab.copy(), kind="balanced", n_classes=2)),
+        "targets_by_label": (rf.targets_by_label, lambda: _f(class_targets=np.array([[1.5, 1.0], [-1.0, 1.5]]),
+                                                             labels=lab.copy())),
+        "input_cost": (rf.input_cost, lambda: _f(Wc=Wc, bc=bc, X=X, targets=Y, point_weights=np.full(6, 0.2),
+                                                 max_condition=1e8)),
+        "output_cost": (rf.output_cost, lambda: _f(weights=W, biases=B, W_out=Wo, b_out=bo, X=X,
+                                                   targets=F["out_targets"], point_weights=np.full(6, 0.2))),
+        "output_cumulative_parameters": (rf.output_cumulative_parameters,
+                                         lambda: _f(weights=W, biases=B, W_out=Wo, b_out=bo, max_condition=1e8)),
+        "pullback_targets": (rf.pullback_targets, lambda: _f(weights=W, biases=B, W_out=Wo, b_out=bo,
+                                                             targets=F["out_targets"], max_condition=1e8)),
+        "pulled_back_cost": (rf.pulled_back_cost, lambda: _f(Wc=Wc, bc=bc, W_total=Wo, X=X, input_targets=Y,
+                                                             point_weights=np.full(6, 0.2), max_condition=1e8)),
+        **{name: (getattr(rf, name), lambda: _f(net=net, X=X, targets=Y, point_weights=np.full(6, 0.2)))
+           for name in ("threshold_gradient", "bias_flow", "scale_bias_flow", "frame_flow")},
+        "one_layer_threshold_flow": (rf.one_layer_threshold_flow,
+                                     lambda: _f(net=net1, X=X, targets=Y, point_weights=np.full(6, 0.2))),
+        "scale_bias_invariant": (rf.scale_bias_invariant, lambda: _f(net=net)),
+        "cumulative_gradient": (rf.cumulative_gradient, lambda: _f(Wc=Wc, bc=bc, X=X, targets=Y,
+                                                                   point_weights=np.full(6, 0.2), max_condition=1e8)),
+        **{name: (getattr(rf, name), lambda: _f(weights=W, biases=B, X=X, targets=Y, point_weights=np.full(6, 0.2),
+                                                max_condition=1e8))
+           for name in ("layer_gradient", "induced_cumulative_flow", "induced_bias_flow")},
+        "bias_chain_matrix": (rf.bias_chain_matrix, lambda: _f(weights=W)),
+        "induced_bias_kernel": (rf.induced_bias_kernel, lambda: _f(weights=W)),
+        "solve": (rf.solve, lambda: _f(net=net, X=X, targets=Y, t_eval=np.array([0.0, 0.5, 1.0]), method="exact",
+                                       point_weights=np.full(6, 0.2), rtol=1e-10, atol=1e-12, max_events=50)),
+        "solve[general]": (rf.solve, lambda: _f(net=net, X=X, targets=Y, t_eval=np.array([0.0, 0.5]),
+                                                method="general", flow="scale_bias", rtol=1e-8, atol=1e-10)),
+        "one_cluster_solution": (rf.one_cluster_solution, lambda: _f(u=su.copy(), theta0=float(su[0] + 1e-3),
+                                                                     y_hat=3.0, scale=1.2, n_total=6)),
+        "separated_clusters": (rf.separated_clusters, lambda: _f(Q=2, M=2, n_per_cluster=4, radius=0.5,
+                                                                 distance=3.0, target_gap=0.5,
+                                                                 scales=np.ones((2, 2)), seed=1)),
+        "separation_margin": (rf.separation_margin, lambda: _f(net=F["sep"].net, X=F["sep"].data.points,
+                                                               labels=F["sep"].data.labels.copy(),
+                                                               final_thresholds=F["sep"].collapse_thresholds.copy())),
+        "truncated_images": (rf.truncated_images, lambda: _f(frames=R.copy(), thresholds=net.thresholds.copy(), X=X)),
+        "within_class_variability": (rf.within_class_variability, lambda: _f(points=X, labels=lab.copy())),
+        "nc1": (rf.nc1, lambda: _f(points=X, labels=lab.copy())),
+        "two_cluster_scenario": (rf.two_cluster_scenario, lambda: _f(separation=3.0, target=1.0, n_per_cluster=4,
+                                                                     radius=1.0, b_target_gap=1.0, scale=1.0,
+                                                                     seed=1)),
+        "equilibrium_residual": (rf.equilibrium_residual, lambda: _f(X=X, targets=Y, theta=np.array([0.0, 0.1]))),
+        "interference_point": (rf.interference_point, lambda: _f(point={"separation": 3.0, "target": 1.0},
+                                                                 rng_seed=1, n_per_cluster=4, radius=1.0,
+                                                                 b_target_gap=1.0, t_end=5.0)),
+        "separated_solutions": (rf.separated_solutions, lambda: _f(scenario=F["sep"])),
+        "exponential_rate": (rf.exponential_rate, lambda: _f(t=np.array([0.0, 1.0, 2.0, 3.0]),
+                                                             gap=np.exp(-0.5 * np.arange(4.0)),
+                                                             where=np.array([True, True, True, False]))),
+        "event_time_error": (rf.event_time_error, lambda: _f(solution=F["sol"], reference=F["sol"])),
+        "scale_bias_descent": (rf.scale_bias_descent, lambda: _f(net=net, X=X, targets=Y, lr=0.05, n_steps=3,
+                                                                 point_weights=np.full(6, 0.2))),
+        "train": (rf.train, lambda: _f(weights=W, biases=B, X=X, targets=Y, mode="full", cost="input", lr=0.05,
+                                       weight_lr_ratio=1.0, n_steps=3, record_every=1, point_weights=np.full(6, 0.2),
+                                       max_condition=1e8, progress=False)),
+        "backprop_gradient": (rf.backprop_gradient, lambda: _f(weights=W, biases=B, X=X, targets=F["out_targets"],
+                                                               cost="output", W_out=Wo, b_out=bo,
+                                                               point_weights=np.full(6, 0.2), max_condition=1e8)),
+        "backprop_cumulative_gradient": (rf.backprop_cumulative_gradient,
+                                         lambda: _f(Wc=Wc, bc=bc, X=X, targets=Y, cost="input",
+                                                    point_weights=np.full(6, 0.2), max_condition=1e8)),
+        "output_jacobian": (rf.output_jacobian, lambda: _f(weights=W, biases=B, W_out=Wo, b_out=bo, X=X,
+                                                           parameters="biases", max_condition=1e8)),
+        "truncated_bias_jacobian": (rf.truncated_bias_jacobian, lambda: _f(Wc=Wc, bc=bc, X=X, max_condition=1e8)),
+        "flow_jacobian": (rf.flow_jacobian, lambda: _f(trajectory=F["traj"], X=X, index=1)),
+        "gram_eigenvalues": (rf.gram_eigenvalues, lambda: _f(D=D.copy())),
+        "spectral_gap": (rf.spectral_gap, lambda: _f(D=D.copy(), nonzero=True, rtol=1e-10)),
+        "spectral_trajectory": (rf.spectral_trajectory, lambda: _f(trajectory=F["traj"], X=X, targets=Y,
+                                                                   rtol=1e-10)),
+        "bias_flow_rates": (rf.bias_flow_rates, lambda: _f(scales=np.array([1.0, 1.5]), counts=np.array([2, 3]))),
+        "bias_flow_gap": (rf.bias_flow_gap, lambda: _f(scales=np.array([1.0, 1.5]), counts=np.array([2, 3]))),
+        "bias_flow_parameter_gram": (rf.bias_flow_parameter_gram, lambda: _f(W=Wc[0], b=bc[0], X=X, W_out=Wo,
+                                                                             max_condition=1e8)),
+        "sweep": (rf.sweep, lambda: _f(func=_sweep_func, grid={"a": np.array([1.0, 2.0])}, seed=1,
+                                       progress=False)),
+        "grid_points": (rf.grid_points, lambda: _f(grid={"a": np.array([1.0, 2.0]), "b": [1, 2, 3]})),
+        # results
+        "provenance": (results.provenance, lambda: _f()),
+        "save_result": (results.save_result, lambda: _f(
+            ds=xr.Dataset({"a": ("x", np.arange(3.0), {"long_name": "a", "units": "1"})}), path="@tmp/out.nc",
+            notebook="test", parameters={"n": 1}, title="t")),
+        "load_result": (results.load_result, lambda: _f(path="@good")),
+        "same_content": (results.same_content, lambda: _f(a="@good", b="@good")),
+        # scenarios (notebook helpers taking user data)
+        "truncation_layers_example": (scenarios.truncation_layers_example, lambda: _f(n_per_cluster=4, seed=1)),
+        "one_layer_example": (scenarios.one_layer_example, lambda: _f(frame_degrees=30.0, scales=np.array([1.0, 1.4]),
+                                                                      start=np.array([-1.5, -1.0]), n_per_cluster=4,
+                                                                      seed=1, radius=0.7)),
+        "threshold_field": (scenarios.threshold_field, lambda: _f(net=net1, X=X, targets=Y,
+                                                                  grid_1=np.array([-1.0, 0.0]),
+                                                                  grid_2=np.array([0.0, 1.0, 2.0]))),
+        "threshold_relaxation": (scenarios.threshold_relaxation, lambda: _f(
+            solution=F["sol1"], U=X @ net1.frames[0].T, point_targets=Y @ net1.frames[0].T,
+            scales=net1.scales[0].copy())),
+        "scale_bias_run": (scenarios.scale_bias_run, lambda: _f(net=net1, X=X, targets=Y, t_end=1.0, rtol=1e-8,
+                                                                atol=1e-10, n_times=5)),
+        "single_cluster": (scenarios.single_cluster, lambda: _f(n_points=6, radius=1.0, scales=np.array([1.0, 1.5]),
+                                                                frame_angle=30.0,
+                                                                target_offset=np.array([1.5, 1.0]), seed=1)),
+        "rate_staircase": (scenarios.rate_staircase, lambda: _f(solution=F["sol1"], u=X @ net1.frames[0].T,
+                                                                y_hat=np.array([1.0, 0.5]),
+                                                                scales=net1.scales[0].copy())),
+        "mean_target_trajectory": (scenarios.mean_target_trajectory, lambda: _f(solution=F["sol1"], X=X, targets=Y)),
+        "cost_shares": (scenarios.cost_shares, lambda: _f(X=X, targets=Y, labels=lab.copy(),
+                                                          theta=np.array([0.0, 0.1]), n_total=8)),
+        # experiments (notebook helpers taking user data)
+        "two_cluster_network": (experiments.two_cluster_network, lambda: _f(depth=2, weight_scale=1.5)),
+        "two_cluster_problem": (experiments.two_cluster_problem, lambda: _f(n_per_cluster=4, seed=1)),
+        "matched_time_grid": (experiments.matched_time_grid, lambda: _f(etas=np.array([0.1, 0.2, 0.5]), t_end=1.0)),
+        "induced_flow": (experiments.induced_flow, lambda: _f(net=net, X=X, targets=Y,
+                                                              t_eval=np.array([0.0, 0.5]), weights=W)),
+        "overparametrised_descent": (experiments.overparametrised_descent, lambda: _f(
+            width=3, depth=2, n_points=2, n_outputs=2, lr=0.05, n_steps=2, seed=1)),
+        "sampled_gram_eigenvalues": (experiments.sampled_gram_eigenvalues, lambda: _f(trajectory=F["traj"], X=X,
+                                                                                      every=2)),
+        "spectral_scenario": (experiments.spectral_scenario, lambda: _f(n_per_cluster=3, seed=1)),
+        "random_instances": (experiments.random_instances, lambda: _f(n_instances=1, width=2, n_points=3,
+                                                                      times=np.array([0.0, 0.5]), seed=1)),
+        "terminal_hadamard_spectra": (experiments.terminal_hadamard_spectra, lambda: _f(
+            solution=F["sol1"], net=net1, X=X, W_out=Wo)),
+        # comparison
+        "convergence_slope": (comparison.convergence_slope, lambda: _f(etas=np.array([0.1, 0.2, 0.4]),
+                                                                       errors=np.array([0.01, 0.021, 0.039]))),
+        "matched_time_error": (comparison.matched_time_error, lambda: _f(trajectory=F["sol"], reference=F["sol"])),
+        "effective_comparison": (comparison.effective_comparison, lambda: _f(net=net, X=X, targets=Y,
+                                                                             weight_lr_ratio=0.5, lr=0.05, n_steps=2,
+                                                                             record_every=1)),
+    }
+
+
+def _sweep_func(point, rng_seed):
+    return {"y": 2.0 * point["a"]}
+
+
+#: Public callables that are not matrix cases, with the reason.
+NOT_CASES = {
+    # result containers (frozen dataclasses that the functions return; AdaptedNetwork is an input and is a case)
+    **{name: "result container returned by its function" for name in (
+        "ClusteredData", "ScaleBiasFlow", "OneClusterSolution", "SeparatedClusters", "TwoClusterScenario",
+        "ScaleBiasDescent", "CostGradient", "OneLayerExample", "ThresholdRelaxation", "ScaleBiasRun",
+        "SingleCluster", "RateStaircase", "SeparatedCollapse", "MeanTargetTrajectory")},
+    # notebook result assemblers: their arguments are the outputs of other public functions of one notebook
+    **{name: "notebook result assembler (arguments are other functions' outputs; covered by the notebook tests)"
+       for name in ("truncation_maps_dataset", "effective_flow_dataset", "single_cluster_dataset",
+                    "separated_collapse", "separated_clusters_dataset", "general_case_dataset",
+                    "flow_vs_gd_result", "spectral_gap_result", "validity_map_checks", "holds_map",
+                    "eigenvalue_identity_error", "gap_identity_error", "between_event_decay",
+                    "largest_eigenvalues", "check_step_grids")},
+    # parameter sets: validated rule by rule through pipeline.parameters (tests/pipeline/test_parameters.py)
+    "flow_vs_gd_parameters": "parameter set validated by pipeline.parameters rules",
+    "spectral_gap_parameters": "parameter set validated by pipeline.parameters rules",
+    # long notebook computations: each solves or trains a grid (tests/training/test_experiments.py)
+    "validity_map": "a sweep of training runs (tests/training/test_experiments.py)",
+    "gd_convergence": "a grid of training runs against references (tests/training/test_comparison.py)",
+}
+
+
+def public_callables():
+    out = {}
+    for mod, names in ((rf, rf.__all__), (results, results.__all__), (scenarios, scenarios.__all__),
+                       (experiments, experiments.__all__), (comparison, comparison.__all__)):
+        for name in names:
+            obj = getattr(mod, name)
+            if callable(obj):
+                out[name] = obj
+    return out
+
+
+# --------------------------------------------------------------------------- mutations
+
+
+@dataclasses.dataclass
+class Case:
+    function: str
+    argument: str
+    label: str
+    expect: str  # "refuse" | "same" | "same_or_refuse" | "finite_or_refuse"
+    value: object
+    reference: object = None  # the clean-equivalent value for "same" cases (None: the clean value itself)
+    call: object = None  # an alternative thunk (in-place change of a network)
+
+
+def _noncontig(a):
+    a = np.asarray(a)
+    big = np.repeat(a[..., None], 2, axis=-1)
+    return big[..., 0]
+
+
+def _array_mutations(name, v):
+    v = np.asarray(v)
+    if v.dtype == bool:
+        yield "ndim", "refuse", v[None] if v.ndim == 1 else v.ravel(), None
+        yield "int dtype", "same_or_refuse", v.astype(int), v
+        yield "list", "same_or_refuse", v.tolist(), v
+        return
+    integer = np.issubdtype(v.dtype, np.integer)
+    yield "wrong ndim", "refuse", (v.ravel() if v.ndim >= 2 else v[None, :]), None
+    if v.ndim >= 1:
+        yield "empty", "refuse", v[:0], None
+    yield "list", "same_or_refuse", v.tolist(), v
+    yield "non-contiguous view", "same", _noncontig(v), v
+    yield "complex dtype", "refuse", v.astype(complex), None
+    yield "object dtype", "refuse", v.astype(object), None
+    yield "bool dtype", "refuse", v != 0, None
+    if v.ndim >= 1 and v.shape[-1] > 1:
+        yield "mismatched shape", "finite_or_refuse", v[..., :-1], None
+    if integer:
+        bad = v.copy()
+        bad.flat[0] = -1
+        yield "negative entry", "refuse", bad, None
+        bad = v.copy()
+        bad.flat[0] = int(v.max()) + 5
+        yield "out of range", "finite_or_refuse", bad, None
+        yield "float dtype", "same_or_refuse", v.astype(float), v
+        return
+    for label, x in (("NaN", np.nan), ("+inf", np.inf), ("-inf", -np.inf)):
+        bad = v.astype(float).copy()
+        bad.flat[0] = x
+        yield label, "refuse", bad, None
+    ref_int = np.round(v)
+    yield "int dtype", "same_or_refuse", ref_int.astype(np.int64), ref_int
+    yield "float32 dtype", "same_or_refuse", v.astype(np.float32), v.astype(np.float32).astype(np.float64)
+
+
+def _is_weight_list(name):
+    return name in ("weights", "Wc")
+
+
+def _layer_list_mutations(name, v):
+    yield "no layers", "refuse", [], None
+    yield "not a sequence", "refuse", 3.0, None
+    yield "one layer fewer", "finite_or_refuse", list(v[:-1]), None
+    yield "tuple of layers", "same", tuple(v), v
+    for label, expect, bad, ref in _array_mutations(name, v[0]):
+        yield f"layer 1: {label}", expect, [bad, *v[1:]], (None if ref is None else [ref, *v[1:]])
+    if _is_weight_list(name):
+        M = np.asarray(v[0]).shape[0]
+        yield "layer 1 singular", "finite_or_refuse", [np.zeros((M, M)), *v[1:]], None
+        ill = np.eye(M)
+        ill[-1, -1] = 1e-13
+        yield "layer 1 ill-conditioned", "finite_or_refuse", [ill, *v[1:]], None
+
+
+def _net_mutations(name, net):
+    R, lam, th = net.frames, net.scales, net.thresholds
+
+    def direct(**change):
+        fields = dict(frames=R.copy(), scales=lam.copy(), thresholds=th.copy())
+        fields.update(change)
+        return lambda: rf.AdaptedNetwork(**fields)
+
+    def nan_at(a, x=np.nan):
+        a = a.copy()
+        a.flat[0] = x
+        return a
+
+    skew = R.copy()
+    skew[0, 0, 0] += 1e-3
+    yield "direct: NaN threshold", "refuse", direct(thresholds=nan_at(th)), None
+    yield "direct: inf threshold", "refuse", direct(thresholds=nan_at(th, np.inf)), None
+    yield "direct: NaN scale", "refuse", direct(scales=nan_at(lam)), None
+    yield "direct: zero scale", "refuse", direct(scales=nan_at(lam, 0.0)), None
+    yield "direct: negative scale", "refuse", direct(scales=nan_at(lam, -1.0)), None
+    yield "direct: non-orthogonal frame", "refuse", direct(frames=skew), None
+    yield "direct: NaN frame", "refuse", direct(frames=nan_at(R)), None
+    yield "direct: scales of wrong shape", "refuse", direct(scales=lam[:, :1]), None
+    yield "direct: thresholds of wrong ndim", "refuse", direct(thresholds=th.ravel()), None
+    yield "direct: frames of wrong ndim", "refuse", direct(frames=R[0]), None
+    yield "direct: complex thresholds", "refuse", direct(thresholds=th.astype(complex)), None
+    yield "direct: float32 fields", "same_or_refuse", direct(frames=R.astype(np.float32)), None
+    yield "direct: list fields", "same_or_refuse", direct(frames=R.tolist(), scales=lam.tolist(),
+                                                          thresholds=th.tolist()), net
+    yield "not a network", "refuse", {"frames": R, "scales": lam, "thresholds": th}, None
+    yield "changed in place", "refuse", "@inplace", None
+
+
+def _float_mutations(name, v, default):
+    if default is not None and default is not inspect.Parameter.empty or v is not None:
+        if default is not None:
+            yield "None", "refuse", None, None
+    yield "bool", "refuse", True, None
+    yield "NaN", "refuse", math.nan, None
+    yield "+inf", ("finite_or_refuse" if name == "max_condition" else "refuse"), math.inf, None
+    yield "-inf", "refuse", -math.inf, None
+    pos = name in POSITIVE
+    yield "negative", "refuse" if pos else "finite_or_refuse", -1.0, None
+    yield "zero", "refuse" if pos else "finite_or_refuse", 0.0, None
+    yield "huge", "finite_or_refuse", 1e300, None
+    yield "string", "refuse", "1.0", None
+    yield "numpy scalar", "same", np.float64(v), v
+
+
+def _int_mutations(name, v, default):
+    if default is not None:
+        yield "None", "refuse", None, None
+    yield "bool", "refuse", True, None
+    yield "non-integer", "refuse", 2.5, None
+    yield "negative", "refuse", -1, None
+    if name not in ZERO_OK:
+        yield "zero", "refuse", 0, None
+    yield "huge", "finite_or_refuse", 10**12, None
+    yield "string", "refuse", "2", None
+    yield "numpy integer", "same", np.int64(v), v
+
+
+def mutations_of(fname, name, v, default):
+    if name in SEEDS:
+        return
+    if isinstance(v, rf.AdaptedNetwork):
+        yield from _net_mutations(name, v)
+    elif isinstance(v, bool):
+        yield "None", "refuse", None, None
+        yield "string", "refuse", "yes", None
+        yield "int", "finite_or_refuse", 2, None
+    elif isinstance(v, int):
+        yield from _int_mutations(name, v, default)
+    elif isinstance(v, float):
+        yield from _float_mutations(name, v, default)
+    elif isinstance(v, str) and v.startswith("@"):
+        yield "missing file", "refuse", "@missing", None
+        yield "corrupt file", "refuse", "@corrupt", None
+        yield "a directory", "refuse", "@dir", None
+    elif isinstance(v, str):
+        yield "unknown name", "refuse", "bogus", None
+        yield "None", "refuse", None, None
+        yield "not a string", "refuse", 3, None
+    elif isinstance(v, xr.Dataset):
+        yield "not a Dataset", "refuse", {"thresholds": np.zeros(3)}, None
+        yield "None", "refuse", None, None
+    elif isinstance(v, dict):
+        keys = list(v)
+        yield "not a mapping", "refuse", [1.0, 2.0], None
+        yield "missing key", "refuse", {k: v[k] for k in keys[1:]}, None
+        yield "empty", "refuse", {}, None
+        k0 = keys[0]
+        if np.ndim(v[k0]) == 0:
+            yield "NaN value", "refuse", {**v, k0: math.nan}, None
+        else:
+            yield "empty values", "refuse", {**v, k0: []}, None
+            yield "NaN value", "refuse", {**v, k0: [math.nan, 1.0]}, None
+    elif isinstance(v, (list, tuple)) and v and isinstance(v[0], np.ndarray):
+        yield from _layer_list_mutations(name, v)
+    elif isinstance(v, tuple):
+        yield "wrong length", "refuse", v[:1], None
+        yield "NaN entry", "refuse", (math.nan, *v[1:]), None
+        yield "not a pair", "refuse", 3.0, None
+    elif isinstance(v, np.ndarray):
+        yield from _array_mutations(name, v)
+    elif callable(v):
+        yield "not callable", "refuse", 3.0, None
+    elif isinstance(v, rf.SeparatedClusters):
+        yield "not a scenario", "refuse", {"net": None}, None
+
+
+#: Functions defined for arrays of any shape (elementwise), where a changed shape is valid input.
+SHAPE_FREE = {"relu"}
+#: Expectations that differ from the generic ones, by (function, argument, label); label "*" for all.
+OVERRIDES: dict = {}
+
+
+def all_cases():
+    builders = _builders()
+    for fname, (func, build) in builders.items():
+        args = build()
+        try:
+            params = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            params = {}
+        for name, v in args.items():
+            default = params[name].default if name in params else inspect.Parameter.empty
+            for label, expect, value, ref in mutations_of(fname, name, v, default):
+                expect = OVERRIDES.get((fname, name, label), OVERRIDES.get((fname, name, "*"), expect))
+                if fname in SHAPE_FREE and label in ("wrong ndim", "empty", "mismatched shape"):
+                    expect = "finite_or_refuse"
+                yield fname, func, build, Case(fname, name, label, expect, value, ref)
+
+
+# --------------------------------------------------------------------------- running and classifying
+
+
+class _Timeout(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    def handler(signum, frame):
+        raise _Timeout()
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _resolve(value, tmp: Path):
+    if isinstance(value, str) and value.startswith("@"):
+        if value == "@good":
+            return _good_file(tmp)
+        if value == "@tmp/out.nc":
+            return tmp / "out.nc"
+        if value == "@missing":
+            return tmp / "missing.nc"
+        if value == "@corrupt":
+            p = tmp / "corrupt.nc"
+            p.write_bytes(b"CDF\x01 this is not a netCDF file" * 10)
+            return p
+        if value == "@dir":
+            (tmp / "adir").mkdir(exist_ok=True)
+            return tmp / "adir"
+    if callable(value) and getattr(value, "__name__", "") == "<lambda>":
+        return value()
+    return value
+
+
+def _leaves(obj, out, path="r"):
+    """Numeric leaves of a result, in a fixed order (arrays, numbers, dataclasses, Datasets, mappings, sequences)."""
+    if isinstance(obj, (bool, np.bool_, str, Path)) or obj is None:
+        out.append((path, obj))
+    elif isinstance(obj, (int, float, np.integer, np.floating)):
+        out.append((path, np.asarray(float(obj))))
+    elif isinstance(obj, np.ndarray):
+        out.append((path, obj if obj.dtype.kind in "biuf" else np.asarray(obj, dtype=object)))
+    elif isinstance(obj, xr.Dataset):
+        for k in sorted(obj.variables):
+            _leaves(obj[k].values, out, f"{path}.{k}")
+    elif isinstance(obj, xr.DataArray):
+        _leaves(obj.values, out, path)
+    elif dataclasses.is_dataclass(obj):
+        for f in dataclasses.fields(obj):
+            _leaves(getattr(obj, f.name), out, f"{path}.{f.name}")
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=repr):
+            _leaves(obj[k], out, f"{path}[{k!r}]")
+    elif isinstance(obj, (list, tuple)):
+        for i, x in enumerate(obj):
+            _leaves(x, out, f"{path}[{i}]")
+    else:
+        out.append((path, repr(type(obj))))
+    return out
+
+
+def _nonfinite(leaves):
+    n = 0
+    for _, x in leaves:
+        if isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            n += int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    return n
+
+
+def _same(a, b):
+    la, lb = _leaves(a, []), _leaves(b, [])
+    if [p for p, _ in la] != [p for p, _ in lb]:
+        return False
+    for (p, x), (_, y) in zip(la, lb):
+        if isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and x.dtype.kind in "biuf":
+            if x.shape != y.shape or not np.allclose(x, y, rtol=1e-9, atol=1e-12, equal_nan=True):
+                return False
+        elif isinstance(x, Path) or p.endswith(("source", "provenance")):
+            continue
+        elif isinstance(x, np.ndarray):
+            if x.shape != y.shape or not all(str(u) == str(w) for u, w in zip(x.ravel(), y.ravel())):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _names(message, argument):
+    for alias in ALIASES.get(argument, (argument,)):
+        if re.search(rf"(?<![A-Za-z0-9_]){re.escape(alias)}(?![A-Za-z0-9_])", message):
+            return True
+    return False
+
+
+def _call(func, args, tmp):
+    resolved = {k: _resolve(v, tmp) for k, v in args.items()}
+    return func(**resolved)
+
+
+def run_case(func, build, case: Case, clean, tmp):
+    """Classify one case: ('clear' | 'correct' | 'obscure' | 'garbage', detail)."""
+    args = build()
+    inplace = isinstance(case.value, str) and case.value == "@inplace"
+    if inplace:
+        net = rf.adapted_network(args[case.argument].frames, args[case.argument].scales,
+                                 args[case.argument].thresholds)
+
+        def call():
+            net.thresholds[0, 0] = np.nan
+            return func(**{**args, case.argument: net})
+    else:
+        args[case.argument] = case.value
+
+        def call():
+            return _call(func, args, tmp)
+    try:
+        with time_limit(CASE_TIME_LIMIT):
+            result = call()
+    except _Timeout:
+        return "obscure", f"no answer within {CASE_TIME_LIMIT} s"
+    except FileNotFoundError as exc:
+        if case.label == "missing file" and str(tmp) in str(exc):
+            return "clear", str(exc)
+        return "obscure", f"{type(exc).__name__}: {exc}"
+    except (ValueError, TypeError) as exc:
+        msg = str(exc)
+        if inplace and "read-only" in msg:
+            return "clear", msg
+        if case.expect == "same":
+            return "obscure", f"refused equivalent input: {type(exc).__name__}: {msg}"
+        if _names(msg, case.argument) or (case.argument in ("path", "a", "b") and str(tmp) in msg):
+            return "clear", msg
+        return "obscure", f"{type(exc).__name__} not naming {case.argument!r}: {msg}"
+    except Exception as exc:  # noqa: BLE001 - classifying every failure is the point
+        return "obscure", f"{type(exc).__name__}: {exc}"
+    if case.expect == "refuse":
+        return "garbage", f"accepted; returned {_short(result)}"
+    if case.expect in ("same", "same_or_refuse"):
+        if case.reference is None:
+            expected = clean
+        else:
+            expected = _call(func, {**build(), case.argument: case.reference}, tmp)
+        if _same(result, expected):
+            return "correct", "same as the clean input"
+        return "garbage", "differs from the result for the equivalent clean input"
+    if _nonfinite(_leaves(result, [])) > _nonfinite(_leaves(clean, [])):
+        return "garbage", f"non-finite result {_short(result)}"
+    return "correct", "finite result"
+
+
+def _short(x):
+    try:
+        s = repr(x)
+    except Exception as exc:  # noqa: BLE001 - a broken object is reported, not raised
+        s = f"<{type(x).__name__} whose repr raises {type(exc).__name__}>"
+    return s if len(s) < 120 else s[:117] + "..."
+
+
+#: Cases that fail because of reluflow/dynamics/solver.py, which this matrix may not change (reported).
+SOLVER_XFAIL: dict = {}
+
+
+def run_matrix(tmp):
+    rows = []
+    clean_cache = {}
+    for fname, func, build, case in all_cases():
+        if fname not in clean_cache:
+            clean_cache[fname] = _call(func, build(), tmp)
+        t0 = time.perf_counter()
+        outcome, detail = run_case(func, build, case, clean_cache[fname], tmp)
+        TIMES[fname] += time.perf_counter() - t0
+        rows.append((case, outcome, detail))
+    return rows
+
+
+TIMES: Counter = Counter()
+
+
+def test_every_public_function_is_covered():
+    builders = _builders()
+    covered = {name.split("[")[0] for name in builders}
+    missing = set(public_callables()) - covered - set(NOT_CASES)
+    assert not missing, f"public functions without a matrix builder or a reason: {sorted(missing)}"
+
+
+def test_bad_input_matrix(tmp_path, capsys):
+    t0 = time.perf_counter()
+    rows = run_matrix(tmp_path)
+    totals = Counter(outcome for _, outcome, _ in rows)
+    bad = [(c, o, d) for c, o, d in rows if o in ("obscure", "garbage")
+           and (c.function, c.argument, c.label) not in SOLVER_XFAIL]
+    xfailed = [(c, o, d) for c, o, d in rows if (c.function, c.argument, c.label) in SOLVER_XFAIL
+               and o in ("obscure", "garbage")]
+    with capsys.disabled():
+        print(f"\nbad-input matrix: {len(rows)} cases in {time.perf_counter() - t0:.1f} s; "
+              f"clear errors {totals['clear']}, correct results {totals['correct']}, "
+              f"obscure errors {totals['obscure']}, silent garbage {totals['garbage']} "
+              f"(of which {len(xfailed)} known solver.py cases)")
+        print("  slowest functions:", ", ".join(f"{k} {v:.1f} s" for k, v in TIMES.most_common(8)))
+        for c, o, d in bad:
+            print(f"  {o:8s} {c.function}({c.argument}=<{c.label}>): {d[:200]}")
+    assert not bad, f"{len(bad)} cases end in an obscure error or silent garbage (printed above)"
+    if xfailed:
+        pytest.xfail(f"{len(xfailed)} cases fail in reluflow/dynamics/solver.py: "
+                     + "; ".join(f"{c.function}({c.argument}=<{c.label}>): "
+                                 f"{SOLVER_XFAIL[(c.function, c.argument, c.label)]}" for c, _, _ in xfailed))
