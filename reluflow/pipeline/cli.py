@@ -59,6 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check only this notebook (repeatable)")
     chk.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
     chk.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    sds = sub.add_parser("seeds", help="run the notebooks over a range of seeds and print the pass rate of every check")
+    sds.add_argument("--from", dest="first", type=int, default=0, help="first seed (default 0)")
+    sds.add_argument("--to", dest="last", type=int, default=9, help="last seed, inclusive (default 9)")
+    sds.add_argument("--only", action="append", metavar="NAME", default=None,
+                     help="run only this notebook (repeatable)")
+    sds.add_argument("--profile", choices=pl.PROFILES, default="fast", help="parameter profile (default fast)")
+    sds.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
+    sds.add_argument("--root", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -96,9 +104,20 @@ def cmd_check(args) -> int:
     return 0 if agrees else 1
 
 
+def cmd_seeds(args) -> int:
+    from reluflow.pipeline.seeds import seed_sweep
+
+    if args.first < 0 or args.last < args.first:
+        raise pl.ParameterError(f"seeds: need 0 <= --from <= --to; got --from {args.first} --to {args.last}")
+    table = seed_sweep(args.only, seeds=range(args.first, args.last + 1), profile=args.profile, root=args.root,
+                       timeout=args.timeout)
+    return 0 if table.all_pass else 1
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "check": cmd_check}[args.command]
+    handler = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "check": cmd_check,
+               "seeds": cmd_seeds}[args.command]
     try:
         return handler(args)
     except (pl.ParameterError, pl.NotebookFailed, pl.OutputError, FileNotFoundError) as exc:

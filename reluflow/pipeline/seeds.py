@@ -1,0 +1,143 @@
+"""Run the notebooks over a range of seeds and count, per check, how often it holds.
+
+A check is a claim, not one lucky draw: every ``check_<name>: True`` line a notebook prints must hold
+for any value of its ``seed`` parameter. :func:`seed_sweep` executes each selected notebook once per
+seed (one after another, into a scratch folder, so the published results are untouched), reads the
+``check_*`` lines of its check cells (cells tagged ``nbval-check-output``), and tabulates the pass
+rate of each check with the seeds where it failed. A notebook that raises counts as a failure of its
+pseudo-check ``notebook_runs`` (its checks after the failing cell are then missing for that seed and
+count as failures too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reluflow.pipeline.runner import (
+    DEFAULT_TIMEOUT,
+    NotebookFailed,
+    ParameterError,
+    check_timeout,
+    list_notebooks,
+    project_root,
+    resolve_notebook,
+    run_notebook,
+)
+
+__all__ = ["SeedTable", "check_lines", "seed_sweep"]
+
+_CHECK = re.compile(r"^(check_[A-Za-z0-9_]+):\s*(True|False)\b")
+RUNS = "notebook_runs"
+
+
+def check_lines(notebook_path) -> dict[str, bool]:
+    """``{check name: verdict}`` from the check cells of an executed notebook (the last verdict wins)."""
+    nb = json.loads(Path(notebook_path).read_text())
+    out = {}
+    for cell in nb["cells"]:
+        if "nbval-check-output" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        for o in cell.get("outputs", []):
+            if o.get("output_type") == "stream":
+                for line in "".join(o.get("text", "")).splitlines():
+                    m = _CHECK.match(line.strip())
+                    if m:
+                        out[m.group(1)] = m.group(2) == "True"
+    return out
+
+
+@dataclass
+class SeedTable:
+    """Pass counts per (notebook, check) over the seeds run, and the seeds where each check failed."""
+
+    seeds: list[int]
+    passed: dict[tuple[str, str], int] = field(default_factory=dict)
+    failed_seeds: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    errors: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    @property
+    def all_pass(self) -> bool:
+        return all(not v for v in self.failed_seeds.values())
+
+    def record(self, notebook: str, seed: int, verdicts: dict[str, bool]) -> None:
+        for name, ok in verdicts.items():
+            key = (notebook, name)
+            self.passed.setdefault(key, 0)
+            self.failed_seeds.setdefault(key, [])
+            if ok:
+                self.passed[key] += 1
+            else:
+                self.failed_seeds[key].append(seed)
+
+    def format(self) -> str:
+        """A plain-text table: notebook, check, passed/total, failing seeds (the first ten)."""
+        n = len(self.seeds)
+        width = max([len("check")] + [len(c) for _, c in self.passed])
+        nbw = max([len("notebook")] + [len(nb) for nb, _ in self.passed])
+        lines = [f"{'notebook':<{nbw}}  {'check':<{width}}  {'passed':>9}  failing seeds", "-" * (nbw + width + 28)]
+        for (nb, name) in sorted(self.passed, key=lambda k: (k[0], k[1] != RUNS, k[1])):
+            bad = self.failed_seeds[(nb, name)]
+            shown = ", ".join(map(str, bad[:10])) + (" …" if len(bad) > 10 else "")
+            lines.append(f"{nb:<{nbw}}  {name:<{width}}  {self.passed[(nb, name)]:>4}/{n:<4}  {shown}")
+        total = sum(len(v) for v in self.failed_seeds.values())
+        lines.append(f"{len(self.passed)} checks x {n} seeds: "
+                     + ("all pass" if self.all_pass else f"{total} failures"))
+        for (nb, seed), err in sorted(self.errors.items()):
+            lines.append(f"error: {nb} seed {seed}: {err}")
+        return "\n".join(lines)
+
+
+def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None, timeout: float = DEFAULT_TIMEOUT,
+               progress: bool | None = None, stream=None) -> SeedTable:
+    """Execute each selected notebook once per seed (``-p seed s``) and tabulate its checks.
+
+    Parameters
+    ----------
+    names : notebook names or numbers (default: all)
+    seeds : iterable of non-negative ints
+    profile : ``"fast"`` (default) or ``"paper"``
+    """
+    from tqdm.auto import tqdm
+
+    timeout = check_timeout(timeout)
+    seeds = list(seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ParameterError(f"seeds must be a non-empty list of integers >= 0; got {seeds!r}")
+    stream = stream if stream is not None else sys.stdout
+    root = project_root(root)
+    paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)
+    table = SeedTable(seeds)
+    scratch = Path(tempfile.mkdtemp(prefix="reluflow-seeds-"))
+    plan = [(p, s) for p in paths for s in seeds]
+    bar = tqdm(plan, desc="seeds", unit="run", disable=None if progress is None else not progress, file=sys.stderr)
+    runs: dict[tuple[str, int], dict[str, bool]] = {}
+    try:
+        for path, seed in bar:
+            bar.set_postfix_str(f"{path.stem} seed {seed}")
+            out = scratch / f"{path.stem}-{seed}"
+            try:
+                run_notebook(path.stem, parameters={"seed": seed}, profile=profile, output_dir=out, root=root,
+                             timeout=timeout, force=True)
+                runs[(path.stem, seed)] = {RUNS: True, **check_lines(out / "notebooks" / path.name)}
+            except NotebookFailed as exc:
+                table.errors[(path.stem, seed)] = str(exc).split(" (executed copy")[0]
+                saved = exc.saved if exc.saved is not None and Path(exc.saved).exists() else None
+                runs[(path.stem, seed)] = {RUNS: False, **(check_lines(saved) if saved else {})}
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        bar.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+    # a check that a failing run never reached counts as failed for that seed
+    expected: dict[str, set] = {}
+    for (nb, _), verdicts in runs.items():
+        expected.setdefault(nb, set()).update(verdicts)
+    for (nb, seed), verdicts in runs.items():
+        table.record(nb, seed, {name: verdicts.get(name, False) for name in expected[nb]})
+    print(table.format(), file=stream)
+    return table

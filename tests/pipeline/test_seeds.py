@@ -1,0 +1,64 @@
+"""`reluflow seeds`: pass rates of every check over a range of seeds.
+
+Oracle: a toy project whose one notebook has a check that holds exactly for even seeds and a cell that
+raises for seed 3, so the expected table is known in advance.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from reluflow.pipeline.runner import ParameterError
+from reluflow.pipeline.seeds import RUNS, check_lines, seed_sweep
+
+
+def _cell(source, tags=()):
+    return {"cell_type": "code", "execution_count": None, "id": f"c{abs(hash(source)) % 10**8}",
+            "metadata": {"tags": list(tags)}, "outputs": [], "source": source}
+
+
+def _toy_project(root: Path) -> Path:
+    nb = {"cells": [_cell("seed = 0", ["parameters"]),
+                    _cell("print(f'check_always: True  (seed {seed})')\nprint(f'check_even: {seed % 2 == 0}')",
+                          ["nbval-check-output"]),
+                    _cell("if seed == 3:\n    raise ValueError('seed 3 is bad')"),
+                    _cell("print('check_after_the_failure: True')", ["nbval-check-output"])],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (root / "notebooks").mkdir(parents=True)
+    (root / "notebooks" / "01_toy.ipynb").write_text(json.dumps(nb))
+    return root
+
+
+def test_check_lines_reads_verdicts_of_check_cells_only(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["nbval-check-output"]}, "source": "",
+                     "outputs": [{"output_type": "stream", "name": "stdout",
+                                  "text": ["check_a: True  (error 1e-15)\n", "check_b: False\n", "not a check\n"]}]},
+                    {"cell_type": "code", "metadata": {}, "source": "",
+                     "outputs": [{"output_type": "stream", "name": "stdout", "text": "check_c: False\n"}]}]}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert check_lines(path) == {"check_a": True, "check_b": False}
+
+
+def test_seed_sweep_counts_passes_failures_and_crashes(tmp_path):
+    root = _toy_project(tmp_path / "project")
+    out = io.StringIO()
+    table = seed_sweep(["01"], seeds=range(5), profile="paper", root=root, progress=False, stream=out)
+    assert table.passed[("01_toy", RUNS)] == 4 and table.failed_seeds[("01_toy", RUNS)] == [3]
+    assert table.passed[("01_toy", "check_always")] == 5
+    assert table.failed_seeds[("01_toy", "check_even")] == [1, 3]
+    # the check after the failing cell was not reached for seed 3: it counts as failed there
+    assert table.failed_seeds[("01_toy", "check_after_the_failure")] == [3]
+    assert not table.all_pass and "seed 3 is bad" in out.getvalue() and "1, 3" in out.getvalue()
+    assert not list((root / "notebooks").glob("*.nc")) and not (root / "data").exists()  # nothing published
+
+
+@pytest.mark.parametrize("seeds", [[], [-1], [True], [1.5]])
+def test_bad_seed_lists_are_refused(tmp_path, seeds):
+    with pytest.raises(ParameterError, match="seeds must be a non-empty list of integers >= 0"):
+        seed_sweep(["01"], seeds=seeds, root=_toy_project(tmp_path / "p"))
