@@ -6,11 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import reluflow as rf
+from reluflow.testing import strategies as rs
 from reluflow.testing.verification import polyhedral_projection, representation_error
 
-widths = st.integers(1, 6)
-depths = st.integers(1, 5)
-seeds = st.integers(0, 2**32 - 1)
+widths = rs.widths(6)
+depths = rs.depths(5)
+seeds = rs.seeds()
 
 
 def plain_preactivations(weights, biases, X):
