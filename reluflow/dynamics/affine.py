@@ -19,10 +19,12 @@ located like crossings.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.optimize import lsq_linear
 
 from reluflow.dynamics.base import Backend, Values
 from reluflow.dynamics.events import (
@@ -43,6 +45,12 @@ from reluflow.validation import as_real_array
 __all__ = ["AffineBackend", "Metric", "as_kernel"]
 
 _EPS = np.finfo(float).eps
+#: At a degenerate tie of at most this many units whose convex combination is not consistent (rows
+#: of one point in several layers), every pattern of them (3^n) is tried, each by one closed form.
+_MAX_ENUMERATED = 6
+#: One resolution of the ties at an instant (row by row: flips, starts and ends of sliding) that takes
+#: more rounds than this is going round in a circle; the ties are then settled all at once.
+_MAX_ROUNDS = 64
 
 
 def as_kernel(kernel, L: int, M: int) -> np.ndarray:
@@ -159,6 +167,10 @@ class AffineBackend(Backend):
         self.units = []  # sliding units: arrays of rows
         self.stalls = 0
         self.n_slides = 0
+        self.n_settles = 0
+        self._seen = set()  # states (pattern, units) met at the current instant
+        self._settles_now = 0
+        self.pinned = np.zeros(self.F, dtype=bool)  # rows whose side a settlement fixed at this instant
         self._scale = problem.scale
         self.built = None
 
@@ -182,6 +194,8 @@ class AffineBackend(Backend):
         cf, Q = self.metric.closed_form(S_eff, b_eff, self.theta)
         g = c + d @ self.theta
         beta = (d @ cf.V) * cf.z
+        if self.pinned.any():  # rows a settlement fixed at this instant: their rounding does not move them
+            beta[self.pinned] = _at_rest(beta[self.pinned], self._ztol())
         ex_h0, ex_beta, ex_noise = self._exit_functions(normals, S, b, psi0, Q, cf)
         reported = self.Pf.copy()
         for u in self.units:
@@ -203,8 +217,10 @@ class AffineBackend(Backend):
                 lin = -(S_s @ n_j)  # dg_j/dt = −(Π n_j)ᵀ (S_s ψ + b_s) = const + lin · ψ
                 const = -float(n_j @ b_s)
                 h0.append(sign * (const + lin @ psi0))
-                beta.append(sign * (lin @ Q) * cf.z)
                 noise.append(64 * _EPS * (abs(const) + np.abs(lin) @ np.abs(psi0)))
+                beta.append(sign * (lin @ Q) * cf.z)
+                if self.pinned[u].any():
+                    beta[-1] = _at_rest(beta[-1][None, :], noise[-1])[0]
         return np.array(h0), np.array(beta).reshape(-1, self.K), np.array(noise)
 
     @property
@@ -240,6 +256,7 @@ class AffineBackend(Backend):
         bt = self.built
         ex_slope = -(bt.ex_beta * bt.cf.mu).sum(axis=1)
         leaving = (bt.ex_h0 < -bt.ex_noise) | ((bt.ex_h0 <= bt.ex_noise) & (ex_slope < 0))
+        leaving &= np.repeat([not self.pinned[u].any() for u in self.units], 2)  # settled units stay for this instant
         if not leaving.any():
             return False
         e = int(np.flatnonzero(leaving)[np.argmin(bt.ex_h0[leaving])])
@@ -265,13 +282,31 @@ class AffineBackend(Backend):
         self._build()
         return same
 
+    def _ztol(self):
+        """The rounding of an event function g = c + d·θ: 64 ε (1 + max|X| + max|ỹ| + max|θ|)."""
+        return 64 * _EPS * (self._scale + float(np.abs(self.theta).max(initial=0.0)))
+
     def _resolve(self, released):
         """Flip the tied rows that the current field pushes across; a row pushed back after its flip slides."""
         s = np.where(self.Pf, -1.0, 1.0)
-        ztol = 64 * _EPS * (self._scale + float(np.abs(self.theta).max(initial=0.0)))
+        ztol = self._ztol()
         Z = (self.forced | released | (s * self.built.g <= ztol)) & ~self._in_unit & ~self.protected
         flipped = np.zeros(self.F, dtype=bool)
+        key = self._state_key()
+        rounds = 0
+        if key in self._seen:  # back where an earlier step of this instant started: settle the ties at once
+            if not self._settle(ztol):
+                return None, ztol
+        self._seen.add(key)
         while True:
+            Z &= ~self.pinned
+            rounds += 1
+            if rounds > _MAX_ROUNDS:  # a circle within one resolution: settle the ties at once
+                if not self._settle(ztol):
+                    return None, ztol
+                rounds = -self.F  # a settled pattern gets a fresh allowance
+                Z &= ~self.pinned
+                flipped[:] = False
             if self.units and self._leave_surface():
                 Z &= ~self.protected
                 continue
@@ -279,7 +314,7 @@ class AffineBackend(Backend):
             slope = initial_slopes(s, self.built.beta, self.built.cf.mu)  # d(s g)/dτ at τ = 0
             bad = Z & ((slope < 0) | (self.forced & ~flipped & (slope <= 0)))
             if not bad.any():
-                return Z, ztol
+                return Z | self.pinned, ztol
             f = int(np.flatnonzero(bad)[np.argmin(slope[bad])])
             if flipped[f]:
                 Z &= ~self._start_sliding(f, ztol)
@@ -290,6 +325,174 @@ class AffineBackend(Backend):
             Z |= self._dissolve_split_units()
             self._build()
 
+    # ----------------------------------------------------------------- degenerate ties, all at once
+
+    def _state_key(self):
+        return self.Pf.tobytes(), tuple(sorted(tuple(int(r) for r in u) for u in self.units))
+
+    def _tied_groups(self, ztol, d):
+        """The rows on their threshold now (regular or sliding), grouped into units: one threshold, one d-row."""
+        tied = np.abs(self.built.g) <= ztol
+        for u in self.units:
+            tied[u] = True
+        groups = []
+        for f in np.flatnonzero(tied):
+            l, _, k = np.unravel_index(f, (self.L, self.N, self.M))
+            for grp in groups:
+                if grp[0] == (l, k) and np.all(np.abs(d[f] - d[grp[1][0]]) <= 1e-12 * (1 + np.abs(d[grp[1][0]]))):
+                    grp[1].append(int(f))
+                    break
+            else:
+                groups.append(((l, k), [int(f)]))
+        return [np.array(rows) for _, rows in groups]
+
+    def _settle(self, ztol):
+        """Resolve every tie of this instant together, as Filippov's convex combination (a box-constrained QP).
+
+        Let the tied rows form units j (one threshold, one affine path), with all of them on the
+        "out" side the field F₀ = −(Sψ + b) in ψ, their normals n_j (dg_j/dt = n_j · ψ̇) and
+        δ_j = F_in,j − F₀ = κ_j n_j on the surface (the cost is continuous, so the branches'
+        gradients differ along the normal). Filippov's field is ψ̇ = F₀ + Σ_j β_j n_j with
+        β_j ∈ [0, κ_j], and the one that is consistent with every unit (β_j = 0: the unit leaves
+        on the out side, n_j · ψ̇ ≥ 0; β_j = κ_j: it is truncated, n_j · ψ̇ ≤ 0; in between: it
+        slides, n_j · ψ̇ = 0) is the minimiser of |F₀ + Σ_j β_j n_j|² on that box (the KKT
+        conditions are exactly these; for κ_j > 0, a valley, the minimiser is unique). It is
+        computed by bounded-variable least squares (exact active set). A unit without a valley
+        (κ_j ≤ its rounding: the fields do not both push it onto the threshold) keeps its side.
+        The result pins the tied rows for the rest of this instant: no more flips, no exits.
+        (With several rows of one point the fields of the mixed patterns need not be additive in
+        the δ_j; the pinned pattern is then checked by the next crossing like any other.)
+        Returns False, having stopped the solver (status −1), after a third settlement at one instant.
+        """
+        shape = (self.L, self.N, self.M)
+        self._settles_now += 1
+        self.n_settles += 1
+        d_now = self._linear(self.Pf)[1]
+        groups = self._tied_groups(ztol, d_now)
+        if self._settles_now > 3 or not groups:
+            rows = np.concatenate(groups) if groups else np.flatnonzero(np.abs(self.built.g) <= ztol)
+            where = "; ".join(
+                f"layer {l + 1} coordinate {k} point {i}"
+                for l, i, k in zip(*np.unravel_index(rows[:12], shape)))
+            more = f" and {rows.size - 12} more rows" if rows.size > 12 else ""
+            self.finish(-1, f"stopped at t = {self.t:.6g}: degenerate ties without a consistent pattern "
+                            f"after {self._settles_now - 1} settlement(s) (Filippov's convex combination of the "
+                            f"fields of the tied rows is not consistent with their pattern): {where}{more}", self.t)
+            return False
+        in_unit = np.zeros(self.F, dtype=bool)
+        for u in self.units:
+            in_unit[u] = True
+        old = np.where(in_unit, SLIDING, np.where(self.Pf, TRUNCATED, UNTRUNCATED))
+        P_out = self.Pf.copy()
+        for u in groups:
+            P_out[u] = False
+        _, d_out, S, b, _ = self._linear(P_out)
+        psi = self.metric.to_psi(self.theta)
+        F0 = -(S @ psi + b)
+        base = np.abs(S) @ np.abs(psi) + np.abs(b)
+        normals, kappa, fixed_in, raw = [], [], [], []
+        for u in groups:
+            n_j = self._normal(d_out[u[0]])
+            P_in = P_out.copy()
+            P_in[u] = True
+            _, _, S_j, b_j, _ = self._linear(P_in)
+            delta = -(S_j @ psi + b_j) - F0
+            nn = float(n_j @ n_j)
+            k_j = float(n_j @ delta) / nn if nn > 0 else 0.0
+            noise = 64 * _EPS * float(np.linalg.norm(base + np.abs(S_j) @ np.abs(psi) + np.abs(b_j)))
+            noise /= max(nn, _EPS) ** 0.5  # the rounding of κ_j = n_j·δ_j / |n_j|²
+            normals.append(n_j)
+            raw.append(k_j)
+            kappa.append(k_j if k_j > noise else None)
+            fixed_in.append(k_j <= noise and bool(self.Pf[u].all() and not in_unit[u].any()))
+        # Units without a valley take the side their field points to (a ridge, where both sides are
+        # consistent, keeps its side): found by alternating with the QP of the valleys, each switch
+        # making the switched unit consistent.
+        side_in = {j: fixed_in[j] for j in range(len(groups)) if kappa[j] is None}
+        free = [j for j in range(len(groups)) if kappa[j] is not None]
+        w_tol = 64 * _EPS * float(np.linalg.norm(base))
+        beta = np.zeros(len(groups))
+        for _ in range(2 * len(side_in) + 2):
+            F = F0 + sum((raw[j] * normals[j] for j, sin in side_in.items() if sin), np.zeros_like(F0))
+            if free:
+                Nm = np.stack([normals[j] for j in free], axis=1)
+                ub = np.array([kappa[j] for j in free])
+                beta[free] = lsq_linear(Nm, -F, bounds=(np.zeros(len(free)), ub), method="bvls").x
+                psi_dot = F + Nm @ beta[free]
+            else:
+                psi_dot = F
+            switch = [j for j, sin in side_in.items()
+                      if (sin and normals[j] @ psi_dot > w_tol * np.linalg.norm(normals[j]))
+                      or (not sin and normals[j] @ psi_dot < -w_tol * np.linalg.norm(normals[j]))]
+            if not switch:
+                break
+            for j in switch:
+                side_in[j] = not side_in[j]
+        sides = []
+        for j in range(len(groups)):
+            if kappa[j] is None:
+                sides.append(TRUNCATED if side_in[j] else UNTRUNCATED)
+            elif beta[j] <= 1e-12 * kappa[j]:  # at a bound to rounding: either side is consistent
+                sides.append(UNTRUNCATED)
+            elif beta[j] >= (1 - 1e-12) * kappa[j]:
+                sides.append(TRUNCATED)
+            else:
+                sides.append(SLIDING)
+        self._apply_sides(groups, sides)
+        if not self._consistent(groups) and len(groups) <= _MAX_ENUMERATED:
+            # Several rows of one point: their fields are not additive (a flip in layer ℓ changes the
+            # path, and so the normal, of the point in the later layers). Try the other patterns,
+            # the closest to the QP's first; each is built exactly.
+            best = sides
+            for cand in sorted(itertools.product((UNTRUNCATED, TRUNCATED, SLIDING), repeat=len(groups)),
+                               key=lambda c: sum(a != b for a, b in zip(c, best))):
+                if list(cand) == best:
+                    continue
+                self._apply_sides(groups, cand)
+                if self._consistent(groups):
+                    sides = list(cand)
+                    break
+            else:
+                self._apply_sides(groups, best)
+        new_slides = 0
+        for u, side in zip(groups, sides):
+            if side == SLIDING:
+                new_slides += int(not in_unit[u].all())
+            for f in u:
+                if old[f] != side:
+                    self.events.add_flat(self.t, f, shape, side)
+            self.pinned[u] = True
+        self.n_slides += new_slides
+        return True
+
+    def _apply_sides(self, groups, sides):
+        """Put each tied unit on its side (truncated, untruncated, sliding) and build the closed form."""
+        self.units = []
+        for u, side in zip(groups, sides):
+            self.Pf[u] = side == TRUNCATED
+            if side == SLIDING:
+                self.units.append(u)
+        self._build()
+
+    def _consistent(self, groups):
+        """Whether the built flow keeps every tied unit on its side: regular rows do not turn back at
+        once (to first order, within the rounding of the slope), sliding units do not leave."""
+        bt = self.built
+        s = np.where(self.Pf, -1.0, 1.0)
+        slope = initial_slopes(s, bt.beta, bt.cf.mu)
+        slope_tol = 64 * _EPS * (np.abs(bt.beta) * bt.cf.mu).sum(axis=1)
+        in_unit = ~self.Pf & bt.reported
+        rows = np.concatenate(groups)
+        reg = rows[~in_unit[rows]]
+        if np.any(slope[reg] < -slope_tol[reg]):
+            return False
+        if self.units:
+            ex_slope = -(bt.ex_beta * bt.cf.mu).sum(axis=1)
+            leaving = (bt.ex_h0 < -bt.ex_noise) | ((bt.ex_h0 <= bt.ex_noise) & (ex_slope < 0))
+            if leaving.any():
+                return False
+        return True
+
     # ----------------------------------------------------------------- one step
 
     def step(self):
@@ -297,7 +500,7 @@ class AffineBackend(Backend):
         self._build()
         Z, ztol = self._resolve(released)
         segment = self._segment()
-        if self.too_many_events():
+        if Z is None or self.too_many_events():
             return [segment]
         hit = self._next_event(Z, ztol)
         if hit is None:
@@ -336,6 +539,10 @@ class AffineBackend(Backend):
             self.finish(-1, f"stopped at t = {self.t:.6g}: the event resolution does not progress (degenerate ties)",
                         self.t)
             return
+        if tau > 1e-13 * max(1.0, self.t):  # a new instant
+            self._seen = set()
+            self._settles_now = 0
+            self.pinned = np.zeros(self.F, dtype=bool)
         self.theta = self.built.cf.theta(tau)[0]
         self.t = self.t + tau
         self.forced = np.zeros(self.F, dtype=bool)
@@ -343,6 +550,20 @@ class AffineBackend(Backend):
         self.forced[reg[rows[rows < reg.size]]] = True
         for e in sorted({int(r - reg.size) for r in rows[rows >= reg.size]}, reverse=True):
             self._release_unit(*divmod(e, 2))
+
+
+def _at_rest(beta, tol):
+    """β with the rows that cannot move by more than ``tol`` set to 0.
+
+    A row h(τ) = h(0) + Σ_j β_j (e^{−μ_j τ} − 1) moves by at most Σ_j |β_j| over all τ ≥ 0. When
+    that is below ``tol``, the rounding of h(0) itself (64 ε times the size of the data and the
+    thresholds for g), the row is at rest: its β is the rounding of a cancellation (typically a
+    point and a threshold that move together, or a direction the flow does not move). Kept, it
+    gives a tie row a spurious slope of either sign at τ = 0, and the row is flipped at once
+    and flipped back, for ever. Setting it to 0 changes h(τ) by less than its rounding.
+    """
+    rest = np.abs(beta).sum(axis=1) <= tol
+    return np.where(rest[:, None], 0.0, beta)
 
 
 def _orthonormal(vectors, K):

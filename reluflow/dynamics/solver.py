@@ -285,7 +285,9 @@ def assemble(solution: Solution, backend: Backend, attrs: dict) -> xr.Dataset:
     if cost is None:
         cost = _costs(v.frames if v.frames is not None else p.net.frames, v.thresholds, p.X, p.targets, p.w)
     with np.errstate(divide="ignore", invalid="ignore"):
-        decay = np.where(v.dissipation > 0, v.dissipation / cost, 0.0)
+        # −d log C/dt; 0 where C = 0 (reached exactly, e.g. one weighted point on its target: the
+        # dissipation is then 0 up to rounding, and the ratio of two roundings means nothing)
+        decay = np.where((v.dissipation > 0) & (cost > 0), v.dissipation / cost, 0.0)
     data = {"thresholds": v.thresholds, "n_truncated": v.n, "rate": v.rate, "sliding": v.sliding, "cost": cost,
             "dissipation": v.dissipation, "cost_decay_rate": decay,
             "requested": np.isin(times, p.t_eval).astype(np.int8), **events}

@@ -129,6 +129,7 @@ def draw_problem(seed_seq) -> FuzzProblem:
         weights = rng.uniform(0.0, 1.0, size=N)
         if rng.random() < 0.3:
             weights[rng.random(N) < 0.3] = 0.0
+            weights[int(rng.integers(0, N))] = float(rng.uniform(0.1, 1.0))  # the cost is not identically 0
         notes.append("point weights")
     t_end = float(rng.choice([1.0, 4.0, 20.0]))
     t_eval = np.linspace(0.0, t_end, 9)[1:]
