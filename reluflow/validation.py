@@ -106,7 +106,7 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}")
     if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+        raise ValueError(f"{name} must be >= {minimum}; got {value}")
     return int(value)
 
 
@@ -296,3 +296,37 @@ def as_point_weights(point_weights, N: int, name: str = "point_weights") -> np.n
         raise ValueError(f"{name} must have at least one positive weight (else the cost is identically 0); "
                          "got all zeros")
     return arr
+
+
+def as_dataset(ds, name: str, variables=()):
+    """An xarray Dataset holding ``variables`` (e.g. a result of :func:`reluflow.solve` or :func:`reluflow.train`)."""
+    import xarray as xr
+
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"{name} must be an xarray.Dataset; got {type(ds).__name__}")
+    missing = [v for v in variables if v not in ds.variables]
+    if missing:
+        raise ValueError(f"{name} must hold the variables {list(variables)}; missing {missing}")
+    return ds
+
+
+def as_mapping(value, name: str, keys=()):
+    """A mapping holding ``keys``."""
+    from collections.abc import Mapping
+
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping (dict); got {type(value).__name__}")
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise ValueError(f"{name} must hold the keys {list(keys)}; missing {missing} (got {sorted(value)})")
+    return value
+
+
+def as_adapted_network(net, name: str = "net"):
+    """An :class:`~reluflow.AdaptedNetwork` (valid by construction)."""
+    from reluflow.theory.adapted import AdaptedNetwork
+
+    if not isinstance(net, AdaptedNetwork):
+        raise TypeError(f"{name} must be a reluflow.AdaptedNetwork (build one with adapted_network); "
+                        f"got {type(net).__name__}")
+    return net

@@ -20,7 +20,7 @@ import numpy as np
 
 from reluflow.theory.adapted import AdaptedNetwork
 from reluflow.theory.flows import scale_bias_flow
-from reluflow.validation import as_positive_float, check_positive_int
+from reluflow.validation import as_positive_float, check_memory, check_positive_int
 
 __all__ = ["ScaleBiasDescent", "scale_bias_descent"]
 
@@ -88,6 +88,7 @@ def scale_bias_descent(net, X, targets, lr, n_steps, *, point_weights=None) -> S
     lr = as_positive_float(lr, "lr")
     n_steps = check_positive_int(n_steps, "n_steps")
     L, M = net.scales.shape
+    check_memory(8.0 * 4 * (n_steps + 1) * L * M, f"n_steps = {n_steps} (four (n_steps + 1, L, M) arrays)")
     lam = np.empty((n_steps + 1, L, M))
     b = np.empty((n_steps + 1, L, M))
     v_lam = np.empty((n_steps, L, M))

@@ -56,7 +56,18 @@ from reluflow.theory.adapted import AdaptedNetwork, adapted_network, rotation
 from reluflow.theory.costs import targets_by_label
 from reluflow.theory.data import ClusteredData, clustered_data
 from reluflow.theory.flows import bias_flow, scale_bias_invariant
-from reluflow.validation import as_points, as_positive_float, as_real_array
+from reluflow.validation import (
+    as_adapted_network,
+    as_bool,
+    as_dataset,
+    as_labels,
+    as_points,
+    as_positive_float,
+    as_real,
+    as_real_array,
+    check_positive_int,
+    check_size,
+)
 
 __all__ = [
     "truncation_layers_example",
@@ -172,7 +183,11 @@ def one_layer_example(frame_degrees=30.0, scales=(1.0, 1.4), start=(-1.5, -1.0),
     x_i = Rᵀ u_i, targets ỹ_j = Rᵀ (R ỹ_j) with R ỹ_j = ``class_targets``, and one adapted layer with
     scales λ = ``scales`` and initial thresholds θ(0) = ``start``.
     """
-    R = rotation(frame_degrees)
+    R = rotation(as_real(frame_degrees, "frame_degrees"))
+    radius = as_positive_float(radius, "radius")
+    start = as_real_array(start, "start", ndim=1)
+    if start.shape != (2,):
+        raise ValueError(f"start must hold the two initial thresholds θ(0), shape (2,); got shape {start.shape}")
     lam = as_real_array(scales, "scales", ndim=1)
     class_targets = as_real_array(class_targets, "class_targets", ndim=2)
     clusters = clustered_data(centres, radius, n_per_cluster, seed=seed)
@@ -191,10 +206,14 @@ def threshold_field(net, X, targets, grid_1, grid_2) -> np.ndarray:
     Returns an array of shape (len(grid_2), len(grid_1), 2): entry [b, a] is θ̇ at θ = (grid_1[a], grid_2[b]),
     the layout of :func:`matplotlib.pyplot.streamplot`.
     """
-    if not isinstance(net, AdaptedNetwork) or net.scales.shape != (1, 2):
-        raise ValueError("net must be a one-layer AdaptedNetwork of width 2")
+    net = as_adapted_network(net)
+    if net.scales.shape != (1, 2):
+        raise ValueError(f"net must be a one-layer AdaptedNetwork of width 2; got L = {net.depth}, M = {net.width}")
     g1 = as_real_array(grid_1, "grid_1", ndim=1)
     g2 = as_real_array(grid_2, "grid_2", ndim=1)
+    for name, g in (("grid_1", g1), ("grid_2", g2)):
+        if g.size == 0:
+            raise ValueError(f"{name} must hold at least one threshold value; got an empty array")
     return np.array([[bias_flow(replace(net, thresholds=np.array([a, b])[None, :]), X, targets)[0] for a in g1]
                      for b in g2])
 
@@ -229,6 +248,7 @@ def threshold_relaxation(solution: xr.Dataset, U, point_targets, scales) -> Thre
     target (R ỹ_(j(i))) of each point and ``scales`` λ (M,). The rate is n_k/(λ_k² N) (uniform weights)
     and θ*_k = Σ_i T_ik(end) (R ỹ_(j(i)))_k / n_k(end).
     """
+    as_dataset(solution, "solution", ("thresholds",))
     U = as_points(U, "U")
     N, M = U.shape
     point_targets = as_real_array(point_targets, "point_targets", ndim=2)
@@ -279,8 +299,12 @@ def scale_bias_run(net, X, targets, t_end, *, rtol=1e-10, atol=1e-12, n_times=60
     """
     from reluflow.dynamics.solver import solve
 
-    if not isinstance(net, AdaptedNetwork) or net.depth != 1:
-        raise ValueError("net must be a one-layer AdaptedNetwork")
+    net = as_adapted_network(net)
+    if net.depth != 1:
+        raise ValueError(f"net must be a one-layer AdaptedNetwork; got L = {net.depth}")
+    t_end = as_positive_float(t_end, "t_end")
+    n_times = check_size(n_times, "n_times", minimum=2, bytes_per_unit=8.0 * 12 * net.width)
+    record_events = as_bool(record_events, "record_events")
     ds = solve(net, X, targets, np.linspace(0.0, t_end, n_times), method="general", flow="scale_bias",
                ivp_method="RK45", rtol=rtol, atol=atol, record_events=record_events)
     if ds.attrs["status"] != 0:
@@ -438,6 +462,8 @@ def single_cluster(n_points=40, radius=1.0, scales=(1.0, 1.5), frame_angle=30.0,
     lies beyond the disc in both frame coordinates.
     """
     radius = as_positive_float(radius, "radius")
+    n_points = check_size(n_points, "n_points", bytes_per_unit=8.0 * 12)
+    frame_angle = as_real(frame_angle, "frame_angle")
     lam = as_real_array(scales, "scales", ndim=1)
     offset = as_real_array(target_offset, "target_offset", ndim=1)
     if lam.shape != (2,) or offset.shape != (2,):
@@ -470,9 +496,14 @@ def rate_staircase(solution, u, y_hat, scales) -> RateStaircase:
     event), ``u`` (N, M) the activation coordinates, ``y_hat`` (M,) the frame target, ``scales`` λ (M,).
     An interval is usable when predicted · Δt > 1e-3 and |θ_k − ŷ_k| > 1e-6 |ŷ_k| at its end.
     """
+    as_dataset(solution, "solution", ("thresholds",))
     u = as_points(u, "u")
     y_hat = as_real_array(y_hat, "y_hat", ndim=1)
     lam = as_real_array(scales, "scales", ndim=1)
+    M = u.shape[1]
+    if y_hat.shape != (M,) or lam.shape != (M,) or np.any(lam <= 0):
+        raise ValueError(f"y_hat and scales must have shape ({M},), scales positive; got {y_hat.shape} and "
+                         f"{lam.shape}")
     th = solution.thresholds.isel(layer=0).values
     t = solution.time.values
     gap = np.abs(th - y_hat)
@@ -693,6 +724,7 @@ class MeanTargetTrajectory:
 
 def mean_target_trajectory(solution, X, targets) -> MeanTargetTrajectory:
     """ȳ_k(t) = Σ_i T_ik(t) (ỹ_i)_k / n_k(t) along a one-layer identity-frame ``solution`` of ``solve``."""
+    as_dataset(solution, "solution", ("requested", "thresholds"))
     X = as_points(X, "X")
     targets = as_real_array(targets, "targets", ndim=2)
     if targets.shape != X.shape:
@@ -714,11 +746,11 @@ def cost_shares(X, targets, labels, theta, n_total=None) -> np.ndarray:
     X = as_points(X, "X")
     targets = as_real_array(targets, "targets", ndim=2)
     theta = as_real_array(theta, "theta", ndim=1)
-    lab = np.asarray(labels)
+    lab = as_labels(labels)
     if targets.shape != X.shape or theta.shape != (X.shape[1],) or lab.shape != (X.shape[0],):
         raise ValueError(f"targets must have shape {X.shape}, theta ({X.shape[1]},) and labels ({X.shape[0]},); "
                          f"got {targets.shape}, {theta.shape} and {lab.shape}")
-    N = X.shape[0] if n_total is None else n_total
+    N = X.shape[0] if n_total is None else check_positive_int(n_total, "n_total", minimum=X.shape[0])
     r = np.maximum(X, theta) - targets
     return np.array([0.5 * np.sum(r[lab == j] * r[lab == j]) / N for j in range(int(lab.max()) + 1)])
 

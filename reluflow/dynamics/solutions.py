@@ -41,9 +41,18 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from reluflow.theory.adapted import AdaptedNetwork, adapted_network
+from reluflow.theory.adapted import ORTHOGONALITY_TOL, AdaptedNetwork, adapted_network
 from reluflow.theory.data import ClusteredData, clustered_data
-from reluflow.validation import as_points, as_positive_float, as_real_array, check_positive_int
+from reluflow.validation import (
+    as_adapted_network,
+    as_dataset,
+    as_labels,
+    as_mapping,
+    as_points,
+    as_positive_float,
+    as_real_array,
+    check_positive_int,
+)
 
 __all__ = [
     "OneClusterSolution",
@@ -144,6 +153,8 @@ def one_cluster_solution(u, theta0, y_hat, scale, n_total: int | None = None) ->
     theta0 = _real(theta0, "theta0")
     y_hat = _real(y_hat, "y_hat")
     lam = as_positive_float(scale, "scale")
+    if not np.isfinite(lam * lam * u.size):
+        raise ValueError(f"scale must be small enough for λ² N to be finite; got {lam!r}")
     N = u.size if n_total is None else check_positive_int(n_total, "n_total", minimum=u.size)
     values, counts = np.unique(u, return_counts=True)  # ascending distinct values
     m = int(np.searchsorted(values, theta0, side="right"))  # groups of equal values truncated: 0..m-1
@@ -188,11 +199,19 @@ def truncated_images(frames, thresholds, X) -> np.ndarray:
     ``X`` (N, M). Returns the images in input space, shape (..., N, M).
     """
     R = as_real_array(frames, "frames", ndim=3)
-    L, M, _ = R.shape
+    L, M, M2 = R.shape
+    if L == 0 or M == 0 or M != M2:
+        raise ValueError(f"frames must have shape (L, M, M) with L, M >= 1; got shape {R.shape}")
+    err = np.abs(R @ np.swapaxes(R, 1, 2) - np.eye(M)).max(axis=(1, 2))
+    if np.any(err > ORTHOGONALITY_TOL):
+        worst = int(np.argmax(err))
+        raise ValueError(f"frames[{worst}] (layer {worst + 1}) must be orthogonal: max |R Rᵀ − 1| = {err[worst]:.3g} "
+                         f"exceeds ORTHOGONALITY_TOL = {ORTHOGONALITY_TOL:.3g}")
     th = as_real_array(thresholds, "thresholds")
     if th.ndim < 2 or th.shape[-2:] != (L, M):
         raise ValueError(f"thresholds must have shape (..., {L}, {M}); got {th.shape}")
-    x = np.broadcast_to(as_points(X, "X", dim=M), th.shape[:-2] + (X.shape[0], M))
+    X = as_points(X, "X", dim=M)
+    x = np.broadcast_to(X, th.shape[:-2] + (X.shape[0], M))
     for ell in range(L):
         u = np.einsum("...nm,km->...nk", x, R[ell])
         x = np.einsum("...nk,km->...nm", np.maximum(u, th[..., ell, None, :]), R[ell])
@@ -321,7 +340,8 @@ def separated_clusters(Q: int, M: int, n_per_cluster: int, *, radius: float = 0.
     targets = class_targets[data.labels]
     margin = separation_margin(net, data.points, data.labels, star)
     if margin <= 0:
-        raise ValueError(f"clusters are not separated for distance={D!r}, radius={rho!r}: separation margin "
+        raise ValueError(f"clusters are not separated for distance={D!r}, radius={rho!r}, target_gap={gap!r}: "
+                         f"separation margin "
                          f"{margin:.3g} <= 0 (increase distance or decrease radius)")
     return SeparatedClusters(data=data, targets=targets, class_targets=class_targets, net=net,
                              collapse_thresholds=star)
@@ -355,8 +375,11 @@ def separation_margin(net, X, labels, final_thresholds) -> float:
     the cone {R_ℓ x ≥ max(θ_ℓ(0), θ*_ℓ)} of layer ℓ, so that no layer ever truncates a foreign
     cluster: the flow decouples into one-cluster flows (S4).
     """
+    net = as_adapted_network(net)
     X = as_points(X, "X", dim=net.width)
-    labels = np.asarray(labels)
+    labels = as_labels(labels)
+    if labels.shape != (X.shape[0],):
+        raise ValueError(f"labels must have shape (N,) = ({X.shape[0]},), one per point; got shape {labels.shape}")
     star = as_real_array(final_thresholds, "final_thresholds", ndim=2)
     L, M = net.scales.shape
     if star.shape != (L, M):
@@ -379,6 +402,9 @@ def separation_margin(net, X, labels, final_thresholds) -> float:
     if rest.size:
         for ell in range(L):
             worst = min(worst, float((rest @ net.frames[ell].T - top[ell]).min()))
+    if not np.isfinite(worst):
+        raise ValueError(f"labels must put points in at least two clusters, one of them truncated by a layer "
+                         f"(cluster j < L = {L}), for a separation margin; got classes {np.unique(labels).tolist()}")
     return worst
 
 
@@ -414,8 +440,14 @@ def two_cluster_scenario(separation: float, target: float, *, n_per_cluster: int
     rho = as_positive_float(radius, "radius")
     g = as_positive_float(b_target_gap, "b_target_gap")
     lam = as_positive_float(scale, "scale")
+    n_per_cluster = check_positive_int(n_per_cluster, "n_per_cluster")
     data = clustered_data([[0.0, 0.0], [s, s]], rho, n_per_cluster, seed=seed)
     class_targets = np.array([[h, h], [s - rho - g, s - rho - g]])
+    if not (np.isfinite(np.square(data.points).sum()) and np.isfinite(np.square(class_targets).sum())
+            and np.isfinite(lam * lam)):
+        raise ValueError(f"separation, target, radius, b_target_gap and scale must keep the points and targets "
+                         f"within float range; got separation={s!r}, target={h!r}, radius={rho!r}, "
+                         f"b_target_gap={g!r}, scale={lam!r}")
     a = np.sort(data.cluster(0), axis=0)
     theta0 = 0.5 * (a[0] + a[1])
     net = adapted_network(np.eye(2)[None], np.full((1, 2), lam), theta0[None])
@@ -468,8 +500,15 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
     """
     from reluflow.dynamics.solver import solve
 
-    sc = two_cluster_scenario(point["separation"], point["target"], n_per_cluster=n_per_cluster, radius=radius,
-                              b_target_gap=b_target_gap, seed=rng_seed)
+    point = as_mapping(point, "point", keys=("separation", "target"))
+    t_end = as_positive_float(t_end, "t_end")
+    try:
+        sc = two_cluster_scenario(point["separation"], point["target"], n_per_cluster=n_per_cluster, radius=radius,
+                                  b_target_gap=b_target_gap, seed=rng_seed)
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith(("separation", "target ")):
+            raise type(exc)(f"point: {exc}") from None
+        raise
     X, lab = sc.data.points, sc.data.labels
     ds = solve(sc.net, X, sc.targets, [t_end], record_events=False)
     theta = ds.thresholds.isel(time=-1, layer=0).values
@@ -506,7 +545,8 @@ def exponential_rate(t, gap, where=None) -> float:
     if sel.shape != t.shape:
         raise ValueError(f"where must have the shape of t {t.shape}; got {sel.shape}")
     if np.unique(t[sel]).size < 2 or np.any(gap[sel] <= 0):
-        raise ValueError("where must select at least two times with positive gaps")
+        raise ValueError(f"where must select at least two distinct times t, and gap must be positive at them; "
+                         f"got {np.unique(t[sel]).size} distinct times, minimum gap {gap[sel].min(initial=np.inf):.3g}")
     return float(-np.polyfit(t[sel], np.log(gap[sel]), 1)[0])
 
 
@@ -524,11 +564,15 @@ def event_time_error(solution, reference) -> float:
     several points cross counts once per point. Only the (ℓ, k) present in ``reference`` are compared,
     and the numbers of events must agree.
     """
+    as_dataset(solution, "solution", ("event_layer", "event_coordinate", "event_time"))
     if isinstance(reference, xr.Dataset):
         keys = {(int(ell) - 1, int(k)) for ds in (reference, solution)
                 for ell, k in zip(ds.event_layer.values, ds.event_coordinate.values)}
         pairs = {key: _event_times(reference, key[0] + 1, key[1]) for key in keys}
     else:
+        if not isinstance(reference, (dict, list, tuple)):
+            raise TypeError(f"reference must be a solve Dataset, a sequence of OneClusterSolution or a mapping "
+                            f"{{(layer, k): OneClusterSolution}}; got {type(reference).__name__}")
         items = reference.items() if isinstance(reference, dict) else (((0, k), e) for k, e in enumerate(reference))
         pairs = {}
         for key, e in items:

@@ -33,8 +33,10 @@ def _validate_grid(grid) -> dict:
         arr = np.asarray(values)
         if arr.ndim != 1 or arr.size == 0:
             raise ValueError(f"grid[{name!r}] must be a non-empty 1-D sequence of values; got shape {arr.shape}")
-        if arr.dtype == object:
-            raise TypeError(f"grid[{name!r}] must hold numbers or strings; got dtype object")
+        if arr.dtype == object or arr.dtype.kind == "c":
+            raise TypeError(f"grid[{name!r}] must hold real numbers or strings; got dtype {arr.dtype}")
+        if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+            raise ValueError(f"grid[{name!r}] must hold finite values; got {arr.tolist()}")
         if np.unique(arr).size != arr.size:
             raise ValueError(f"grid[{name!r}] must not repeat a value (coordinates must be unique); got {arr.tolist()}")
         out[name] = arr
@@ -97,8 +99,13 @@ def sweep(func, grid, *, seed, executor: Executor | None = None, progress: bool 
     """
     if not callable(func):
         raise TypeError(f"func must be callable as func(point, rng_seed); got {type(func).__name__}")
+    if not callable(func):
+        raise TypeError(f"func must be callable as func(point, rng_seed); got {type(func).__name__}")
     grid = _validate_grid(grid)
     seed = _check_seed(seed)
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True, False or None (automatic); got {type(progress).__name__} "
+                        f"{progress!r}")
     if executor is not None and not callable(getattr(executor, "submit", None)):
         raise TypeError(f"executor must be a concurrent.futures.Executor (with submit); got {type(executor).__name__}")
     if progress is None:

@@ -95,6 +95,11 @@ def save_result(ds: xr.Dataset, path, *, notebook: str, parameters: dict, title:
     left untouched.
     """
     _check_dataset(ds)
+    for name, value in (("notebook", notebook), ("title", title)):
+        if not isinstance(value, str) or not value.strip():
+            raise TypeError(f"{name} must be a non-empty string; got {type(value).__name__} {value!r}")
+    if not isinstance(parameters, dict):
+        raise TypeError(f"parameters must be a dict of the parameters used; got {type(parameters).__name__}")
     path = Path(path)
     if path.suffix != ".nc":
         raise ValueError(f"path must end in .nc; got {str(path)!r}")
@@ -117,7 +122,7 @@ def save_result(ds: xr.Dataset, path, *, notebook: str, parameters: dict, title:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         out.to_netcdf(tmp, engine=ENGINE)
-        if not (path.exists() and same_content(path, tmp)):
+        if not (path.exists() and _same_or_unreadable_false(path, tmp)):
             os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -129,20 +134,41 @@ def load_result(path) -> xr.Dataset:
     """Load a result file written by :func:`save_result` fully into memory (the file is closed)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no result file at {str(path)!r}")
-    return xr.load_dataset(path, engine=ENGINE)
+        raise FileNotFoundError(f"path: no result file at {str(path)!r}"
+                                + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        return xr.load_dataset(path, engine=ENGINE)
+    except (OSError, RuntimeError, ValueError) as exc:  # netCDF4's "HDF error", "Unknown file format", ...
+        raise ValueError(f"path {str(path)!r} is not a readable netCDF result file "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _same_or_unreadable_false(a, b) -> bool:
+    try:
+        return same_content(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def same_content(a, b) -> bool:
-    """True if two results (paths or Datasets) are identical except for the ``source`` attribute."""
+    """True if two results (paths or Datasets) are identical except for the ``source`` attribute.
 
-    def _load(x):
-        return load_result(x) if isinstance(x, (str, os.PathLike)) else x
+    A path that does not hold a readable result raises (FileNotFoundError or ValueError, naming it).
+    """
 
-    try:
-        da, db = _load(a), _load(b)
-    except (OSError, ValueError):
-        return False
+    def _load(x, name):
+        if isinstance(x, (str, os.PathLike)):
+            try:
+                return load_result(x)
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"{name}: {exc}") from None
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        if not isinstance(x, xr.Dataset):
+            raise TypeError(f"{name} must be a path or an xarray.Dataset; got {type(x).__name__}")
+        return x
+
+    da, db = _load(a, "a"), _load(b, "b")
     da = da.copy()
     db = db.copy()
     for d in (da, db):

@@ -30,7 +30,6 @@ from reluflow.validation import (
     as_real_array,
     as_tolerance,
     check_memory,
-    check_positive_int,
     check_size,
     validate_layers,
 )
@@ -279,7 +278,8 @@ def rotation(degrees, dim: int = 2, plane=(0, 1)) -> np.ndarray:
         raise TypeError(f"degrees must be a real number; got {type(degrees).__name__} {degrees!r}")
     if not np.isfinite(degrees):
         raise ValueError(f"degrees must be finite; got {degrees!r}")
-    dim = check_positive_int(dim, "dim", minimum=2)
+    dim = check_size(dim, "dim", minimum=2)
+    check_memory(8.0 * dim * dim, f"rotation(dim={dim})")
     try:
         i, j = (int(v) for v in plane)
     except (TypeError, ValueError):

@@ -40,6 +40,7 @@ from reluflow.validation import (
     as_real_array,
     as_targets,
     as_vector,
+    check_memory,
     check_positive_int,
     validate_layers,
 )
@@ -86,6 +87,7 @@ def cost_weights(labels, kind: str = "uniform", *, n_classes: int | None = None)
         raise ValueError(f"kind must be one of {COST_WEIGHT_KINDS}; got {kind!r}")
     if n_classes is not None:
         n_classes = check_positive_int(n_classes, "n_classes")
+        check_memory(8.0 * n_classes, f"n_classes = {n_classes}")
     labels = as_labels(labels, n_classes=n_classes)
     N = labels.size
     if kind == "uniform":

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reluflow.validation import as_real_array, check_positive_int
+from reluflow.validation import as_real_array, check_memory, check_positive_int
 
 __all__ = ["ClusteredData", "clustered_data"]
 
@@ -73,6 +73,7 @@ def clustered_data(centres, radii, n_per_cluster, *, seed=None) -> ClusteredData
         counts = [check_positive_int(n, f"n_per_cluster[{j}]") for j, n in enumerate(n_per_cluster)]
         if len(counts) != Q:
             raise ValueError(f"n_per_cluster must have {Q} entries (one per cluster); got {len(counts)}")
+    check_memory(8.0 * 6 * sum(counts) * M, f"n_per_cluster = {n_per_cluster!r} ({sum(counts)} points in R^{M})")
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(Q), counts)
     directions = rng.standard_normal((labels.size, M))

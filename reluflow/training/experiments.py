@@ -57,6 +57,19 @@ from reluflow.training.spectral import (
     gram_eigenvalues,
     spectral_trajectory,
 )
+from reluflow.validation import (
+    as_adapted_network,
+    as_dataset,
+    as_layer_list,
+    as_points,
+    as_positive_float,
+    as_real_array,
+    as_terminal_weights,
+    as_times,
+    check_memory,
+    check_positive_int,
+    check_size,
+)
 
 __all__ = [
     "TWO_CLUSTER",
@@ -97,6 +110,14 @@ TWO_CLUSTER = {
 def two_cluster_network(depth: int, weight_scale: float = 1.0):
     """The first ``depth`` layers of the scenario, every layer weight W_ℓ multiplied by s: λ_ℓ → s^ℓ λ_ℓ, θ the same."""
     sc = TWO_CLUSTER
+    depth = check_positive_int(depth, "depth")
+    if depth > len(sc["frames"]):
+        raise ValueError(f"depth must be at most {len(sc['frames'])} (the layers of the scenario); got {depth}")
+    weight_scale = as_positive_float(weight_scale, "weight_scale")
+    with np.errstate(over="ignore", under="ignore"):
+        reach = np.float64(weight_scale) ** depth
+    if not (np.isfinite(reach) and reach > 1e-150 and reach < 1e150):
+        raise ValueError(f"weight_scale ** depth must stay within float range; got weight_scale={weight_scale!r}")
     return adapted_network([rotation(a) for a in sc["frames"][:depth]],
                            [np.multiply(sc["scales"][l], weight_scale ** (l + 1)) for l in range(depth)],
                            sc["thresholds"][:depth])
@@ -104,6 +125,7 @@ def two_cluster_network(depth: int, weight_scale: float = 1.0):
 
 def two_cluster_problem(n_per_cluster: int, seed: int):
     """(X, Y): ``n_per_cluster`` points per cluster, from the first child of SeedSequence(seed), and their targets."""
+    n_per_cluster = check_positive_int(n_per_cluster, "n_per_cluster")
     data = clustered_data(TWO_CLUSTER["centres"], TWO_CLUSTER["radius"], n_per_cluster,
                           seed=np.random.SeedSequence(seed).spawn(1)[0])
     return data.points, targets_by_label(TWO_CLUSTER["targets"], data.labels)
@@ -153,6 +175,11 @@ def check_step_grids(p: dict) -> dict:
 
 def matched_time_grid(etas, t_end: float) -> np.ndarray:
     """The sorted union of the times kη, k = 1 … t_end/η, over the step sizes η (rounded to 12 decimals)."""
+    etas = as_real_array(etas, "etas", ndim=1)
+    t_end = as_positive_float(t_end, "t_end")
+    if etas.size == 0 or np.any(etas <= 0) or np.any(etas > t_end):
+        raise ValueError(f"etas must be a non-empty list of step sizes in (0, t_end = {t_end:g}]; got {etas.tolist()}")
+    check_memory(8.0 * 2 * float(np.sum(np.round(t_end / etas))), "matched_time_grid (t_end / eta times per eta)")
     return np.unique(np.round(np.concatenate([np.arange(1, round(t_end / e) + 1) * e for e in etas]), 12))
 
 
@@ -163,6 +190,12 @@ def induced_flow(net, X, targets, t_eval, weights) -> xr.Dataset:
     """
     from reluflow.dynamics.solver import solve
 
+    net = as_adapted_network(net)
+    Ws = [as_real_array(w, f"weights[{l}] (layer {l + 1})", ndim=2) for l, w in enumerate(as_layer_list(weights,
+                                                                                                      "weights"))]
+    if len(Ws) != net.depth or Ws[0].shape[0] != net.width:
+        raise ValueError(f"weights must be L = {net.depth} layers of shape ({net.width}, {net.width}) like net; "
+                         f"got {len(Ws)} of shape {Ws[0].shape}")
     return solve(net, X, targets, t_eval, method="exact", kernel=induced_bias_kernel(weights))
 
 
@@ -278,6 +311,11 @@ def overparametrised_descent(width: int, depth: int, n_points: int, n_outputs: i
                              seed):
     """(trajectory, X, Y): gradient descent on all parameters (mode ``"full"``, terminal layer trained, output cost)
     of a random network with biases shifted by +0.5 (most units active), from random data; every step recorded."""
+    width = check_size(width, "width")
+    check_memory(8.0 * 8 * width * width, f"width = {width}")
+    depth = check_size(depth, "depth", bytes_per_unit=8.0 * 8 * width * (width + 2))
+    n_points = check_size(n_points, "n_points", bytes_per_unit=8.0 * 4 * width)
+    n_outputs = check_size(n_outputs, "n_outputs", bytes_per_unit=8.0 * 4 * (width + n_points))
     rng = np.random.default_rng(seed)
     weights, biases = random_network(width, depth, seed=rng)
     biases = [b + 0.5 for b in biases]
@@ -291,6 +329,8 @@ def overparametrised_descent(width: int, depth: int, n_points: int, n_outputs: i
 
 def sampled_gram_eigenvalues(trajectory, X, every: int) -> np.ndarray:
     """Eigenvalues of D Dᵀ (ascending) at every ``every``-th recorded time of a :func:`reluflow.train` run."""
+    as_dataset(trajectory, "trajectory", ("cumulative_weights",))
+    every = check_positive_int(every, "every")
     return np.stack([gram_eigenvalues(flow_jacobian(trajectory, X, index=s))
                      for s in range(0, trajectory.sizes["time"], every)])
 
@@ -299,6 +339,8 @@ def spectral_scenario(n_per_cluster: int, seed):
     """(net, X, Y) of notebook 07: one adapted layer in R³ (a rotated frame, λ = (1, 1.4, 0.8)), a cluster whose
     target lies beyond it in every coordinate and a smaller second cluster that two thresholds also reach."""
     from scipy.spatial.transform import Rotation
+
+    n_per_cluster = check_size(n_per_cluster, "n_per_cluster")
 
     R = Rotation.from_euler("zyx", [30.0, -20.0, 45.0], degrees=True).as_matrix()
     data = clustered_data([[0.0, 0.0, 0.0], [2.0, 2.0, 2.5]], [1.0, 0.6],
@@ -312,6 +354,13 @@ def random_instances(n_instances: int, width: int, n_points: int, times, seed) -
     the exact bias flow at ``times`` and :func:`spectral_trajectory` along it; instance i uses child i of ``seed``."""
     from reluflow.dynamics.solver import solve
 
+    n_instances = check_size(n_instances, "n_instances", minimum=1, bytes_per_unit=1.0)
+    if n_instances > 10_000:
+        raise ValueError(f"n_instances must be at most 10000 (each one solves a flow); got {n_instances}")
+    width = check_size(width, "width")
+    check_memory(8.0 * 8 * width * width, f"width = {width}")
+    n_points = check_size(n_points, "n_points", minimum=2, bytes_per_unit=8.0 * 8 * width)
+    times = as_times(times, "times")
     out = []
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     for child in root.spawn(n_instances):
@@ -367,6 +416,12 @@ def between_event_decay(items) -> dict:
 def terminal_hadamard_spectra(solution, net, X, W_out):
     """(T, U): along the thresholds of a one-layer solution, the eigenvalues (descending) of (TᵀT) ⊙ (W_outᵀ W_out)
     (:func:`bias_flow_parameter_gram`) and of (UᵀU) ⊙ (W_outᵀ W_out), U = 1 − T, T the truncation indicators."""
+    as_dataset(solution, "solution", ("thresholds",))
+    net = as_adapted_network(net)
+    if net.depth != 1:
+        raise ValueError(f"net must have one layer; got L = {net.depth}")
+    X = as_points(X, "X", dim=net.width)
+    W_out = as_terminal_weights(W_out, net.width)
     metric = W_out.T @ W_out
     Wc, _ = net.cumulative_parameters()
     hadamard_T, hadamard_U = [], []

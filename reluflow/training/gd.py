@@ -53,6 +53,8 @@ from reluflow.validation import (
     as_positive_float,
     as_targets,
     as_terminal_layer,
+    as_tolerance,
+    check_memory,
     check_positive_int,
     validate_layers,
 )
@@ -336,6 +338,11 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
     rho = as_nonnegative_float(weight_lr_ratio, "weight_lr_ratio")
     n_steps = check_positive_int(n_steps, "n_steps")
     record_every = check_positive_int(record_every, "record_every")
+    adapted_tol = as_tolerance(adapted_tol, "adapted_tol")
+    L_, M_ = bs.shape
+    Q_ = 0 if W_out is None else W_out.shape[0]
+    check_memory(8.0 * (n_steps // record_every + 2) * (L_ * M_ * (M_ + 5) + Q_ * (M_ + 1)),
+                 f"train recording n_steps // record_every = {n_steps // record_every} states")
     if not isinstance(train_terminal, bool):
         raise TypeError(f"train_terminal must be True or False; got {train_terminal!r}")
     if train_terminal and cost != "output":

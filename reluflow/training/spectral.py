@@ -34,7 +34,10 @@ from reluflow.theory.flows import bias_chain_matrix
 from reluflow.theory.kernels import cumulative_pass, forward_pass, layer_pass
 from reluflow.validation import (
     MAX_CONDITION,
+    as_bool,
+    as_max_condition,
     as_points,
+    as_real,
     as_real_array,
     as_square_invertible,
     as_targets,
@@ -150,6 +153,7 @@ def output_jacobian(weights, biases, W_out, b_out, X, *, parameters="biases",
     ``W_out`` (Q, M), ``b_out`` (Q,); X (N, M).
     """
     names = _parameter_names(parameters)
+    max_condition = as_max_condition(max_condition)
     cond = max_condition if "cumulative_biases" in names else np.inf
     Wl, bl = validate_layers(weights, biases, square=True, max_condition=cond)
     Ws, bs = np.stack(Wl), np.stack(bl)
@@ -179,11 +183,26 @@ def gram_eigenvalues(D) -> np.ndarray:
     Computed as the squared singular values of D, padded with exact zeros when D has fewer columns
     than rows.
     """
-    D = as_real_array(D, "D", ndim=2)
+    D = _as_jacobian(D)
     s = np.linalg.svd(D, compute_uv=False)
     eig = np.zeros(D.shape[0])
     eig[: s.size] = s**2
     return np.sort(eig)
+
+
+def _as_jacobian(D):
+    D = as_real_array(D, "D", ndim=2)
+    if D.size == 0:
+        raise ValueError(f"D must have at least one row and one column; got shape {D.shape}")
+    return D
+
+
+def _as_rtol(rtol):
+    """None (the default max(D.shape)·ε) or a relative rank tolerance in (0, 1)."""
+    if rtol is None:
+        return None
+    return as_real(rtol, "rtol", minimum=0.0, strict=True, maximum=1.0,
+                   expectation="None or a relative tolerance in (0, 1]")
 
 
 def _rank_tol(s, shape, rtol):
@@ -198,9 +217,9 @@ def spectral_gap(D, *, nonzero: bool = False, rtol: float | None = None) -> floa
     An eigenvalue σ² counts as zero when its singular value σ ≤ rtol·σ_max (default rtol =
     max(D.shape)·ε). λ_min⁺ is NaN when D = 0 (no nonzero eigenvalue).
     """
-    D = as_real_array(D, "D", ndim=2)
-    if rtol is not None and not (np.isfinite(rtol) and rtol >= 0):
-        raise ValueError(f"rtol must be a finite number >= 0; got {rtol!r}")
+    D = _as_jacobian(D)
+    nonzero = as_bool(nonzero, "nonzero")
+    rtol = _as_rtol(rtol)
     s = np.linalg.svd(D, compute_uv=False)
     if not nonzero:
         return 0.0 if D.shape[0] > s.size else float(s.min() ** 2)
@@ -328,7 +347,14 @@ def flow_jacobian(trajectory: xr.Dataset, X, *, index: int = 0) -> np.ndarray:
     n = trajectory.sizes["time"]
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not -n <= index < n:
         raise ValueError(f"index must be an integer in [{-n}, {n - 1}] (a recorded time position); got {index!r}")
-    return _flow_jacobian_at(trajectory, X, int(index) % n, names, scale)[0]
+    s = int(index) % n
+    Wc = trajectory["cumulative_weights"].values[s]
+    for l in range(Wc.shape[0]):
+        cond = np.linalg.cond(Wc[l])
+        if not np.isfinite(cond) or cond > 1e15:
+            raise ValueError(f"trajectory: cumulative weights of layer {l + 1} at time index {s} are singular "
+                             f"(condition number {cond:.3g}); the flow Jacobian needs invertible W^(ℓ)")
+    return _flow_jacobian_at(trajectory, X, s, names, scale)[0]
 
 
 #: How :func:`spectral_trajectory` holds a terminal layer fixed along a threshold-flow solution.
@@ -496,8 +522,7 @@ def spectral_trajectory(trajectory: xr.Dataset, X, targets, *, net=None, W_out=N
     if not isinstance(trajectory, xr.Dataset):
         raise TypeError(f"trajectory must be an xarray.Dataset from reluflow.train or reluflow.dynamics.solver.solve; "
                         f"got {type(trajectory).__name__}")
-    if rtol is not None and not (np.isfinite(rtol) and rtol >= 0):
-        raise ValueError(f"rtol must be a finite number >= 0; got {rtol!r}")
+    rtol = _as_rtol(rtol)
     if "cumulative_weights" in trajectory or "mode" in trajectory.attrs:
         if net is not None or W_out is not None:
             raise ValueError("net and W_out are for threshold-flow solutions; a reluflow.train trajectory carries "

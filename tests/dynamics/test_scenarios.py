@@ -73,7 +73,7 @@ def test_threshold_field_matches_the_one_layer_closed_form(example):
         for a, t1 in enumerate(g1):
             np.testing.assert_allclose(field[b, a], _closed_form_rate(example.U, pt, example.scales, [t1, t2]),
                                        rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match="net"):
+    with pytest.raises(TypeError, match="net must be a reluflow.AdaptedNetwork"):
         threshold_field("net", example.X, example.targets, g1, g2)
 
 
