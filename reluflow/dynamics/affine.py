@@ -51,6 +51,8 @@ _MAX_ENUMERATED = 6
 #: One resolution of the ties at an instant (row by row: flips, starts and ends of sliding) that takes
 #: more rounds than this is going round in a circle; the ties are then settled all at once.
 _MAX_ROUNDS = 64
+#: Settlements allowed at one instant (each pins its rows; a later one settles the rows tied since).
+_MAX_SETTLES = 8
 
 
 def as_kernel(kernel, L: int, M: int) -> np.ndarray:
@@ -146,6 +148,7 @@ class _Built:
     ex_noise: np.ndarray
     rate: np.ndarray  # (L, M)
     reported: np.ndarray  # (F,) the pattern with sliding units counted as truncated
+    slope_tol: np.ndarray  # (F,) rounding of dg/dτ at τ = 0: 64 ε Σ_j (|d| |V_j|) |z_j| μ_j
 
 
 class AffineBackend(Backend):
@@ -202,18 +205,28 @@ class AffineBackend(Backend):
             reported[u] = True
         G_rep = self._linear(reported)[4] if self.units else G0
         rate = self.metric.rate(G_rep).reshape(self.L, self.M)
-        self.built = _Built(cf, g, beta, ex_h0, ex_beta, ex_noise, rate, reported)
+        # dg_f/dτ = n_f · ψ̇ with n_f = Cᵀ d_f and ψ̇ = −(Sψ + b) projected: its rounding is at most
+        # 64 ε |n_f| · (|S| |ψ| + |b|), whatever the cancellations (a direction that the projection
+        # onto a sliding surface removes keeps a velocity of that size)
+        C_abs = np.diag(1.0 / self.metric.lam) if self.metric.chol is None else np.abs(self.metric.chol)
+        slope_tol = 64 * _EPS * ((np.abs(d) @ C_abs) @ (np.abs(S) @ np.abs(psi0) + np.abs(b)))
+        self.built = _Built(cf, g, beta, ex_h0, ex_beta, ex_noise, rate, reported, slope_tol)
 
     def _exit_functions(self, normals, S, b, psi0, Q, cf):
         """h = −dg_j/dt under the "out" field and +dg_j/dt under the "in" field, for each unit j."""
         h0, beta, noise = [], [], []
         for j, u in enumerate(self.units):
             basis = _orthonormal([nv for q, nv in enumerate(normals) if q != j], self.K)
-            n_j = normals[j] - basis @ (basis.T @ normals[j])  # Π_{−j} n_j
+            n_out = normals[j] - basis @ (basis.T @ normals[j])  # Π_{−j} n_j
             Pin = self.Pf.copy()
             Pin[u] = True
-            _, _, S_in, b_in, _ = self._linear(Pin)
-            for S_s, b_s, sign in ((S, b, -1.0), (S_in, b_in, 1.0)):
+            _, d_in, S_in, b_in, _ = self._linear(Pin)
+            # With unit j truncated, the other units of the same point (in later layers) follow another
+            # path, and their surfaces have other normals: project with those.
+            others_in = [self._normal(d_in[v[0]]) for q, v in enumerate(self.units) if q != j]
+            basis_in = _orthonormal(others_in, self.K)
+            n_in = normals[j] - basis_in @ (basis_in.T @ normals[j])
+            for S_s, b_s, n_j, sign in ((S, b, n_out, -1.0), (S_in, b_in, n_in, 1.0)):
                 lin = -(S_s @ n_j)  # dg_j/dt = −(Π n_j)ᵀ (S_s ψ + b_s) = const + lin · ψ
                 const = -float(n_j @ b_s)
                 h0.append(sign * (const + lin @ psi0))
@@ -362,14 +375,14 @@ class AffineBackend(Backend):
         The result pins the tied rows for the rest of this instant: no more flips, no exits.
         (With several rows of one point the fields of the mixed patterns need not be additive in
         the δ_j; the pinned pattern is then checked by the next crossing like any other.)
-        Returns False, having stopped the solver (status −1), after a third settlement at one instant.
+        Returns False, having stopped the solver (status −1), after ``_MAX_SETTLES`` settlements at one instant.
         """
         shape = (self.L, self.N, self.M)
         self._settles_now += 1
         self.n_settles += 1
         d_now = self._linear(self.Pf)[1]
         groups = self._tied_groups(ztol, d_now)
-        if self._settles_now > 3 or not groups:
+        if self._settles_now > _MAX_SETTLES or not groups:
             rows = np.concatenate(groups) if groups else np.flatnonzero(np.abs(self.built.g) <= ztol)
             where = "; ".join(
                 f"layer {l + 1} coordinate {k} point {i}"
@@ -379,6 +392,8 @@ class AffineBackend(Backend):
                             f"after {self._settles_now - 1} settlement(s) (Filippov's convex combination of the "
                             f"fields of the tied rows is not consistent with their pattern): {where}{more}", self.t)
             return False
+        for u in groups:  # pinned from now on (the candidates below are built with their rows at rest)
+            self.pinned[u] = True
         in_unit = np.zeros(self.F, dtype=bool)
         for u in self.units:
             in_unit[u] = True
@@ -480,7 +495,7 @@ class AffineBackend(Backend):
         bt = self.built
         s = np.where(self.Pf, -1.0, 1.0)
         slope = initial_slopes(s, bt.beta, bt.cf.mu)
-        slope_tol = 64 * _EPS * (np.abs(bt.beta) * bt.cf.mu).sum(axis=1)
+        slope_tol = bt.slope_tol
         in_unit = ~self.Pf & bt.reported
         rows = np.concatenate(groups)
         reg = rows[~in_unit[rows]]
@@ -491,7 +506,12 @@ class AffineBackend(Backend):
             leaving = (bt.ex_h0 < -bt.ex_noise) | ((bt.ex_h0 <= bt.ex_noise) & (ex_slope < 0))
             if leaving.any():
                 return False
-        return True
+        # and the crossing search agrees: none of these rows crosses (or unit exits) at once
+        h0 = np.concatenate((s[reg] * bt.g[reg], bt.ex_h0))
+        hb = np.concatenate((s[reg, None] * bt.beta[reg], bt.ex_beta))
+        tie = np.ones(h0.size, dtype=bool)
+        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie, slope_tol=self._slope_tol(reg))
+        return hit is None or hit[0] > 1e-13 * max(1.0, self.t)
 
     # ----------------------------------------------------------------- one step
 
@@ -530,8 +550,16 @@ class AffineBackend(Backend):
         h0 = np.concatenate((sg, bt.ex_h0))
         hb = np.concatenate((s[reg, None] * bt.beta[reg], bt.ex_beta))
         tie = np.concatenate((Z[reg] | self.protected[reg] | (sg <= ztol), bt.ex_h0 <= bt.ex_noise))
-        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie)
+        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie, slope_tol=self._slope_tol(reg))
         return None if hit is None else (hit[0], hit[1], reg)
+
+    def _slope_tol(self, reg):
+        """The rounding of the slopes of the rows ``reg`` and the exit functions, for :func:`next_crossing`:
+        that of ψ̇ (``_Built.slope_tol``) for the rows a settlement pinned at this instant, else none (0;
+        the usual relative test applies)."""
+        bt = self.built
+        tol = np.where(self.pinned[reg], bt.slope_tol[reg], 0.0)
+        return np.concatenate((tol, np.zeros(bt.ex_h0.size)))
 
     def _advance(self, tau, rows, reg):
         self.stalls = self.stalls + 1 if tau <= 1e-13 * max(1.0, self.t) else 0

@@ -219,8 +219,8 @@ def _exp_terms(mu, taus):
     return np.exp(-np.outer(mu, taus))
 
 
-def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, max_rounds: int = 400, subdivisions: int = 8,
-                  max_cells: int = 8, max_grid: int = 20_000):
+def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, slope_tol=None, max_rounds: int = 400,
+                  subdivisions: int = 8, max_cells: int = 8, max_grid: int = 20_000):
     """Earliest τ ∈ [0, τ_end] at which some h_f(τ) = h0_f + Σ_j hbeta_fj (e^{−μ_j τ} − 1) turns negative.
 
     Each h_f is a signed event function (positive while the pattern of that point is consistent).
@@ -235,7 +235,9 @@ def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, max_rounds: int = 400, 
     method locates the root to machine precision. A dip below zero within the rounding of h
     (64 ε (|α| + Σ|β|)) counts as no crossing. The refinement works on the ``max_cells`` earliest
     uncertain cells per round and gives up on certifying (treating the rest as crossing-free)
-    beyond ``max_grid`` grid points.
+    beyond ``max_grid`` grid points. ``slope_tol`` (per row, optional) is a rounding of h'(0) that
+    the caller knows better than 64 ε Σ_j |β_j| μ_j (the rounding of the sum, not of the β_j): a
+    tie row whose h'(0) is within it is flat, and decided by h''(0).
 
     Returns ``(tau, rows)``: the crossing time and the rows that cross then, or ``None``.
     """
@@ -257,6 +259,8 @@ def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, max_rounds: int = 400, 
     # A tie row is positive on (0, τ_c]: by Taylor to first order, h ≥ h'(0) τ − ½ M₂ τ², or, when
     # h'(0) vanishes within rounding, to second order, h ≥ ½ h''(0) τ² − M₃ τ³/6.
     flat = np.abs(slope) <= eps64 * (np.abs(hbeta) * mu).sum(axis=1)
+    if slope_tol is not None:
+        flat |= np.abs(slope) <= slope_tol
     with np.errstate(divide="ignore", invalid="ignore"):
         tau_c = np.where(tie & (slope > 0) & ~flat, slope / m2, 0.0)
         tau_c = np.where(tie & flat & (curv > 0), 1.5 * curv / m3, tau_c)

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from reluflow.dynamics.solver import solve
+
 __all__ = ["FuzzProblem", "FuzzResult", "draw_problem", "problem_seed", "run_problem", "fuzz", "summarize",
            "TIME_LIMIT"]
 
@@ -150,8 +152,6 @@ def run_problem(seed: int, index: int, *, time_limit: float = TIME_LIMIT, proble
 
     The limit uses SIGALRM, so it applies only in a process's main thread (elsewhere: no limit).
     """
-    from reluflow.dynamics.solver import solve
-
     p = problem if problem is not None else draw_problem(problem_seed(seed, index))
     L, M, N = p.net.depth, p.net.width, p.X.shape[0]
     use_alarm = time_limit is not None and time_limit > 0
