@@ -42,7 +42,15 @@ from reluflow.dynamics.events import (
 )
 from reluflow.validation import as_real_array
 
-__all__ = ["AffineBackend", "Metric", "as_kernel"]
+__all__ = ["AffineBackend", "Metric", "as_kernel", "MEMORY_BUDGET", "BYTES_PER_ROW_ENTRY", "memory_estimate"]
+
+#: The most memory (bytes) the affine backend may plan to use; a larger problem is refused up front
+#: with a ValueError (see :func:`memory_estimate`). Raise it deliberately for a bigger machine.
+MEMORY_BUDGET = 4e9
+#: Measured peak bytes per entry of the (F, K) row arrays, F = L·N·M event functions and
+#: K = L·M thresholds: the affine form d (F, K), its path B (N, M, K), the event coefficients β
+#: (F, K) and the copies next_crossing makes (tracemalloc: 54.8 at N = 5·10³ and 2·10⁴, L = 2, M = 8).
+BYTES_PER_ROW_ENTRY = 56
 
 _EPS = np.finfo(float).eps
 #: At a degenerate tie of at most this many units whose convex combination is not consistent (rows
@@ -53,6 +61,11 @@ _MAX_ENUMERATED = 6
 _MAX_ROUNDS = 64
 #: Settlements allowed at one instant (each pins its rows; a later one settles the rows tied since).
 _MAX_SETTLES = 8
+
+
+def memory_estimate(N: int, L: int, M: int) -> float:
+    """Peak bytes of the affine backend on N points, depth L, width M: ``BYTES_PER_ROW_ENTRY`` · (L N M) · (L M)."""
+    return float(BYTES_PER_ROW_ENTRY) * (L * N * M) * (L * M)
 
 
 def as_kernel(kernel, L: int, M: int) -> np.ndarray:
@@ -160,6 +173,14 @@ class AffineBackend(Backend):
         super().__init__(problem)
         net = problem.net
         self.L, self.N, self.M = problem.shape
+        need = memory_estimate(self.N, self.L, self.M)
+        if need > MEMORY_BUDGET:
+            raise ValueError(
+                f"method='exact' on a deep network (the affine backend) needs about {need / 1e9:.3g} GB for "
+                f"N = {self.N} points, L = {self.L}, M = {self.M} ({BYTES_PER_ROW_ENTRY} bytes x L·N·M event "
+                f"functions x L·M thresholds, rebuilt at every event), more than "
+                f"reluflow.dynamics.affine.MEMORY_BUDGET = {MEMORY_BUDGET / 1e9:.3g} GB. Use fewer points "
+                f"(identical points can be merged into point_weights), raise MEMORY_BUDGET, or method='general'")
         self.K = self.L * self.M
         self.metric = Metric.of(net.scales.ravel(), kernel)
         self.theta = net.thresholds.ravel().copy()

@@ -27,7 +27,7 @@ from reluflow.theory import flows as _flows
 from reluflow.theory.adapted import AdaptedNetwork
 from reluflow.theory.network import layer_parameters
 
-__all__ = ["GeneralBackend", "FlowSpec", "flow_spec", "pattern_rate", "MAX_NFEV_PER_SEGMENT"]
+__all__ = ["GeneralBackend", "FlowSpec", "flow_spec", "pattern_rate", "MAX_NFEV_PER_SEGMENT", "RATE_BLOCK"]
 
 _EPS = np.finfo(float).eps
 _TINY = np.finfo(float).tiny
@@ -39,10 +39,20 @@ class _Stalled(Exception):
     pass
 
 
+#: Points per block in :func:`pattern_rate` (its affine forms take 8 (L + 1) M · L·M bytes per point).
+RATE_BLOCK = 4096
+
+
 def pattern_rate(R, lam, P, X, w):
-    """−∂θ̇_{ℓ,k}/∂θ_{ℓ,k} = Σ_i w_i |Π_L⋯Π_{ℓ+1} R_ℓᵀ P_ℓ e_k|² / λ_{ℓ,k}² for the pattern P."""
-    _, _, _, B = affine_pattern(R, P, X)
-    return np.einsum("n,nmj,nmj->j", w, B, B).reshape(lam.shape) / lam**2
+    """−∂θ̇_{ℓ,k}/∂θ_{ℓ,k} = Σ_i w_i |Π_L⋯Π_{ℓ+1} R_ℓᵀ P_ℓ e_k|² / λ_{ℓ,k}² for the pattern P.
+
+    A sum over points, taken in blocks of ``RATE_BLOCK`` points so that memory stays bounded for any N.
+    """
+    out = np.zeros(lam.size)
+    for s in range(0, X.shape[0], RATE_BLOCK):
+        _, _, _, B = affine_pattern(R, P[:, s:s + RATE_BLOCK], X[s:s + RATE_BLOCK])
+        out += np.einsum("n,nmj,nmj->j", w[s:s + RATE_BLOCK], B, B)
+    return out.reshape(lam.shape) / lam**2
 
 
 # --------------------------------------------------------------------------- flows

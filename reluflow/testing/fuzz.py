@@ -10,6 +10,8 @@
 - :func:`fuzz`: many problems from one root seed, serially or on an executor; problem p uses the
   p-th child of ``numpy.random.SeedSequence(seed).spawn(n)`` (as :func:`reluflow.pipeline.sweep.sweep`
   does), so results do not depend on scheduling. ``benchmarks/fuzz_solver.py`` is its command line.
+- :func:`compare_backends`: ``method="general"`` against ``method="exact"`` on one problem, at the
+  requested times both reach (``benchmarks/fuzz_solver.py --compare``).
 
 A problem is identified by ``(root seed, index)``; :func:`problem_seed` rebuilds its SeedSequence.
 """
@@ -24,8 +26,8 @@ import numpy as np
 
 from reluflow.dynamics.solver import solve
 
-__all__ = ["FuzzProblem", "FuzzResult", "draw_problem", "problem_seed", "run_problem", "fuzz", "summarize",
-           "TIME_LIMIT"]
+__all__ = ["FuzzProblem", "FuzzResult", "BackendComparison", "draw_problem", "problem_seed", "run_problem", "fuzz",
+           "summarize", "compare_backends", "TIME_LIMIT"]
 
 #: Default wall-clock limit per problem, in seconds (a solve that takes longer is recorded as timed out).
 TIME_LIMIT = 20.0
@@ -226,3 +228,45 @@ def summarize(results) -> dict:
         "event_percentiles": dict(zip(q, np.percentile(events, q).tolist())) if results else {},
         "failures": sorted({r.index for r in stops + errors + timeouts + nonfinite}),
     }
+
+
+@dataclass
+class BackendComparison:
+    """The general backend against the exact one on one fuzz problem, at the requested times they both reach."""
+
+    index: int
+    exact_status: int | None
+    general_status: int | None
+    n_compared: int  # requested times compared (up to the general backend's stop, e.g. at the onset of sliding)
+    max_error: float  # max |θ_general − θ_exact| there (nan if none)
+    general_time: float
+    message: str
+
+
+def compare_backends(seed: int, index: int, *, time_limit: float = TIME_LIMIT, **general_options):
+    """Solve fuzz problem ``(seed, index)`` with both methods; compare θ at the common requested times."""
+    p = draw_problem(problem_seed(seed, index))
+    kw = dict(point_weights=p.point_weights, record_events=False)
+    old = signal.signal(signal.SIGALRM, _alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, float(time_limit))
+        ex = solve(p.net, p.X, p.targets, p.t_eval, **kw)
+        t0 = time.perf_counter()
+        signal.setitimer(signal.ITIMER_REAL, float(time_limit))
+        ge = solve(p.net, p.X, p.targets, p.t_eval, method="general", **kw, **general_options)
+        tg = time.perf_counter() - t0
+    except _TimeOut:
+        return BackendComparison(index, None, None, 0, float("nan"), float(time_limit), "timed out")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, old)
+    te = ex.time.values[ex.requested.values == 1]
+    tg_ = ge.time.values[ge.requested.values == 1]
+    t_stop = ge.time.values[-1]
+    common = np.intersect1d(te, tg_)
+    if ge.attrs["status"] != 0:  # stopped at the onset of sliding: compare strictly before
+        common = common[common < t_stop]
+    err = (float(np.abs(ex.thresholds.sel(time=common).values - ge.thresholds.sel(time=common).values).max())
+           if common.size else float("nan"))
+    return BackendComparison(index, int(ex.attrs["status"]), int(ge.attrs["status"]), int(common.size), err, tg,
+                             str(ge.attrs["message"]))
