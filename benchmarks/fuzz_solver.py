@@ -15,6 +15,8 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 
+import numpy as np
+
 from reluflow.testing.fuzz import TIME_LIMIT, fuzz, summarize
 
 
@@ -26,7 +28,12 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--time-limit", type=float, default=TIME_LIMIT)
     ap.add_argument("--json", help="write every result to this JSON file")
+    ap.add_argument("--compare", action="store_true",
+                    help="instead: method='general' (default rtol/atol) against 'exact', max |θ_g − θ_e| at the "
+                         "requested times both reach, over the n problems")
     args = ap.parse_args(argv)
+    if args.compare:
+        return compare(args)
     t0 = time.perf_counter()
     if args.workers > 1:
         with ProcessPoolExecutor(args.workers) as ex:
@@ -49,6 +56,26 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as fh:
             json.dump([r.as_dict() for r in results], fh)
+
+
+def compare(args):
+    from reluflow.testing.fuzz import compare_backends
+
+    out = [compare_backends(args.seed, i, time_limit=args.time_limit) for i in range(args.start, args.start + args.n)]
+    err = np.array([c.max_error for c in out if c.n_compared > 0 and c.exact_status == 0])
+    print(f"{len(out)} problems: exact status {Counter(c.exact_status for c in out)}, general status "
+          f"{Counter(c.general_status for c in out)}; compared at >= 1 requested time: {err.size}")
+    q = [50, 90, 95, 99, 100]
+    print("max |θ_general − θ_exact| percentiles:", dict(zip(q, np.percentile(err, q).tolist())) if err.size else {})
+    for thr in (1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4):
+        print(f"  > {thr:.0e}: {int(np.sum(err > thr))}")
+    worst = sorted((c for c in out if c.n_compared > 0), key=lambda c: -c.max_error)[:8]
+    print("worst:", [(c.index, f"{c.max_error:.2e}", c.general_status) for c in worst])
+    times = [c.general_time for c in out]
+    print(f"general wall time: median {np.median(times):.2f} s, max {max(times):.2f} s")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump([c.__dict__ for c in out], fh)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,21 @@ points (the projected, still affine, flow) until the field on one side stops pus
 the points are released or truncated. The general backend detects the onset of sliding (a
 Filippov test after each crossing) and stops there with ``status = 1``, saying so in ``message``.
 
+Degenerate ties (exact backend, deep case). Several rows can sit on their thresholds at one instant:
+duplicated points, a point on several thresholds, points collapsed onto one threshold by an earlier
+layer. The rows are first resolved one by one (flip the rows the field pushes across; a row pushed
+back after its flip slides). If that goes round in a circle (a pattern met before at the same
+instant, or more than ``affine._MAX_ROUNDS`` rounds), all tied rows are *settled* at once: grouped into
+units (one threshold, one affine path), they get Filippov's convex combination of the fields of
+their two sides, the minimiser of |F₀ + Σ_j β_j n_j| over β_j ∈ [0, κ_j] (a box-constrained least
+squares problem, solved exactly): β_j = 0 releases unit j, β_j = κ_j truncates it, anything between
+makes it slide. Where rows of one point in several layers make the fields non-additive, the
+patterns of up to six units are tried exactly. The settled rows keep their side for the rest of
+that instant, and rows whose whole motion is below the rounding of g (a point and a threshold that
+move together) count as at rest. ``message`` counts the sliding episodes. A tie that no pattern
+resolves consistently (rare: rows of one point in several layers, all sliding) stops the solver with
+``status = -1`` and a message that names the layer, coordinate and point of each tied row.
+
 The result (see :func:`solve`) follows the project's conventions: coordinates carry the grid
 values, every variable has ``long_name`` and ``units`` (time and all quantities are dimensionless,
 units ``"1"``), and attributes are strings or numbers.
@@ -111,6 +126,13 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", kernel
         Passed to :func:`scipy.integrate.solve_ivp` (DOP853, 1e-10 and 1e-12 by default).
     max_events : int, optional
         Stop (``status = -1``) once more events than this have occurred; default: no limit.
+
+    Raises
+    ------
+    ValueError
+        Besides invalid inputs: with ``method="exact"`` on a deep network, when the affine
+        backend's memory estimate (56 bytes × L·N·M × L·M) exceeds
+        ``reluflow.dynamics.affine.MEMORY_BUDGET`` (4 GB), before anything is allocated.
     record_events : bool
         Include every event time in the ``time`` coordinate (default). With False the time
         coordinate holds only 0 and ``t_eval``; the event log is complete either way.
@@ -130,9 +152,11 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", kernel
         for the frame flow, ``frames``. At an event time, ``n_truncated``, ``rate``, ``sliding``
         and ``dissipation`` are right limits (the pattern that drives the flow from then on).
         Attributes ``status`` (a code of :data:`reluflow.results.schema.STATUS`: 0 reached the
-        last time; 1 the general backend stopped at the onset of sliding; -1 failed or stopped by
-        ``max_events``), ``status_name``, ``message``, ``method``, ``flow``, ``algorithm``,
-        ``n_events``, for the exact method ``kernel`` and, for the general backend, ``nfev``,
+        last time; 1 the general backend stopped at the onset of sliding; -1 stopped by
+        ``max_events``, by ``solve_ivp``, or by degenerate ties that no pattern resolves (the message
+        names their rows as "layer ℓ coordinate k point i"; see the module docstring)),
+        ``status_name``, ``message``, ``method``, ``flow``, ``algorithm``, ``n_events``, for the
+        exact method ``kernel`` and, for the general backend, ``nfev``,
         ``ivp_method``, ``rtol``, ``atol``. If the solver stops early, the ``time`` coordinate
         ends at the stopping time.
     """
