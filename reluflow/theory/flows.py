@@ -92,6 +92,8 @@ __all__ = [
     "ScaleBiasFlow",
     "threshold_gradient",
     "threshold_gradient_arrays",
+    "scale_bias_flow_arrays",
+    "frame_flow_arrays",
     "bias_flow",
     "one_layer_threshold_flow",
     "scale_bias_flow",
@@ -270,8 +272,16 @@ def scale_bias_flow(net, X, targets, *, point_weights=None) -> ScaleBiasFlow:
     λ² + b² (:func:`scale_bias_invariant`). Returns a :class:`ScaleBiasFlow` of (L, M) arrays.
     """
     net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
-    g = _threshold_gradient(net, X, targets, w)
-    lam, theta = net.scales, net.thresholds
+    return scale_bias_flow_arrays(net.frames, net.scales, net.thresholds, X, targets, w)
+
+
+def scale_bias_flow_arrays(R, lam, theta, X, targets, w) -> ScaleBiasFlow:
+    """(4.3) on plain arrays, without validation: the kernel of :func:`scale_bias_flow`.
+
+    For solvers that validate once and evaluate the flow many times, including at intermediate
+    Runge–Kutta stages where a scale may transiently leave (0, ∞): R (L, M, M), lam and theta (L, M).
+    """
+    g = threshold_gradient_arrays(R, theta, X, targets, w)
     return ScaleBiasFlow(scales=theta * g / lam, biases=g / lam, thresholds=-(1.0 + theta**2) * g / lam**2)
 
 
@@ -290,11 +300,19 @@ def frame_flow(net, X, targets, *, point_weights=None) -> np.ndarray:
     Returns Ṙ of shape (L, M, M). Ṙ_ℓ R_ℓᵀ = −Ω_ℓ is skew, so the flow stays on O(M).
     """
     net, X, targets, w = _adapted_inputs(net, X, targets, point_weights)
-    R, theta = net.frames, net.thresholds
+    return frame_flow_arrays(net.frames, net.thresholds, X, targets, w)
+
+
+def frame_flow_arrays(R, theta, X, targets, w) -> np.ndarray:
+    """(4.4) on plain arrays, without validation: the kernel of :func:`frame_flow`; shape (L, M, M).
+
+    For solvers that validate once and evaluate the flow many times, including at intermediate
+    Runge–Kutta stages whose frames are orthogonal only to the integrator's accuracy.
+    """
     m_L, patterns, us = adapted_forward(R, theta, X, keep_activations=True)
     _, rotated = _adapted_backward(R, patterns, _rotated_adjoint(R[-1], m_L, targets, w), keep_adjoints=True)
     out = np.empty_like(R)
-    for l in range(net.depth):
+    for l in range(R.shape[0]):
         u, T, at = us[l], patterns[l], rotated[l]
         GRt = np.maximum(u, theta[l]).T @ at + np.where(T, 0.0, at).T @ u
         omega = 0.5 * (GRt - GRt.T)
