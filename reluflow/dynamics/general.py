@@ -59,14 +59,29 @@ def pattern_rate(R, lam, P, X, w):
 
 
 @dataclass(frozen=True)
+class FlowState:
+    """Frames, scales and thresholds unpacked from a state vector, unvalidated.
+
+    Runge–Kutta stages are not points of the flow: their frames are orthogonal only to the
+    integrator's accuracy and a scale may transiently leave (0, ∞), so they are not
+    :class:`~reluflow.theory.adapted.AdaptedNetwork` objects (which refuse such states). The
+    right-hand sides evaluate the flows' array kernels on them.
+    """
+
+    frames: np.ndarray
+    scales: np.ndarray
+    thresholds: np.ndarray
+
+
+@dataclass(frozen=True)
 class FlowSpec:
-    """A flow as a state vector: its network, right-hand side and dissipation −dC/dt."""
+    """A flow as a state vector: how to unpack it, its right-hand side and dissipation −dC/dt."""
 
     name: str
     state: np.ndarray  # initial state vector
-    network: Callable  # state -> AdaptedNetwork
-    rhs: Callable  # AdaptedNetwork -> d state / dt (1-D)
-    dissipation: Callable  # AdaptedNetwork -> −dC/dt
+    network: Callable  # state -> FlowState
+    rhs: Callable  # FlowState -> d state / dt (1-D)
+    dissipation: Callable  # FlowState -> −dC/dt
     moves: tuple
 
 
@@ -82,13 +97,13 @@ def flow_spec(flow, net, X, targets, w) -> FlowSpec:
     R0, lam0, th0 = net.frames, net.scales, net.thresholds
 
     def network(y):
-        return AdaptedNetwork(frames=y.reshape(L, M, M), scales=lam0, thresholds=th0)
+        return FlowState(frames=y.reshape(L, M, M), scales=lam0, thresholds=th0)
 
     def rhs(n):
-        return _flows.frame_flow(n, X, targets, point_weights=w).ravel()
+        return _flows.frame_flow_arrays(n.frames, n.thresholds, X, targets, w).ravel()
 
     def diss(n):
-        Rdot = _flows.frame_flow(n, X, targets, point_weights=w)
+        Rdot = _flows.frame_flow_arrays(n.frames, n.thresholds, X, targets, w)
         return float(np.sum(Rdot * Rdot))  # −dC/dt = Σ_ℓ ‖Ω_ℓ‖² = Σ_ℓ ‖Ṙ_ℓ‖²
 
     return FlowSpec("frame", R0.ravel().copy(), network, rhs, diss, ("frames",))
@@ -103,15 +118,15 @@ def _gradient(X, targets, w):
 
 def _thresholds_network(net):
     L, M = net.scales.shape
-    return lambda y: AdaptedNetwork(frames=net.frames, scales=net.scales, thresholds=y.reshape(L, M))
+    return lambda y: FlowState(frames=net.frames, scales=net.scales, thresholds=y.reshape(L, M))
 
 
 def _callable_spec(flow, net, X, targets, w):
     L, M = net.scales.shape
     grad = _gradient(X, targets, w)
 
-    def rhs(n):
-        out = np.asarray(flow(n, X, targets, w), dtype=float)
+    def rhs(n):  # the user's flow sees a validated network (frames and scales are frozen, so it is valid)
+        out = np.asarray(flow(AdaptedNetwork(n.frames, n.scales, n.thresholds), X, targets, w), dtype=float)
         if out.shape != (L, M):
             raise ValueError(f"flow (a callable) must return θ̇ of shape ({L}, {M}); got shape {out.shape}")
         return out.ravel()
@@ -132,7 +147,8 @@ def _threshold_spec(flow, net, X, targets, w):
             return float(np.sum(g * g / n.scales**2))
     else:
         def rhs(n):
-            weights, biases = layer_parameters(*n.cumulative_parameters())
+            net_n = AdaptedNetwork(n.frames, n.scales, n.thresholds)  # frames and scales frozen: valid
+            weights, biases = layer_parameters(*net_n.cumulative_parameters())
             db = _flows.induced_bias_flow(weights, biases, X, targets, point_weights=w)
             return (-db / n.scales).ravel()  # θ = −b^(ℓ)/λ with λ frozen
 
@@ -148,14 +164,14 @@ def _scale_bias_spec(net, X, targets, w):
     grad = _gradient(X, targets, w)
 
     def network(y):
-        return AdaptedNetwork(frames=net.frames, scales=y[:K].reshape(L, M), thresholds=y[K:].reshape(L, M))
+        return FlowState(frames=net.frames, scales=y[:K].reshape(L, M), thresholds=y[K:].reshape(L, M))
 
     def rhs(n):
-        f = _flows.scale_bias_flow(n, X, targets, point_weights=w)
+        f = _flows.scale_bias_flow_arrays(n.frames, n.scales, n.thresholds, X, targets, w)
         return np.concatenate((f.scales.ravel(), f.thresholds.ravel()))
 
     def diss(n):
-        f = _flows.scale_bias_flow(n, X, targets, point_weights=w)
+        f = _flows.scale_bias_flow_arrays(n.frames, n.scales, n.thresholds, X, targets, w)
         return -float(np.sum(grad(n) * f.thresholds))
 
     return FlowSpec("scale_bias", np.concatenate((net.scales.ravel(), net.thresholds.ravel())), network, rhs, diss,
