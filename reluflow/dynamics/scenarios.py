@@ -547,8 +547,12 @@ def single_cluster_dataset(runs: dict, frame_targets: dict, staircase: RateStair
                          {"long_name": "target y_hat in frame coordinates", "units": "1"}),
         "interval_start": (("interval",), staircase.interval_start,
                            {"long_name": "start of the interval (S2 run)", "units": "1"}),
-        "measured_rate": (("interval", "coordinate"), staircase.measured,
-                          {"long_name": "-d/dt log|theta_k - y_hat_k| measured over the interval", "units": "1"}),
+        # only usable intervals are saved: once |θ − ŷ| nears round-off the measured log-derivative is noise,
+        # which differs between machines (NaN marks the intervals left out)
+        "measured_rate": (("interval", "coordinate"), np.where(staircase.usable, staircase.measured, np.nan),
+                          {"long_name": "-d/dt log|theta_k - y_hat_k| measured over the interval (NaN where "
+                                        "the interval is too short or |theta_k - y_hat_k| is at round-off)",
+                           "units": "1"}),
         "predicted_rate": (("interval", "coordinate"), staircase.predicted,
                            {"long_name": "n_k/(lambda_k^2 N), n_k recounted from the data", "units": "1"}),
         "event_time": (("event",), sweep.event_time.values,
