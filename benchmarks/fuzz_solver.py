@@ -61,7 +61,12 @@ def main(argv=None):
 def compare(args):
     from reluflow.testing.fuzz import compare_backends
 
-    out = [compare_backends(args.seed, i, time_limit=args.time_limit) for i in range(args.start, args.start + args.n)]
+    out = []
+    for i in range(args.start, args.start + args.n):
+        out.append(compare_backends(args.seed, i, time_limit=args.time_limit))
+        c = out[-1]
+        print(f"  problem {i}: exact {c.exact_status}, general {c.general_status}, {c.n_compared} times, "
+              f"max error {c.max_error:.3g}, general {c.general_time:.2f} s", flush=True)
     err = np.array([c.max_error for c in out if c.n_compared > 0 and c.exact_status == 0])
     print(f"{len(out)} problems: exact status {Counter(c.exact_status for c in out)}, general status "
           f"{Counter(c.general_status for c in out)}; compared at >= 1 requested time: {err.size}")

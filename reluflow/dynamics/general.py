@@ -9,6 +9,17 @@ by a first-order step along the field, Δt = ε/|ḣ_f| (an error O(Δt²)), whe
 (:func:`reluflow.dynamics.events.pushes_back`) decides between a crossing and sliding; at the
 onset of sliding the backend stops with ``status = 1``.
 
+Accuracy (measured by ``benchmarks/fuzz_solver.py --compare`` on the first 98 fuzz problems of
+seed 0, deep, M ≤ 4, N ≤ 50, default rtol = 1e-10, atol = 1e-12): where the general backend
+reached at least one requested time before stopping (41 problems), max |θ_general − θ_exact| there
+had median 7e-10, 90th percentile 9e-9, 95th 4e-8; one problem reached 2.1e-6 (several events within
+1e-6 of each other: each restart adds the O(Δt²) error of the step across the ε-level), so the
+backend does not meet 1e-6 on every problem. 33 of the 98 stop at the onset of sliding (status 1)
+and 29 take more than 15 s (rows that come within ε of their thresholds again and again). On
+problem 28 the two backends differ by 0.136 and explicit Euler sides with this backend (an open bug of
+the exact one, see tests/dynamics/test_fuzz.py). Event logs of the two backends agree only where
+the events are well separated: near ties, round-off decides how many events a tie splits into.
+
 Flows (:func:`flow_spec`): ``bias`` (4.2), ``scale_bias`` (4.3, state λ and θ), ``frame`` (4.4,
 state R), ``induced_bias`` (4.5, θ = −b^(ℓ)/λ), or a callable ``rhs(net, X, targets, point_weights)``.
 """
