@@ -14,7 +14,7 @@ Backends:
   and solved in closed form; events are located analytically or by certified root finding.
   - one layer (``algorithm="sorted"``): θ_k(t) = ȳ + (θ_k(t_m) − ȳ) e^{−(W/λ_k²)(t − t_m)} and
     Δt = (λ_k²/W) log((ȳ − θ_k(t_m))/(ȳ − u_next)), by sorting and prefix sums, O(N log N)
-                                                                   → :mod:`.sorted`, :func:`.events.one_layer_sweep`
+                                                                   → :mod:`.sorted`, :func:`.sorted.one_layer_sweep`
   - any depth (``algorithm="affine"``): θ(t) = θ_m + Λ^-1 Q (e^{−μ (t−t_m)} − 1) z, the matrix
     exponential of A by a symmetric eigen-decomposition; events by certified bracketing of sums
     of exponentials and Brent's method; sliding followed on its surface

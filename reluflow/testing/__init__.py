@@ -6,5 +6,6 @@ explicitly, so that the oracles stay visibly separate from the code they check.
 - automatic differentiation (autograd), central differences, sympy        → :mod:`.oracles`
 - batteries of identities and projections over random networks             → :mod:`.verification`
 - hypothesis strategies shared by the tests                                → :mod:`.strategies`
+- random deep solver problems, and the fuzz run over them                  → :mod:`.fuzz`
 - the PyTorch peer of gradient descent (needs the ``bench`` extra)         → :mod:`.torch_peer`
 """
