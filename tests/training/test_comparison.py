@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 import reluflow as rf
 from reluflow.dynamics.solver import solve
-from reluflow.theory.adapted import rotation
-from reluflow.theory.costs import input_cost, targets_by_label
+from reluflow.testing.problems import random_problem, two_cluster_problem
+from reluflow.theory.costs import input_cost
 from reluflow.training.comparison import (
     convergence_slope,
     effective_comparison,
@@ -25,24 +25,6 @@ from reluflow.training.comparison import (
     matched_time_error,
 )
 from reluflow.training.spectral import spectral_trajectory
-
-
-def two_cluster_problem(seed, n=12, L=2):
-    data = rf.clustered_data([[-1.0, 0.6], [1.0, -0.6]], 0.7, n, seed=seed)
-    Y = targets_by_label([[-1.6, 1.4], [1.5, -0.2]], data.labels)
-    frames = [rotation(0.0), rotation(35.0)][:L]
-    scales = [[1.0, 1.3], [0.9, 1.1]][:L]
-    thresholds = [[-1.2, 0.3], [-0.6, -1.0]][:L]
-    return rf.adapted_network(frames, scales, thresholds), data.points, Y
-
-
-def random_problem(seed, M, L, N):
-    rng = np.random.default_rng(seed)
-    net = rf.random_adapted_network(M, L, seed=rng, threshold_scale=0.5)
-    X = rng.standard_normal((N, M))
-    Y = rng.standard_normal((N, M)) + 1.0
-    return net, X, Y
-
 
 # --------------------------------------------------------------------------- matching, slopes, convergence
 
