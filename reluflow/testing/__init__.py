@@ -7,5 +7,6 @@ explicitly, so that the oracles stay visibly separate from the code they check.
 - batteries of identities and projections over random networks             → :mod:`.verification`
 - hypothesis strategies shared by the tests                                → :mod:`.strategies`
 - random deep solver problems, and the fuzz run over them                  → :mod:`.fuzz`
+- small fixed problems several test modules share                         → :mod:`.problems`
 - the PyTorch peer of gradient descent (needs the ``bench`` extra)         → :mod:`.torch_peer`
 """
