@@ -12,6 +12,12 @@ deviation against its tolerance. The tolerances, and why they are what they are:
   error of 1e-15) differ *relatively* by O(1) between BLAS builds, which ``atol_scale`` absorbs.
   Integer and string variables, dimensions, coordinates' shapes and attributes (but ``source``)
   must agree exactly. Per-notebook or per-variable overrides go in :data:`DATA_OVERRIDES`.
+- **error measures** (data): a float variable with a numeric attribute ``error_bound`` records the error
+  of a check (a residual, a drift, an error against an oracle) and means "at most ``error_bound``". Its
+  value is round-off, or a general solver's step-size-dependent error, and changes by O(1) *relatively*
+  between machines, so it is compared as what it is: it agrees when every value, old and new, is at most
+  ``error_bound`` in absolute value (the deviation reported is max|new| / error_bound), and NaNs sit in
+  the same places. A committed value above its bound falls back to the value comparison above.
 - **figures** (PNG): the RMS difference of the two images on the 0–255 scale
   (:func:`matplotlib.testing.compare.calculate_rms`) is at most ``2.0``; a moved line or a changed
   label exceeds it, anti-aliasing of a curve that moved by round-off does not.
@@ -87,6 +93,21 @@ def _ratio_arrays(old, new, rtol, atol_scale):
     return float(np.max(r))
 
 
+def _within_bound(values, bound) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    return bool(np.all(np.abs(v) <= bound))
+
+
+def _bound_ratio(old, new, bound) -> float:
+    """max|new| / bound for an error measure (``error_bound`` attribute); inf if NaNs moved."""
+    old, new = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
+    if old.shape != new.shape or np.any(np.isnan(old) != np.isnan(new)):
+        return np.inf
+    v = np.abs(new[~np.isnan(new)])
+    return float(v.max() / bound) if v.size else 0.0
+
+
 def compare_data(old_path, new_path) -> Deviation:
     """Compare two netCDF results by content (see the module docstring)."""
     import xarray as xr
@@ -111,7 +132,11 @@ def compare_data(old_path, new_path) -> Deviation:
             return Deviation(name, "data", np.inf, f"{var}: shape {o.shape} {o.dims} vs {n.shape} {n.dims}")
         if o.attrs != n.attrs:
             return Deviation(name, "data", np.inf, f"{var}: attributes differ")
-        if o.dtype.kind == "f" or n.dtype.kind == "f":
+        bound = o.attrs.get("error_bound")
+        if (o.dtype.kind == "f" and isinstance(bound, (int, float, np.number)) and np.isfinite(bound) and bound > 0
+                and _within_bound(o.values, bound)):
+            r = _bound_ratio(o.values, n.values, float(bound))
+        elif o.dtype.kind == "f" or n.dtype.kind == "f":
             tol = {**{"rtol": TOLERANCES["data_rtol"], "atol_scale": TOLERANCES["data_atol_scale"]},
                    **DATA_OVERRIDES.get((name, "*"), {}), **DATA_OVERRIDES.get((name, var), {})}
             r = _ratio_arrays(o.values, n.values, tol["rtol"], tol["atol_scale"])

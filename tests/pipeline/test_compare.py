@@ -60,6 +60,35 @@ def test_real_differences_are_caught(tmp_path, base, change, detail):
     assert not dev.agrees and detail in dev.detail
 
 
+def _errors(values, bound=1e-12):
+    attrs = {"long_name": "max relative error", "units": "1", **({"error_bound": bound} if bound else {})}
+    return xr.Dataset({"err": (("instance",), np.asarray(values, float), attrs)}, attrs={"title": "t"})
+
+
+@pytest.mark.parametrize("new, agrees", [
+    ([3e-15, 9e-16, 2e-15], True),          # round-off moved by O(1) relatively: still an error below its bound
+    ([3e-15, 9e-16, 2e-11], False),         # an error that grew past its bound is a real difference
+    ([3e-15, np.nan, 2e-15], False),        # a NaN that appeared
+])
+def test_error_measures_are_compared_against_their_bound(tmp_path, new, agrees):
+    a = _nc(tmp_path, "a.nc", _errors([1.3e-15, 4e-16, 7e-16]))
+    b = _nc(tmp_path, "b.nc", _errors(new))
+    dev = compare_data(a, b)
+    assert dev.agrees is agrees and (agrees or "largest at err" in dev.detail)
+    if agrees:
+        assert dev.ratio == pytest.approx(3e-15 / 1e-12)
+    # without the attribute, the same round-off-level values are compared by value, and differ
+    plain = [_nc(tmp_path, f"{k}.nc", _errors(v, bound=None))
+             for k, v in (("pa", [1.3e-15, 4e-16, 7e-16]), ("pb", [3e-15, 9e-16, 2e-15]))]
+    assert not compare_data(*plain).agrees
+
+
+def test_an_error_measure_committed_above_its_bound_is_compared_by_value(tmp_path):
+    a = _nc(tmp_path, "a.nc", _errors([1.0, 2e-13]))
+    assert compare_data(a, _nc(tmp_path, "b.nc", _errors([1.0 + 1e-3, 2e-13]))).agrees is False
+    assert compare_data(a, _nc(tmp_path, "c.nc", _errors([1.0, 2e-13]))).agrees is True
+
+
 def test_a_corrupt_file_is_a_difference_not_a_crash(tmp_path, base):
     a = _nc(tmp_path, "a.nc", _ds(base))
     bad = tmp_path / "bad.nc"

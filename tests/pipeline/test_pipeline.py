@@ -150,13 +150,17 @@ def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
     assert snapshot(out) == before
 
 
-def test_committed_artefacts_match_what_the_notebooks_produce_with_another_thread_count(tmp_path):
-    """``reluflow check`` at paper scale, with a BLAS thread count other than the one the files were made
-    with: every committed artefact agrees with a fresh one within the tolerances of
-    reluflow.pipeline.compare, and every fresh artefact passes the schema checks."""
+def test_committed_artefacts_match_what_the_notebooks_produce_with_another_thread_count_and_blas_core(tmp_path):
+    """``reluflow check`` at paper scale, as on another machine: a BLAS thread count other than the one the
+    files were made with, and OpenBLAS forced to the kernels of another CPU generation (Nehalem: SSE only,
+    where the files were made with the AVX-512 kernels; every x86-64 CPU runs them, and OpenBLAS builds for
+    other architectures ignore the name). Both change the round-off of every matrix product. Every committed
+    artefact must agree with a fresh one within the tolerances of reluflow.pipeline.compare, and every fresh
+    artefact passes the schema checks."""
     import os
 
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
+           "OPENBLAS_CORETYPE": "Nehalem"}
     res = subprocess.run([sys.executable, "-c", "import sys; from reluflow.pipeline import runner as pl; "
                           f"ok, _ = pl.check(scratch={str(tmp_path)!r}); sys.exit(0 if ok else 1)"],
                          capture_output=True, text=True, cwd=ROOT, env=env)
