@@ -46,12 +46,26 @@ instant, or more than ``affine._MAX_ROUNDS`` rounds), all tied rows are *settled
 units (one threshold, one affine path), they get Filippov's convex combination of the fields of
 their two sides, the minimiser of |F₀ + Σ_j β_j n_j| over β_j ∈ [0, κ_j] (a box-constrained least
 squares problem, solved exactly): β_j = 0 releases unit j, β_j = κ_j truncates it, anything between
-makes it slide. Where rows of one point in several layers make the fields non-additive, the
-patterns of up to six units are tried exactly. The settled rows keep their side for the rest of
-that instant, and rows whose whole motion is below the rounding of g (a point and a threshold that
-move together) count as at rest. ``message`` counts the sliding episodes. A tie that no pattern
-resolves consistently (rare: rows of one point in several layers, all sliding) stops the solver with
-``status = -1`` and a message that names the layer, coordinate and point of each tied row.
+makes it slide. Where that is not consistent (rows of one point in several layers: a flip in layer ℓ
+changes the point's path, so the fields are not additive), or the ties come back at the same
+instant more than ``affine._MAX_QP_SETTLES`` times, they are settled by *steepest descent*
+(:meth:`.affine.AffineBackend._steepest`): to first order each pattern of the n tied units is a
+polyhedral cone of directions and C is piecewise linear on them, and the flow leaves along the
+projection of the field of a cell onto its cone with the largest norm (the local slope |∂C|: a
+curve of maximal slope; exhaustive over the 2^n cells for n ≤ ``affine._MAX_STEEPEST``, else a local
+search by single flips from the present sides, all in and all out). This is Filippov's solution
+wherever that is unique (a crossing is crossed, a valley slid on); where Filippov's solutions are not
+unique (a ridge, or several surfaces through one point, typically a point on thresholds of several
+layers) it is the selection rule, and the solver continues with it rather than stop. Units on the
+face of the chosen cone slide, the others take its sides, and the projected direction is
+first-order consistent by construction; a row left at rest to first order that crosses at second
+order is followed along the settled flow until it is ``affine._PROBE_DEPTH`` roundings of g past its
+threshold (an error O(g²) in the cost), and then resolved like any other row. The
+settled rows keep their side for the rest of that instant, and rows whose whole motion is below
+the rounding of g (a point and a threshold that move together) count as at rest. ``message``
+counts the sliding episodes. ``status = -1`` with a message naming the tied rows ("layer ℓ
+coordinate k point i") remains only for ties that recur after ``affine._MAX_SETTLES`` settlements at
+one instant (none in 10,000 fuzz problems, see ``benchmarks/fuzz_solver.py``).
 
 The result (see :func:`solve`) follows the project's conventions: coordinates carry the grid
 values, every variable has ``long_name`` and ``units`` (time and all quantities are dimensionless,
@@ -153,8 +167,8 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", kernel
         and ``dissipation`` are right limits (the pattern that drives the flow from then on).
         Attributes ``status`` (a code of :data:`reluflow.results.schema.STATUS`: 0 reached the
         last time; 1 the general backend stopped at the onset of sliding; -1 stopped by
-        ``max_events``, by ``solve_ivp``, or by degenerate ties that no pattern resolves (the message
-        names their rows as "layer ℓ coordinate k point i"; see the module docstring)),
+        ``max_events``, by ``solve_ivp``, or by degenerate ties that recur after every settlement (the
+        message names their rows as "layer ℓ coordinate k point i"; see the module docstring)),
         ``status_name``, ``message``, ``method``, ``flow``, ``algorithm``, ``n_events``, for the
         exact method ``kernel`` and, for the general backend, ``nfev``,
         ``ivp_method``, ``rtol``, ``atol``. If the solver stops early, the ``time`` coordinate
