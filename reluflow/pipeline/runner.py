@@ -22,7 +22,9 @@ How outputs stay safe and stable:
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
+import os
 import shutil
 import sys
 import tempfile
@@ -322,6 +324,25 @@ def prepare_output(dest) -> Path:
     return dest
 
 
+#: BLAS thread variables a kernel gets when the caller has not set them. The notebooks' matrices are small (at
+#: most a few hundred rows), and on them multi-threaded OpenBLAS is slower than one thread: notebook 07 took
+#: 74 s with the default threads and 10 s with one, on a busy 2-core machine. Results agree either way within
+#: the tolerances of reluflow.pipeline.compare (``make test`` checks them with two threads).
+KERNEL_THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextlib.contextmanager
+def _kernel_environment():
+    """Set the unset entries of :data:`KERNEL_THREADS` in os.environ while a kernel starts (it inherits them)."""
+    added = {k: v for k, v in KERNEL_THREADS.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False) -> RunResult:
     import nbformat
     import papermill
@@ -333,11 +354,12 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, f
     try:
         out_nb = stage / "notebooks" / path.name
         try:
-            papermill.execute_notebook(
-                str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(stage / "notebooks"),
-                progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                execution_timeout=timeout,
-            )
+            with _kernel_environment():
+                papermill.execute_notebook(
+                    str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(stage / "notebooks"),
+                    progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                    execution_timeout=timeout,
+                )
         except PapermillExecutionError as exc:
             saved = _keep_failed(out_nb, root, path.name)
             raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,

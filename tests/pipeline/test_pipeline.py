@@ -191,3 +191,17 @@ def test_check_reports_a_real_difference(tmp_path):
     text = "".join(out)
     assert not ok and "01_truncation_maps.nc" in text and "DIFFERS" in text
     assert [d.path for d in deviations if not d.agrees] == ["01_truncation_maps.nc"]
+
+
+def test_kernels_get_one_blas_thread_unless_the_caller_chose(monkeypatch):
+    """Oracle: os.environ as the kernel would inherit it, inside and after the context."""
+    from reluflow.pipeline import runner
+
+    for k in runner.KERNEL_THREADS:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with runner._kernel_environment():
+        import os
+        assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"
+        assert os.environ["OMP_NUM_THREADS"] == "2"   # the caller's choice is kept
+    assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["OMP_NUM_THREADS"] == "2"
