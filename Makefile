@@ -31,10 +31,12 @@ unit: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests in tests/ (exit 5): failing"; exit 1; fi; exit $$rc
 
 # nbval re-executes the committed notebooks in a scratch copy (so the repository's data/ and
-# figures/ are never written by tests) and compares the outputs of the check cells.
+# figures/ are never written by tests) and compares the outputs of the check cells. Kernels get one BLAS
+# thread unless the caller set one, as in `reluflow reproduce` (KERNEL_THREADS in reluflow/pipeline/runner.py).
 nbval: $(STAMP)
 	@tmp=$$(mktemp -d); cp -r notebooks "$$tmp/"; mkdir -p "$$tmp/data" "$$tmp/figures"; \
-	(cd "$$tmp" && $(CURDIR)/$(PY) -m pytest --rootdir . -p no:cacheprovider --nbval-lax --nbval-current-env \
+	(cd "$$tmp" && OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+	  MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(CURDIR)/$(PY) -m pytest --rootdir . -p no:cacheprovider --nbval-lax --nbval-current-env \
 	  --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg notebooks); rc=$$?; rm -rf "$$tmp"; \
 	if [ $$rc -eq 5 ]; then echo "make: nbval collected no notebook cells (exit 5): failing"; exit 1; fi; exit $$rc
 
