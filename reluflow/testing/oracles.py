@@ -349,7 +349,9 @@ def one_layer_equilibrium(net, X, targets, lower, upper, *, point_weights=None, 
     forward pass by ``method`` ("autodiff" or "finite_difference"), with the other thresholds at
     ``net.thresholds``. The gradient must change sign on each bracket (negative at ``lower``, positive at
     ``upper``, so that the flow θ̇ = −Λ⁻² ∂C/∂θ is attracted to the root); it is piecewise affine with
-    jumps where θ_k crosses a data coordinate, and brentq returns a sign change to ``xtol``.
+    jumps where θ_k crosses a data coordinate, and brentq returns a sign change to ``xtol``. A
+    gradient exactly 0 at ``lower`` (no point truncated there: a dead coordinate, which does not move)
+    returns ``lower_k``.
     """
     from dataclasses import replace
 
@@ -375,6 +377,9 @@ def one_layer_equilibrium(net, X, targets, lower, upper, *, point_weights=None, 
     out = np.empty(M)
     for k in range(M):
         lo, hi = g(lower[k], k), g(upper[k], k)
+        if lo == 0.0:  # nothing truncated at lower: the coordinate is dead (S1) and lower is its equilibrium
+            out[k] = lower[k]
+            continue
         if not (lo < 0 < hi):
             raise ValueError(f"the gradient must be negative at lower and positive at upper in coordinate {k}; "
                              f"got {lo:.3g} and {hi:.3g}")

@@ -34,3 +34,11 @@ def test_one_layer_equilibrium_is_the_mean_target_when_all_are_truncated():
         one_layer_equilibrium(net, X, y_frame @ R, [5.0, 5.0], [6.0, 6.0])
     with pytest.raises(TypeError, match="AdaptedNetwork"):
         one_layer_equilibrium("net", X, y_frame @ R, [-1.0, -1.0], [5.0, 5.0])
+
+
+def test_one_layer_equilibrium_of_a_dead_coordinate_is_its_start():
+    R = rotation(0.0)
+    X = np.array([[0.0, 0.0], [0.3, -0.2]])
+    net = adapted_network([R], [[1.0, 1.0]], [[-5.0, 1.0]])
+    theta = one_layer_equilibrium(net, X, np.array([[2.0, 2.0], [2.0, 2.0]]), [-5.0, 1.0], [5.0, 5.0])
+    assert theta[0] == -5.0 and theta[1] == pytest.approx(2.0, abs=1e-12)
