@@ -84,6 +84,7 @@ __all__ = [
     "single_cluster",
     "RateStaircase",
     "rate_staircase",
+    "recount_truncated",
     "single_cluster_dataset",
     "SeparatedCollapse",
     "separated_collapse",
@@ -489,13 +490,18 @@ class RateStaircase:
         return f"<RateStaircase {self.interval_start.size} intervals, {int(self.usable.sum())} usable>"
 
 
-def rate_staircase(solution, u, y_hat, scales) -> RateStaircase:
+def rate_staircase(solution, u, y_hat, scales, *, min_log_change=1e-3, min_gap=None) -> RateStaircase:
     """Between events θ_k is an exact exponential, so −Δ log|θ_k − ŷ_k|/Δt is the rate n_k/(λ_k² N) in force.
 
     ``solution`` is a one-layer run of :func:`~reluflow.dynamics.solver.solve` (its time grid holds every
     event), ``u`` (N, M) the activation coordinates, ``y_hat`` (M,) the frame target, ``scales`` λ (M,).
-    An interval is usable when predicted · Δt > 1e-3 and |θ_k − ŷ_k| > 1e-6 |ŷ_k| at its end.
+    An interval is usable when predicted · Δt > ``min_log_change`` and |θ_k − ŷ_k| > ``min_gap`` at its
+    end (default 1e-6 |ŷ_k|). For a trajectory with absolute error δ (a general ODE solver), the
+    measured rate's relative error is about 2δ / (min_gap · min_log_change): choose both from δ.
     """
+    min_log_change = as_positive_float(min_log_change, "min_log_change")
+    if min_gap is not None:
+        min_gap = as_positive_float(min_gap, "min_gap")
     as_dataset(solution, "solution", ("thresholds",))
     u = as_points(u, "u")
     y_hat = as_real_array(y_hat, "y_hat", ndim=1)
@@ -513,8 +519,23 @@ def rate_staircase(solution, u, y_hat, scales) -> RateStaircase:
     mid = 0.5 * (th[1:] + th[:-1])
     n_mid = (u[None, :, :] <= mid[:, None, :]).sum(axis=1)
     predicted = n_mid / (lam**2 * u.shape[0])
-    usable = (predicted * dt[:, None] > 1e-3) & (gap[1:] > 1e-6 * np.abs(y_hat))
+    floor = 1e-6 * np.abs(y_hat) if min_gap is None else min_gap
+    usable = (predicted * dt[:, None] > min_log_change) & (gap[1:] > floor)
     return RateStaircase(interval_start=t[:-1], measured=measured, predicted=predicted, usable=usable)
+
+
+def recount_truncated(thresholds, u) -> np.ndarray:
+    """n_k(t) = #{i : u_{i,k} ≤ θ_k(t)}, counted from the data (a tie counts as truncated).
+
+    ``thresholds`` (T, M) is one layer's θ(t), ``u`` (N, M) the activation coordinates; returns (T, M)
+    integers. Independent of any solver's own count: one sort per coordinate and a binary search.
+    """
+    u = as_points(u, "u")
+    th = as_real_array(thresholds, "thresholds", ndim=2)
+    if th.shape[1] != u.shape[1]:
+        raise ValueError(f"thresholds must have {u.shape[1]} columns, one per coordinate of u; got {th.shape}")
+    s = np.sort(u, axis=0)
+    return np.stack([np.searchsorted(s[:, k], th[:, k], side="right") for k in range(u.shape[1])], axis=1)
 
 
 def _on_grid(ds, name):

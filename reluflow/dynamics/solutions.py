@@ -69,6 +69,8 @@ __all__ = [
     "equilibrium_residual",
     "interference_point",
     "exponential_rate",
+    "TailRate",
+    "tail_rate",
     "event_time_error",
 ]
 
@@ -548,6 +550,45 @@ def exponential_rate(t, gap, where=None) -> float:
         raise ValueError(f"where must select at least two distinct times t, and gap must be positive at them; "
                          f"got {np.unique(t[sel]).size} distinct times, minimum gap {gap[sel].min(initial=np.inf):.3g}")
     return float(-np.polyfit(t[sel], np.log(gap[sel]), 1)[0])
+
+
+@dataclass(frozen=True)
+class TailRate:
+    """The decay rate fitted on one coordinate's tail: ``rate`` (NaN when no window), the ``window`` mask.
+
+    ``n_points`` is the number of output times in the window; ``usable`` says whether it reached the
+    minimum asked of :func:`tail_rate` (otherwise ``rate`` is NaN and nothing was fitted).
+    """
+
+    rate: float
+    window: np.ndarray
+    n_points: int
+    usable: bool
+
+
+def tail_rate(t, gap, start, floor, *, min_points: int = 3) -> TailRate:
+    """κ of gap(t) ≈ c e^{−κ t} over the window t ≥ ``start``, gap > ``floor``, if the data allow one.
+
+    The window is chosen per coordinate from the data: ``start`` is the time from which the rate is
+    expected to be constant (for example the first output time at which that coordinate has truncated
+    every point), ``floor`` > 0 the smallest gap still well above the trajectory's error. When fewer
+    than ``min_points`` output times qualify (``start`` is NaN or after the last time, or the gap has
+    fallen below ``floor`` by then), nothing is fitted and ``rate`` is NaN with ``usable`` False: the
+    caller must report that coordinate as not measurable, not crash on it.
+    """
+    t = as_real_array(t, "t", ndim=1)
+    gap = as_real_array(gap, "gap", ndim=1)
+    if gap.shape != t.shape:
+        raise ValueError(f"gap must have the shape of t {t.shape}; got {gap.shape}")
+    if isinstance(start, (bool, np.bool_)) or not isinstance(start, (int, float, np.integer, np.floating)):
+        raise TypeError(f"start must be a real number (NaN: no start); got {type(start).__name__} {start!r}")
+    floor = as_positive_float(floor, "floor")
+    min_points = check_positive_int(min_points, "min_points", minimum=2)
+    window = (t >= start) & (gap > floor) if np.isfinite(start) else np.zeros(t.shape, bool)
+    n = int(np.unique(t[window]).size)
+    if n < min_points:
+        return TailRate(rate=float("nan"), window=window, n_points=n, usable=False)
+    return TailRate(rate=exponential_rate(t, gap, window), window=window, n_points=n, usable=True)
 
 
 def _event_times(solution, layer: int, k: int) -> np.ndarray:

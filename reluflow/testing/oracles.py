@@ -16,11 +16,14 @@ cumulative ones, W^(ℓ) = diag(λ_ℓ) R_ℓ and b^(ℓ) = −λ_ℓ θ_ℓ. Tw
 Map from quantity to oracle (each returns what the named library function returns):
 
 - C_in from the plain forward pass                 → :func:`plain_input_cost`
+- x^(τ,ℓ) from the plain forward pass (np.maximum)  → :func:`plain_input_space_images`, checked against the
+  composed truncation maps and cone projections by :func:`forward_pass_truncation_check`
 - ∂C/∂θ (4.1), θ̇ (4.2), (λ̇, ḃ, θ̇) (4.3)            → :func:`oracle_threshold_gradient`, :func:`oracle_bias_flow`,
   :func:`oracle_scale_bias_flow`
 - Ṙ (4.4), by differentiating A ↦ C(expm(A) R_ℓ) over skew A at A = 0 → :func:`oracle_frame_flow`
 - ∇_c C, ∇_p C, K, ḃ^(ℓ), ċ (4.5)                  → :func:`oracle_cumulative_gradient`, :func:`oracle_layer_gradient`,
   :func:`oracle_induced_bias_kernel`, :func:`oracle_induced_bias_flow`, :func:`oracle_induced_cumulative_flow`
+- θ* of a one-layer flow, by root finding on that gradient  → :func:`one_layer_equilibrium`
 - tie margin, relative error                       → :func:`tie_margin`, :func:`frobenius_relative_error`
 - one random instance / the whole battery          → :func:`draw_instance`, :func:`check_instance`,
   :func:`verification_battery`
@@ -48,8 +51,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 
-from reluflow.theory.adapted import AdaptedNetwork, random_adapted_network
+from reluflow.theory.adapted import AdaptedNetwork, cone_projection, random_adapted_network
 from reluflow.theory.costs import (
     cost_weights,
     input_cost,
@@ -74,8 +78,9 @@ from reluflow.theory.flows import (
     threshold_gradient,
 )
 from reluflow.theory.network import cumulative_parameters, haar_orthogonal, random_network
-from reluflow.theory.truncation import truncated_data, truncation_pattern
+from reluflow.theory.truncation import truncated_data, truncation_map, truncation_pattern
 from reluflow.validation import (
+    MAX_CONDITION,
     as_layer_list,
     as_point_weights,
     as_points,
@@ -94,6 +99,9 @@ __all__ = [
     "OracleInstance",
     "SymbolicCheck",
     "plain_input_cost",
+    "plain_input_space_images",
+    "forward_pass_truncation_check",
+    "one_layer_equilibrium",
     "oracle_threshold_gradient",
     "oracle_bias_flow",
     "oracle_scale_bias_flow",
@@ -240,6 +248,143 @@ def _plain_cost(xp, weights, biases, X, targets, w):
     x_tau = xp.transpose(xp.linalg.solve(W_cum, xp.transpose(x - b_cum)))
     r = x_tau - targets
     return 0.5 * xp.sum(w * xp.sum(r * r, axis=1))
+
+
+def plain_input_space_images(weights, biases, X) -> list[np.ndarray]:
+    """x^(τ,ℓ) for ℓ = 1..L from the plain ReLU forward pass, written without the truncation calculus.
+
+    x^(ℓ) = np.maximum(x^(ℓ-1) W_ℓᵀ + b_ℓ, 0) layer by layer; the cumulative W^(ℓ), b^(ℓ) are accumulated
+    alongside in plain numpy, and each layer's output is pulled back to input space by solving
+    W^(ℓ) x^(τ,ℓ) = x^(ℓ) − b^(ℓ). ``weights`` (L of (M, M), square invertible), ``biases`` (L of (M,)),
+    ``X`` (N, M) points as rows. Returns L arrays of shape (N, M).
+    """
+    Ws, bs = validate_layers(weights, biases, square=True, max_condition=MAX_CONDITION)
+    x = as_points(X, "X", dim=Ws[0].shape[1])
+    M = x.shape[1]
+    W_cum, b_cum, out = np.eye(M), np.zeros(M), []
+    for W, b in zip(Ws, bs, strict=True):
+        x = np.maximum(x @ W.T + b, 0.0)
+        W_cum, b_cum = W @ W_cum, W @ b_cum + b
+        out.append(np.linalg.solve(W_cum, (x - b_cum).T).T)
+    return out
+
+
+def _max_rel(a, ref) -> float:
+    return float(np.abs(a - ref).max() / max(1.0, float(np.abs(ref).max())))
+
+
+def forward_pass_truncation_check(widths, depths, *, n_networks: int, n_points: int, seed) -> xr.Dataset:
+    """Composed truncation maps against the plain ReLU forward pass, per (width M, depth L).
+
+    For ``n_networks`` random general networks (:func:`reluflow.theory.network.random_network`) and as
+    many random adapted ones (:func:`reluflow.theory.adapted.random_adapted_network`, turned into layer
+    weights W_ℓ = W^(ℓ)(W^(ℓ-1))^-1 by plain numpy), with ``n_points`` Gaussian points each:
+
+    - ``composed_maps``: τ_{W^(L),b^(L)} ∘ ⋯ ∘ τ_{W^(1),b^(1)} applied one :func:`truncation_map` at a time
+      vs :func:`plain_input_space_images` (worst over layers ℓ of max |difference| / max(1, max |reference|));
+    - ``adapted_projections``: the composition of cone projections R_ℓᵀ max(R_ℓ x, θ_ℓ)
+      (:func:`reluflow.theory.adapted.cone_projection`) vs the forward pass of the adapted network;
+    - ``truncated_fraction``: the smallest, over networks, fraction of (point, layer, unit) triples the
+      forward pass truncates (a pre-activation < 0), so that a vacuous comparison shows.
+    """
+    from reluflow.pipeline.parameters import check_int_list, check_seed
+
+    widths = check_int_list(widths, "widths", minimum=1)
+    depths = check_int_list(depths, "depths", minimum=1)
+    n_networks = check_positive_int(n_networks, "n_networks")
+    n_points = check_positive_int(n_points, "n_points")
+    seeds = iter(np.random.SeedSequence(check_seed(seed)).spawn(len(widths) * len(depths)))
+    names = ["composed_maps", "adapted_projections", "truncated_fraction"]
+    out = {n: np.zeros((len(widths), len(depths))) for n in names}
+    out["truncated_fraction"][:] = 1.0
+    for i, M in enumerate(widths):
+        for j, L in enumerate(depths):
+            rng = np.random.default_rng(next(seeds))
+            for _ in range(n_networks):
+                X = 2.0 * rng.standard_normal((n_points, M))
+                weights, biases = random_network(M, L, seed=rng, bias_scale=1.0)
+                ref = plain_input_space_images(weights, biases, X)
+                Wc, bc = np.eye(M), np.zeros(M)
+                x, e = X, 0.0
+                for ell, (W, b) in enumerate(zip(weights, biases)):
+                    Wc, bc = W @ Wc, W @ bc + b
+                    x = truncation_map(Wc, bc, x)
+                    e = max(e, _max_rel(x, ref[ell]))
+                out["composed_maps"][i, j] = max(out["composed_maps"][i, j], e)
+                z, frac = X, []
+                for W, b in zip(weights, biases):
+                    pre = z @ W.T + b
+                    frac.append(float((pre < 0).mean()))
+                    z = np.maximum(pre, 0.0)
+                out["truncated_fraction"][i, j] = min(out["truncated_fraction"][i, j], float(np.mean(frac)))
+                net = random_adapted_network(M, L, seed=rng)
+                Wcs = [lam[:, None] * R for R, lam in zip(net.frames, net.scales)]
+                bcs = [-lam * th for lam, th in zip(net.scales, net.thresholds)]
+                lw = [Wcs[0]] + [np.linalg.solve(Wcs[k - 1].T, Wcs[k].T).T for k in range(1, L)]
+                lb = [bcs[0]] + [bcs[k] - lw[k] @ bcs[k - 1] for k in range(1, L)]
+                ref = plain_input_space_images(lw, lb, X)
+                x, e = X, 0.0
+                for ell in range(L):
+                    x = cone_projection(net.frames[ell], net.thresholds[ell], x)
+                    e = max(e, _max_rel(x, ref[ell]))
+                out["adapted_projections"][i, j] = max(out["adapted_projections"][i, j], e)
+    long = {
+        "composed_maps": "max relative error of the composed truncation maps vs the plain forward pass",
+        "adapted_projections": "max relative error of the composed cone projections vs the plain forward pass",
+        "truncated_fraction": "smallest fraction of (point, layer, unit) with a negative pre-activation",
+    }
+    return xr.Dataset(
+        {n: (("width", "depth"), out[n], {"long_name": long[n], "units": "1"}) for n in names},
+        coords={"width": ("width", widths, {"long_name": "width M", "units": "1"}),
+                "depth": ("depth", depths, {"long_name": "depth L", "units": "1"})},
+    )
+
+
+def one_layer_equilibrium(net, X, targets, lower, upper, *, point_weights=None, method: str = "autodiff",
+                          xtol: float = 1e-14) -> np.ndarray:
+    """θ* of a one-layer threshold flow: the zero of ∂C_in/∂θ_k in [lower_k, upper_k], by root finding.
+
+    For one layer the coordinates decouple (∂C_in/∂θ_k depends on θ_k alone), so each θ*_k is found by
+    :func:`scipy.optimize.brentq` on k ↦ (:func:`oracle_threshold_gradient`)_k, the gradient of the plain
+    forward pass by ``method`` ("autodiff" or "finite_difference"), with the other thresholds at
+    ``net.thresholds``. The gradient must change sign on each bracket (negative at ``lower``, positive at
+    ``upper``, so that the flow θ̇ = −Λ⁻² ∂C/∂θ is attracted to the root); it is piecewise affine with
+    jumps where θ_k crosses a data coordinate, and brentq returns a sign change to ``xtol``. A
+    gradient exactly 0 at ``lower`` (no point truncated there: a dead coordinate, which does not move)
+    returns ``lower_k``.
+    """
+    from dataclasses import replace
+
+    from scipy.optimize import brentq
+
+    if not isinstance(net, AdaptedNetwork):
+        raise TypeError(f"net must be an AdaptedNetwork; got {type(net).__name__}")
+    L, M = net.scales.shape
+    if L != 1:
+        raise ValueError(f"net must have one layer; got L = {L}")
+    lower = as_real_array(lower, "lower", ndim=1)
+    upper = as_real_array(upper, "upper", ndim=1)
+    if lower.shape != (M,) or upper.shape != (M,) or np.any(lower >= upper):
+        raise ValueError(f"lower and upper must have shape ({M},) with lower < upper; got {lower} and {upper}")
+    _check_method(method, FD_STEP)
+
+    def g(value, k):
+        theta = net.thresholds.copy()
+        theta[0, k] = value
+        return float(oracle_threshold_gradient(replace(net, thresholds=theta), X, targets,
+                                               point_weights=point_weights, method=method)[0, k])
+
+    out = np.empty(M)
+    for k in range(M):
+        lo, hi = g(lower[k], k), g(upper[k], k)
+        if lo == 0.0:  # nothing truncated at lower: the coordinate is dead (S1) and lower is its equilibrium
+            out[k] = lower[k]
+            continue
+        if not (lo < 0 < hi):
+            raise ValueError(f"the gradient must be negative at lower and positive at upper in coordinate {k}; "
+                             f"got {lo:.3g} and {hi:.3g}")
+        out[k] = brentq(g, lower[k], upper[k], args=(k,), xtol=xtol, rtol=4 * np.finfo(float).eps)
+    return out
 
 
 def _layers_from_cumulative(xp, Wc, bc):

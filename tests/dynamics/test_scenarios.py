@@ -394,3 +394,23 @@ def test_truncation_layers_example_and_dataset():
     np.testing.assert_array_equal(out.figure_labels.values, clusters.labels + 1)
     assert out.projection_width.values.tolist() == [1, 2] and out.coordinate.values.tolist() == [1, 2]
     assert out.stage.values.tolist() == [0, 1, 2, 3]
+
+
+def test_recount_truncated_counts_ties_as_truncated():
+    from reluflow.dynamics.scenarios import recount_truncated
+
+    u = np.array([[0.0, 1.0], [1.0, 2.0], [2.0, 3.0]])
+    th = np.array([[-1.0, 1.0], [1.0, 2.5], [5.0, 0.0]])
+    assert recount_truncated(th, u).tolist() == [[0, 1], [2, 2], [3, 0]]
+    with pytest.raises(ValueError, match="columns"):
+        recount_truncated(th[:, :1], u)
+
+
+def test_rate_staircase_floor_options_select_fewer_intervals(cluster):
+    times = np.linspace(0.0, 30.0, 121)
+    ds = cluster.run(cluster.theta_sweep, cluster.y_hat, times)
+    loose = rate_staircase(ds, cluster.u, cluster.y_hat, cluster.scales)
+    strict = rate_staircase(ds, cluster.u, cluster.y_hat, cluster.scales, min_log_change=1e-2, min_gap=1e-2)
+    assert strict.usable.sum() < loose.usable.sum() and not np.any(strict.usable & ~loose.usable)
+    with pytest.raises(ValueError, match="min_gap"):
+        rate_staircase(ds, cluster.u, cluster.y_hat, cluster.scales, min_gap=-1.0)

@@ -225,3 +225,23 @@ def test_exponential_rate_recovers_a_known_decay():
         exponential_rate(t, gap - 1.0)  # non-positive gaps
     with pytest.raises(ValueError, match="gap"):
         exponential_rate(t, gap[:3])
+
+
+def test_tail_rate_fits_where_the_data_allow_and_reports_none_otherwise():
+    from reluflow.dynamics.solutions import tail_rate
+
+    t = np.linspace(0.0, 20.0, 81)
+    gap = np.where(t < 5.0, np.exp(-0.2 * t), np.exp(-1.0) * np.exp(-0.9 * (t - 5.0)))  # rate 0.9 from t = 5
+    fit = tail_rate(t, gap, 5.0, 1e-4)
+    assert fit.usable and fit.rate == pytest.approx(0.9, rel=1e-10)
+    assert fit.n_points == int(((t >= 5.0) & (gap > 1e-4)).sum())
+    # no window: the gap has fallen below the floor before the start, or the start is NaN
+    for start in (19.9, float("nan")):
+        none = tail_rate(t, gap, start, 1e-4)
+        assert not none.usable and np.isnan(none.rate) and none.n_points < 3
+    with pytest.raises(ValueError, match="floor"):
+        tail_rate(t, gap, 5.0, 0.0)
+    with pytest.raises(TypeError, match="start"):
+        tail_rate(t, gap, "5", 1e-4)
+    with pytest.raises(ValueError, match="gap"):
+        tail_rate(t, gap[:-1], 5.0, 1e-4)
