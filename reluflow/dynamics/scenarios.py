@@ -840,7 +840,7 @@ PHASE_VARIABLES = {
     "equilibrium_residual": "distance of the thresholds from their equilibrium condition",
     "separated": "1 if the data predict no interference",
     "predicted_threshold": "rest point of theta_0 predicted from the data (rest_point)",
-    "rest_error": "max over coordinates of |theta(t_end) - predicted rest point|",
+    "rest_error": "max over coordinates of |theta(t_rest) - predicted rest point|, t_rest = max(t_end, 100 N)",
     "predicted_b_truncated": "number of points of B truncated at the predicted rest point",
 }
 

@@ -614,7 +614,8 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
     ``sliding`` (1 if a threshold rests on a point), ``equilibrium_residual`` (the largest of
     :func:`equilibrium_residual`), ``separated`` (1 if the target of A lies below every coordinate of
     every point of B), and, from the data alone (:func:`rest_point`), ``predicted_threshold`` (θ_0 at
-    rest), ``rest_error`` (max_k |θ_k(t_end) − predicted rest|) and ``predicted_b_truncated``.
+    rest), ``rest_error`` (max_k |θ_k(t_rest) − predicted rest|, solved on to t_rest = max(t_end, 100 λ² N), when
+    the slowest relaxation, of rate 1/(λ² N), has ended) and ``predicted_b_truncated`` (at the predicted rest).
     """
     from reluflow.dynamics.solver import solve
 
@@ -634,6 +635,8 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
     e = 0.5 * np.sum(r * r, axis=1) / X.shape[0]
     trunc = X <= theta
     pred, _ = rest_point(X, sc.targets, sc.net.thresholds[0])
+    t_rest = 100.0 * X.shape[0] * float(sc.net.scales.max()) ** 2  # every relaxation rate is >= 1/(λ² N)
+    theta_rest = solve(sc.net, X, sc.targets, [max(t_end, t_rest)], record_events=False).thresholds.values[-1, 0]
     return {
         "final_cost": float(ds.cost.values[-1]),
         "cost_a": float(e[lab == 0].sum()),
@@ -645,7 +648,7 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
         "equilibrium_residual": float(equilibrium_residual(X, sc.targets, theta).max()),
         "separated": int(sc.class_targets[0].max() < X[lab == 1].min()),
         "predicted_threshold": float(pred[0]),
-        "rest_error": float(np.abs(theta - pred).max()),
+        "rest_error": float(np.abs(theta_rest - pred).max()),
         "predicted_b_truncated": int((X[lab == 1] <= pred).any(axis=1).sum()),
     }
 
