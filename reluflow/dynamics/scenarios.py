@@ -42,6 +42,9 @@ Notebook 05 (the general case S5, THEORY.md §5), one layer with the identity fr
 - the truncation pattern T_ik(t) = [x_ik ≤ θ_k(t)], n_k(t) and the mean target ȳ_k(t) of the truncated
   points, recounted from the data                                      → :func:`mean_target_trajectory`
 - each cluster's share ½ Σ_{i ∈ j} w_i |max(x_i, θ) − ỹ_i|² of the cost  → :func:`cost_shares`
+- each coordinate as its own one-dimensional problem (they decouple for one layer with the
+  identity frame), solved to its rest, e.g. by the general backend as an independent oracle
+                                                                       → :func:`coordinatewise_solve`
 - the notebook's result dataset                                        → :func:`general_case_dataset`
 """
 
@@ -92,6 +95,8 @@ __all__ = [
     "MeanTargetTrajectory",
     "mean_target_trajectory",
     "cost_shares",
+    "CoordinateRuns",
+    "coordinatewise_solve",
     "general_case_dataset",
 ]
 
@@ -631,15 +636,18 @@ class SeparatedCollapse:
         return f"<SeparatedCollapse T={self.t.size}, collapse times {np.round(self.collapse_time, 3).tolist()}>"
 
 
-def separated_collapse(scenario, solution, explicit) -> SeparatedCollapse:
+def separated_collapse(scenario, solution, explicit, *, gap_floor: float = 1e-9) -> SeparatedCollapse:
     """Measure the collapse of an S4 ``scenario`` along a ``solution`` of ``solve``, with ``explicit`` solutions.
 
-    ``explicit`` is :func:`~reluflow.dynamics.solutions.separated_solutions` of the scenario (Q = L = M).
+    ``explicit`` is :func:`~reluflow.dynamics.solutions.separated_solutions` of the scenario (Q = L, any
+    width M). ``solution`` may come from either backend of ``solve``; only its requested times are used.
+    The rates are fitted where the gap exceeds ``gap_floor`` (raise it for a solver with a tolerance).
     """
+    gap_floor = as_positive_float(gap_floor, "gap_floor")
     from reluflow.dynamics.solutions import exponential_rate, nc1, truncated_images, within_class_variability
 
     X, lab = scenario.data.points, scenario.data.labels
-    N, Q = X.shape[0], scenario.data.n_clusters
+    N, Q, M = X.shape[0], scenario.data.n_clusters, X.shape[1]
     grid = solution.requested.values == 1
     t = solution.time.values[grid]
     th = solution.thresholds.values[grid]
@@ -649,14 +657,14 @@ def separated_collapse(scenario, solution, explicit) -> SeparatedCollapse:
     cost = solution.cost.values[grid]
     r = images - scenario.targets
     cost_images = 0.5 * np.einsum("tnm,tnm->t", r, r) / N
-    T_j = np.array([max(float(explicit[j, k].event_time.max()) for k in range(Q)) for j in range(Q)])
+    T_j = np.array([max(float(explicit[j, k].event_time.max()) for k in range(M)) for j in range(Q)])
     gaps = np.abs(th - scenario.collapse_thresholds)
     kappa = scenario.data.counts[:, None] / (scenario.net.scales**2 * N)
-    fit = np.full((Q, Q), np.nan)
+    fit = np.full((Q, M), np.nan)
     for j in range(Q):
-        for k in range(Q):
-            fit[j, k] = exponential_rate(t, gaps[:, j, k], (t > T_j[j] + 1.0) & (gaps[:, j, k] > 1e-9))
-    th_explicit = np.stack([np.stack([explicit[j, k].theta(t) for k in range(Q)], axis=1) for j in range(Q)], axis=1)
+        for k in range(M):
+            fit[j, k] = exponential_rate(t, gaps[:, j, k], (t > T_j[j] + 1.0) & (gaps[:, j, k] > gap_floor))
+    th_explicit = np.stack([np.stack([explicit[j, k].theta(t) for k in range(M)], axis=1) for j in range(Q)], axis=1)
     shares = scenario.data.counts / N
     cost_formula = 0.5 * np.einsum("j,tjk->t", shares, (th_explicit - scenario.collapse_thresholds) ** 2)
     after = t >= T_j.max()
@@ -675,9 +683,10 @@ def _pad(a, shape):
     return out
 
 
-def separated_clusters_dataset(cases: dict, summary: dict, snapshot_time, snapshot_images) -> xr.Dataset:
+def separated_clusters_dataset(cases: dict, summary: dict, snapshot_time, snapshot_images, extra=None) -> xr.Dataset:
     """Notebook 04's result: each case Q (``cases[Q]`` a SeparatedClusters, ``summary[Q]`` its collapse),
-    padded with NaN to the largest Q; the snapshots of the first case."""
+    padded with NaN to the largest Q; the snapshots of the first case. ``extra`` maps further variable
+    names to ``(dims, values, long_name)`` (the oracle comparisons), added as they are."""
     qs = list(summary)
     Qmax = max(qs)
     first = cases[qs[0]]
@@ -721,6 +730,11 @@ def separated_clusters_dataset(cases: dict, summary: dict, snapshot_time, snapsh
                 "point": np.arange(first.data.points.shape[0]), "coordinate_2d": np.arange(first.net.width)},
     )
     result["case"].attrs.update(long_name="Q = M (clusters = layers = width)", units="1")
+    if extra is not None:
+        if not isinstance(extra, dict):
+            raise TypeError(f"extra must be a dict name -> (dims, values, long_name); got {type(extra).__name__}")
+        for name, (dims, values, long_name) in extra.items():
+            result[name] = v(tuple(dims), np.asarray(values), long_name)
     return result
 
 
@@ -780,6 +794,61 @@ def cost_shares(X, targets, labels, theta, n_total=None) -> np.ndarray:
     return np.array([0.5 * np.sum(r[lab == j] * r[lab == j]) / N for j in range(int(lab.max()) + 1)])
 
 
+@dataclass(frozen=True, repr=False)
+class CoordinateRuns:
+    """Coordinate-by-coordinate runs (:func:`coordinatewise_solve`), each of shape (M,).
+
+    ``thresholds`` θ_k at the end of run k; ``t_stop`` the time it ended; ``status`` its solver status
+    (0 reached ``t_end``; 1 the general backend stopped at the onset of sliding, where the threshold
+    rests on a point from then on); ``n_events`` its number of events; ``cost`` the coordinate's
+    share ½ Σ_i w_i (max(x_ik, θ_k) − ỹ_ik)² of C_in at the end.
+    """
+
+    thresholds: np.ndarray
+    t_stop: np.ndarray
+    status: np.ndarray
+    n_events: np.ndarray
+    cost: np.ndarray
+
+    def __repr__(self) -> str:
+        return f"<CoordinateRuns theta = {np.round(self.thresholds, 3).tolist()}, status {self.status.tolist()}>"
+
+
+def coordinatewise_solve(X, targets, theta0, t_end, *, scale: float = 1.0, point_weights=None,
+                         method: str = "general", rtol: float = 1e-10, atol: float = 1e-12) -> CoordinateRuns:
+    """Solve a one-layer, identity-frame bias flow one coordinate at a time, from ``theta0`` to ``t_end``.
+
+    With the identity frame, coordinate k of the bias flow involves only the column k of ``X`` and
+    ``targets``, so each is a problem of width 1. Solved separately, the general backend
+    (``method="general"``, ``solve_ivp`` with event location) follows every coordinate to its own
+    rest: its stop at the onset of sliding (status 1) ends one coordinate only, with the threshold on
+    the point it rests on. ``scale`` is λ (common), ``point_weights`` as in :func:`solve`.
+    """
+    from reluflow.dynamics.solver import solve
+
+    X = as_points(X, "X")
+    targets = as_real_array(targets, "targets", ndim=2)
+    theta0 = as_real_array(theta0, "theta0", ndim=1)
+    if targets.shape != X.shape or theta0.shape != (X.shape[1],):
+        raise ValueError(f"targets must have shape {X.shape} and theta0 ({X.shape[1]},); "
+                         f"got {targets.shape} and {theta0.shape}")
+    t_end = as_positive_float(t_end, "t_end")
+    lam = as_positive_float(scale, "scale")
+    M = X.shape[1]
+    out = {k: np.empty(M) for k in ("thresholds", "t_stop", "cost")}
+    status, n_events = np.empty(M, int), np.empty(M, int)
+    for k in range(M):
+        net = adapted_network(np.ones((1, 1, 1)), [[lam]], [[theta0[k]]])
+        ds = solve(net, X[:, [k]], targets[:, [k]], [t_end], method=method, point_weights=point_weights,
+                   rtol=rtol, atol=atol)
+        out["thresholds"][k] = float(ds.thresholds.values[-1, 0, 0])
+        out["t_stop"][k] = float(ds.time.values[-1])
+        out["cost"][k] = float(ds.cost.values[-1])
+        status[k], n_events[k] = int(ds.attrs["status"]), int(ds.attrs["n_events"])
+    return CoordinateRuns(thresholds=out["thresholds"], t_stop=out["t_stop"], status=status, n_events=n_events,
+                          cost=out["cost"])
+
+
 #: Variables of the phase diagram (``interference_point``) and their long names.
 PHASE_VARIABLES = {
     "final_cost": "input-layer cost C_in at t_end",
@@ -791,6 +860,9 @@ PHASE_VARIABLES = {
     "sliding": "1 if a threshold rests on a point at t_end",
     "equilibrium_residual": "distance of the thresholds from their equilibrium condition",
     "separated": "1 if the data predict no interference",
+    "predicted_threshold": "rest point of theta_0 predicted from the data (rest_point)",
+    "rest_error": "max over coordinates of |theta(t_rest) - predicted rest point|, t_rest = max(t_end, 100 N)",
+    "predicted_b_truncated": "number of points of B truncated at the predicted rest point",
 }
 
 

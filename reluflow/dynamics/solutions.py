@@ -64,9 +64,12 @@ __all__ = [
     "separated_clusters",
     "separation_margin",
     "separated_solutions",
+    "generic_start",
+    "collapse_times",
     "TwoClusterScenario",
     "two_cluster_scenario",
     "equilibrium_residual",
+    "rest_point",
     "interference_point",
     "exponential_rate",
     "TailRate",
@@ -294,8 +297,21 @@ def _householder_to(d, e):
     return np.eye(d.size) - 2.0 * np.outer(v, v) / nv
 
 
+def _random_rotations(n: int, M: int, angle: float, seed) -> np.ndarray:
+    """n rotations of R^M, each turning by at most ``angle``: G = expm(A), A skew with spectral norm ≤ angle."""
+    from scipy.linalg import expm
+
+    rng = np.random.default_rng(seed)
+    B = rng.standard_normal((n, M, M))
+    A = B - np.swapaxes(B, 1, 2)
+    norm = np.linalg.norm(A, ord=2, axis=(1, 2))
+    A *= (angle * rng.uniform(0.0, 1.0, n) / np.maximum(norm, 1e-300))[:, None, None]
+    return np.stack([expm(a) for a in A])
+
+
 def separated_clusters(Q: int, M: int, n_per_cluster: int, *, radius: float = 0.5, distance: float = 3.0,
-                       target_gap: float = 0.5, scales=None, seed=None) -> SeparatedClusters:
+                       target_gap: float = 0.5, scales=None, frame_jitter: float = 0.0, seed=None,
+                       frame_seed=None) -> SeparatedClusters:
     """S4 scenario: Q balls in R^M, L = Q layers, layer ℓ truncating cluster ℓ (0-based j = ℓ − 1).
 
     Cluster centres c_j = D (e_j − 𝟙/Q) / |e_j − 𝟙/Q| (for Q ≤ M: a regular simplex of radius D in the
@@ -304,8 +320,10 @@ def separated_clusters(Q: int, M: int, n_per_cluster: int, *, radius: float = 0.
     the cone K_j = {R_j x ≥ θ_j} opens towards the other clusters. Target ỹ_j = c_j + s d_j with
     s = √M ρ + ``target_gap``: beyond every point of cluster j in every coordinate of R_j. Initial
     thresholds: in each coordinate, midway between the two smallest values of cluster j, so one
-    point is truncated at t = 0. The separation is checked with :func:`separation_margin`; a
-    ValueError says so if it fails.
+    point is truncated at t = 0. With ``frame_jitter`` = φ > 0 each frame is turned by a random
+    rotation G_j of angle at most φ (radians; R_j ← R_j G_jᵀ, so the cone's axis becomes G_j d_j),
+    drawn from ``frame_seed``: a frame not tied to the symmetry of the construction. The separation
+    is checked with :func:`separation_margin`; a ValueError says so if it fails.
     """
     Q = check_positive_int(Q, "Q")
     M = check_positive_int(M, "M", minimum=2)
@@ -332,6 +350,12 @@ def separated_clusters(Q: int, M: int, n_per_cluster: int, *, radius: float = 0.
     d = -centres / np.linalg.norm(centres, axis=1, keepdims=True)
     e = np.ones(M) / np.sqrt(M)
     frames = np.stack([_householder_to(d[j], e) for j in range(Q)])
+    jitter = float(frame_jitter) if isinstance(frame_jitter, (int, float)) and not isinstance(frame_jitter, bool) \
+        else None
+    if jitter is None or not (0.0 <= jitter <= np.pi / 4):
+        raise ValueError(f"frame_jitter must be an angle in [0, pi/4] (radians); got {frame_jitter!r}")
+    if jitter > 0:
+        frames = np.einsum("jkm,jnm->jkn", frames, _random_rotations(Q, M, jitter, frame_seed))
     class_targets = centres + (np.sqrt(M) * rho + gap) * d
     theta0 = np.empty((Q, M))
     for j in range(Q):
@@ -408,6 +432,42 @@ def separation_margin(net, X, labels, final_thresholds) -> float:
         raise ValueError(f"labels must put points in at least two clusters, one of them truncated by a layer "
                          f"(cluster j < L = {L}), for a separation margin; got classes {np.unique(labels).tolist()}")
     return worst
+
+
+def generic_start(scenario: SeparatedClusters, seed=None) -> AdaptedNetwork:
+    """The network of an S4 ``scenario`` with random initial thresholds, not built from the answer.
+
+    Threshold (ℓ, k) is drawn uniformly in (u_(1), θ*_ℓ,k), where u_(1) is the smallest coordinate
+    (R_ℓ x)_k of cluster ℓ and θ*_ℓ,k = (R_ℓ ỹ_ℓ)_k: each threshold truncates at least one point of its
+    own cluster (otherwise its coordinate would be dead, S1) and starts short of its target, anywhere
+    from one point truncated to the whole cluster. The frames and scales are the scenario's. A
+    ValueError says so if the draw leaves the separation uncertified (:func:`separation_margin`).
+    """
+    if not isinstance(scenario, SeparatedClusters):
+        raise TypeError(f"scenario must be a SeparatedClusters (see separated_clusters); got {type(scenario).__name__}")
+    net, star = scenario.net, scenario.collapse_thresholds
+    rng = np.random.default_rng(seed)
+    low = np.stack([(scenario.data.cluster(ell) @ net.frames[ell].T).min(axis=0) for ell in range(net.depth)])
+    theta0 = low + rng.uniform(0.0, 1.0, size=low.shape) * (star - low)
+    theta0 = np.maximum(theta0, np.nextafter(low, np.inf))  # strictly above u_(1): one point truncated at least
+    start = adapted_network(net.frames, net.scales, theta0)
+    margin = separation_margin(start, scenario.data.points, scenario.data.labels, star)
+    if margin <= 0:
+        raise ValueError(f"seed: the random start leaves the separation uncertified (margin {margin:.3g} <= 0)")
+    return start
+
+
+def collapse_times(solution, depth: int) -> np.ndarray:
+    """T_ℓ, the time of the last event of layer ℓ in the event log of a ``solve`` Dataset; shape (depth,).
+
+    In an S4 run this is when cluster ℓ becomes a single point (the last of its points is truncated
+    in the last coordinate of its layer); NaN for a layer without events.
+    """
+    as_dataset(solution, "solution", ("event_layer", "event_time"))
+    depth = check_positive_int(depth, "depth")
+    layer = solution.event_layer.values
+    t = solution.event_time.values
+    return np.array([t[layer == ell + 1].max() if np.any(layer == ell + 1) else np.nan for ell in range(depth)])
 
 
 # --------------------------------------------------------------------------- S5: two clusters, one threshold
@@ -488,6 +548,63 @@ def equilibrium_residual(X, targets, theta) -> np.ndarray:
     return out
 
 
+def rest_point(X, targets, theta0) -> tuple[np.ndarray, np.ndarray]:
+    """Where each threshold of a one-layer, identity-frame bias flow comes to rest, from the data alone.
+
+    Coordinate k obeys the scalar autonomous ODE θ̇ = f(θ) = −(1/(λ² N)) Σ_{i : x_ik ≤ θ} (θ − ỹ_ik), so
+    θ moves monotonically in the direction of f(θ_k(0)) and stops at the first rest it meets. With the
+    coordinates sorted, x_(1) ≤ … ≤ x_(N), and ȳ_m the mean target of the m lowest points, f is
+    −(m/(λ²N))(θ − ȳ_m) on [x_(m), x_(m+1)), so the rest is found by one scan over m:
+
+    - rising (θ(0) < ȳ): stop at ȳ_m in the first interval that holds it, or *slide* on x_(m) when
+      truncating point m reverses the pull (ȳ_m ≤ x_(m));
+    - falling (θ(0) > ȳ): stop at ȳ_m in the first interval that holds it, slide on x_(m) when
+      releasing point m reverses the pull (ȳ_{m-1} > x_(m)), or freeze at x_(1) once the last point is
+      released (the coordinate is then dead);
+    - no point truncated at the start: dead, θ stays at θ(0).
+
+    The scales λ only set the speed, not the rest. Derived from the data independently of the solvers
+    (ties between coordinates are not resolved: continuous data). Returns ``(theta, sliding)``, both (M,):
+    the rest point and whether the threshold rests on a point there.
+    """
+    X = as_points(X, "X")
+    targets = as_real_array(targets, "targets", ndim=2)
+    theta0 = as_real_array(theta0, "theta0", ndim=1)
+    if targets.shape != X.shape or theta0.shape != (X.shape[1],):
+        raise ValueError(f"targets must have shape {X.shape} and theta0 ({X.shape[1]},); "
+                         f"got {targets.shape} and {theta0.shape}")
+    N, M = X.shape
+    rest, sliding = theta0.copy(), np.zeros(M, bool)
+    order = np.argsort(X, axis=0, kind="stable")
+    xs = np.take_along_axis(X, order, axis=0)
+    ys = np.take_along_axis(targets, order, axis=0)
+    m_idx = np.arange(1, N + 1)
+    y_bar = np.cumsum(ys, axis=0) / m_idx[:, None]  # y_bar[m - 1] = ȳ_m
+    x_next = np.vstack([xs[1:], np.full((1, M), np.inf)])  # x_(m+1)
+    for k in range(M):
+        m0 = int(np.count_nonzero(X[:, k] <= theta0[k]))
+        if m0 == 0 or y_bar[m0 - 1, k] == theta0[k]:
+            continue
+        m = m_idx - 1  # 0-based: row m is the interval with m + 1 points truncated
+        if y_bar[m0 - 1, k] > theta0[k]:  # rising through m = m0, m0 + 1, ...
+            slide = (m > m0 - 1) & (y_bar[:, k] <= xs[:, k])
+            stop = slide | (y_bar[:, k] < x_next[:, k])
+            first = m0 - 1 + int(np.argmax(stop[m0 - 1:]))
+            sliding[k] = bool(slide[first])
+            rest[k] = xs[first, k] if sliding[k] else y_bar[first, k]
+        else:  # falling through m = m0, m0 - 1, ..., 1
+            inside = y_bar[:m0, k] >= xs[:m0, k]
+            below = np.r_[False, y_bar[:m0 - 1, k] > xs[1:m0, k]]  # sliding on x_(m) when ȳ_{m-1} > x_(m)
+            stop = inside | below
+            stop[0] = True  # the last point released: frozen at x_(1)
+            first = int(np.flatnonzero(stop).max())
+            if inside[first]:
+                rest[k] = y_bar[first, k]
+            else:
+                rest[k], sliding[k] = xs[first, k], first > 0
+    return rest, sliding
+
+
 def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: float = 1.0, b_target_gap: float = 1.0,
                        t_end: float = 200.0) -> dict:
     """One point of the S5 phase diagram (for :func:`reluflow.pipeline.sweep.sweep`): solve and summarise.
@@ -497,8 +614,10 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
     ``cost_b`` (each cluster's share), ``a_collapsed`` (1 if every point of A is truncated in both
     coordinates), ``b_truncated`` (points of B truncated in some coordinate), ``threshold`` (θ_0),
     ``sliding`` (1 if a threshold rests on a point), ``equilibrium_residual`` (the largest of
-    :func:`equilibrium_residual`) and ``separated`` (1 if the data predict no interference: the
-    target of A lies below every coordinate of every point of B).
+    :func:`equilibrium_residual`), ``separated`` (1 if the target of A lies below every coordinate of
+    every point of B), and, from the data alone (:func:`rest_point`), ``predicted_threshold`` (θ_0 at
+    rest), ``rest_error`` (max_k |θ_k(t_rest) − predicted rest|, solved on to t_rest = max(t_end, 100 λ² N), when
+    the slowest relaxation, of rate 1/(λ² N), has ended) and ``predicted_b_truncated`` (at the predicted rest).
     """
     from reluflow.dynamics.solver import solve
 
@@ -517,6 +636,9 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
     r = np.maximum(X, theta) - sc.targets
     e = 0.5 * np.sum(r * r, axis=1) / X.shape[0]
     trunc = X <= theta
+    pred, _ = rest_point(X, sc.targets, sc.net.thresholds[0])
+    t_rest = 100.0 * X.shape[0] * float(sc.net.scales.max()) ** 2  # every relaxation rate is >= 1/(λ² N)
+    theta_rest = solve(sc.net, X, sc.targets, [max(t_end, t_rest)], record_events=False).thresholds.values[-1, 0]
     return {
         "final_cost": float(ds.cost.values[-1]),
         "cost_a": float(e[lab == 0].sum()),
@@ -527,6 +649,9 @@ def interference_point(point, rng_seed, *, n_per_cluster: int = 30, radius: floa
         "sliding": int(ds.sliding.isel(time=-1).values.any()),
         "equilibrium_residual": float(equilibrium_residual(X, sc.targets, theta).max()),
         "separated": int(sc.class_targets[0].max() < X[lab == 1].min()),
+        "predicted_threshold": float(pred[0]),
+        "rest_error": float(np.abs(theta_rest - pred).max()),
+        "predicted_b_truncated": int((X[lab == 1] <= pred).any(axis=1).sum()),
     }
 
 

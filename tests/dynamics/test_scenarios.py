@@ -414,3 +414,31 @@ def test_rate_staircase_floor_options_select_fewer_intervals(cluster):
     assert strict.usable.sum() < loose.usable.sum() and not np.any(strict.usable & ~loose.usable)
     with pytest.raises(ValueError, match="min_gap"):
         rate_staircase(ds, cluster.u, cluster.y_hat, cluster.scales, min_gap=-1.0)
+def test_separated_collapse_with_more_clusters_than_dimensions():
+    from reluflow.dynamics.solutions import separated_clusters, separated_solutions
+
+    sc = separated_clusters(3, 2, 5, distance=10.0, seed=2, frame_jitter=0.1, frame_seed=3)
+    ds = solve(sc.net, sc.data.points, sc.targets, np.linspace(0.0, 120.0, 121))
+    s = separated_collapse(sc, ds, separated_solutions(sc), gap_floor=1e-8)
+    assert s.fitted_rate.shape == (3, 2) and s.collapse_time.shape == (3,)
+    np.testing.assert_allclose(s.fitted_rate, s.maximal_rate, rtol=1e-6)
+    assert np.all(s.nc1[s.after] <= 1e-20)
+    with pytest.raises(ValueError, match="gap_floor"):
+        separated_collapse(sc, ds, separated_solutions(sc), gap_floor=0.0)
+
+
+def test_coordinatewise_solve_matches_the_joint_problem(two_clusters):
+    from reluflow.dynamics.scenarios import coordinatewise_solve
+    from reluflow.dynamics.solutions import rest_point
+
+    sc = two_clusters[0]
+    X, Y = sc.data.points, sc.targets
+    joint = solve(sc.net, X, Y, [200.0], record_events=False)
+    exact = coordinatewise_solve(X, Y, sc.net.thresholds[0], 200.0, method="exact")
+    np.testing.assert_allclose(exact.thresholds, joint.thresholds.values[-1, 0], atol=1e-12)
+    assert exact.cost.sum() == pytest.approx(float(joint.cost.values[-1]), rel=1e-12)
+    general = coordinatewise_solve(X, Y, sc.net.thresholds[0], 200.0)
+    np.testing.assert_allclose(general.thresholds, rest_point(X, Y, sc.net.thresholds[0])[0], atol=1e-6)
+    assert set(general.status.tolist()) <= {0, 1} and np.all(general.t_stop <= 200.0)
+    with pytest.raises(ValueError, match="theta0"):
+        coordinatewise_solve(X, Y, [0.0], 10.0)

@@ -26,6 +26,7 @@ from reluflow.dynamics.solutions import (
     two_cluster_scenario,
     within_class_variability,
 )
+from reluflow.dynamics.solver import solve
 from reluflow.pipeline.sweep import sweep
 
 
@@ -245,3 +246,90 @@ def test_tail_rate_fits_where_the_data_allow_and_reports_none_otherwise():
         tail_rate(t, gap, "5", 1e-4)
     with pytest.raises(ValueError, match="gap"):
         tail_rate(t, gap[:-1], 5.0, 1e-4)
+# --------------------------------------------------------------------------- random starts, collapse times, rest points
+
+
+def test_generic_start_is_random_and_truncates_its_own_cluster():
+    from reluflow.dynamics.solutions import generic_start
+
+    sc = separated_clusters(3, 3, 12, distance=8.0, seed=2)
+    a, b = generic_start(sc, seed=7), generic_start(sc, seed=7)
+    np.testing.assert_array_equal(a.thresholds, b.thresholds)
+    assert not np.allclose(a.thresholds, generic_start(sc, seed=8).thresholds)
+    np.testing.assert_array_equal(a.frames, sc.net.frames)
+    X, lab = sc.data.points, sc.data.labels
+    P = rf.truncation_pattern(*a.cumulative_parameters(), X)
+    for ell in range(3):
+        u = sc.data.cluster(ell) @ sc.net.frames[ell].T
+        assert np.all(a.thresholds[ell] > u.min(axis=0)) and np.all(a.thresholds[ell] < sc.collapse_thresholds[ell])
+        assert not P[ell][lab != ell].any() and np.all(P[ell][lab == ell].sum(axis=0) >= 1)
+    with pytest.raises(TypeError, match="scenario"):
+        generic_start(sc.net)
+
+
+def test_collapse_times_are_the_last_events_of_each_layer():
+    from reluflow.dynamics.solutions import collapse_times, separated_solutions
+
+    sc = separated_clusters(2, 2, 6, distance=3.0, seed=3)
+    ds = solve(sc.net, sc.data.points, sc.targets, [60.0])
+    explicit = separated_solutions(sc)
+    T = collapse_times(ds, 2)
+    for ell in range(2):
+        assert T[ell] == pytest.approx(max(explicit[ell, k].event_time.max() for k in range(2)), abs=1e-10)
+    # a layer without events has no collapse time
+    net = rf.adapted_network(sc.net.frames, sc.net.scales, sc.net.thresholds - [[0.0, 0.0], [50.0, 50.0]])
+    assert np.isnan(collapse_times(solve(net, sc.data.points, sc.targets, [5.0]), 2)[1])
+    with pytest.raises(ValueError, match="depth"):
+        collapse_times(ds, 0)
+
+
+def test_frame_jitter_turns_each_frame_by_at_most_the_angle():
+    base = separated_clusters(3, 2, 8, distance=10.0, seed=1)
+    turned = separated_clusters(3, 2, 8, distance=10.0, seed=1, frame_jitter=0.15, frame_seed=4)
+    np.testing.assert_array_equal(base.data.points, turned.data.points)
+    for R0, R1 in zip(base.net.frames, turned.net.frames):
+        np.testing.assert_allclose(R1 @ R1.T, np.eye(2), atol=1e-12)
+        G = R1.T @ R0  # R1 = R0 G^T, so G = R1^T R0; its rotation angle
+        angle = np.arctan2(G[1, 0], G[0, 0])
+        assert 0 < abs(angle) <= 0.15 + 1e-12
+    assert separation_margin(turned.net, turned.data.points, turned.data.labels, turned.collapse_thresholds) > 0
+    with pytest.raises(ValueError, match="frame_jitter"):
+        separated_clusters(2, 2, 8, frame_jitter=1.0)
+    with pytest.raises(ValueError, match="frame_jitter"):
+        separated_clusters(2, 2, 8, frame_jitter="0.1")
+
+
+@pytest.mark.parametrize("x, y, theta0, rest, sliding", [
+    ([0.0, 1.0, 3.0], [2.0, 2.0, 2.0], 0.5, 2.0, False),   # rises through x = 1, stops at the mean target 2
+    ([0.0, 1.0], [3.0, -3.0], 0.5, 1.0, True),             # truncating x = 1 reverses the pull: rests on it
+    ([1.0, 2.0], [0.0, 0.0], 3.0, 1.0, False),             # releases both points, frozen at the lowest
+    ([1.0, 2.0], [5.0, -5.0], 3.0, 2.0, True),             # releasing x = 2 would reverse the pull: rests on it
+    ([1.0, 2.0], [1.5, 1.5], 3.0, 1.5, False),             # falls to the mean target inside [1, 2)
+    ([1.0, 2.0], [5.0, 5.0], 0.5, 0.5, False),             # nothing truncated: dead
+])
+def test_rest_point_by_hand(x, y, theta0, rest, sliding):
+    from reluflow.dynamics.solutions import rest_point
+
+    th, sl = rest_point(np.array(x)[:, None], np.array(y)[:, None], np.array([theta0]))
+    assert th[0] == pytest.approx(rest, abs=1e-15) and bool(sl[0]) == sliding
+
+
+def test_rest_point_matches_direct_integration_and_the_solver():
+    from reluflow.dynamics.solutions import rest_point
+
+    rng = np.random.default_rng(11)
+    for trial in range(6):
+        sc = two_cluster_scenario(rng.uniform(2.0, 5.0), rng.uniform(0.0, 5.0), n_per_cluster=5, seed=trial)
+        X, Y = sc.data.points, sc.targets
+        theta0 = rng.uniform(X.min(axis=0), X.max(axis=0))
+        pred, sliding = rest_point(X, Y, theta0)
+        net = rf.adapted_network(np.eye(2)[None], np.ones((1, 2)), theta0[None])
+        th = solve(net, X, Y, [3000.0], record_events=False).thresholds.values[-1, 0]
+        np.testing.assert_allclose(th, pred, atol=1e-10)
+        for k in range(2):  # explicit Euler with a small step on the discontinuous right-hand side
+            z, x, y = theta0[k], X[:, k], Y[:, k]
+            for _ in range(20000):
+                z -= 1e-2 * np.sum(z - y[x <= z]) / X.shape[0]
+            assert z == pytest.approx(pred[k], abs=2e-2 if sliding[k] else 1e-6)
+    with pytest.raises(ValueError, match="theta0"):
+        rest_point(X, Y, np.zeros(3))
