@@ -679,6 +679,10 @@ def sls_order(X, labels, order=None) -> SLSResult:
     that separates class j from the later classes and from the earlier points p_i, with x̄ on the far
     side; it crosses the open segment (x̄_j, x̄) at p_j. Feasibility with margins 1 is equivalent to
     strict separation (the constraints are homogeneous in (w, β)).
+
+    A separable result is a certificate (the points and normals are returned). A failure at position 0
+    is a proof that no order starting with that class is SLS; a later failure is a proof only for the
+    points p_i the earlier programmes picked (Definition 5.1 allows any p_i on their segments).
     """
     geom = class_geometry(X, labels)
     X = np.asarray(X, float)
