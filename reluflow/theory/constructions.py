@@ -64,7 +64,8 @@ __all__ = [
     "rectangular_truncated_data", "rectangular_cumulative_parameters", "rectangular_layer_parameters",
     "projector_chain", "cost_decomposition", "ce24_width_reduction", "SLSResult", "sls_order", "find_sls_order",
     "ce24_sls_network", "polyhedral_cone_form", "realise_cone", "lift_completion", "concentric_classifier",
-    "concentric_data", "clustered_classes", "perturbation_curve", "load_digits", "DIGITS_SHA256",
+    "concentric_data", "clustered_classes", "perturbation_curve", "load_digits", "DIGITS_SHA256", "ce23_draw",
+    "admissible_draw", "descent_outcome", "ball_samples", "class_states", "wilson_interval",
 ]
 
 #: SHA-256 of the shipped digits file (``digits_8x8.csv.gz``; provenance in ``digits_8x8.md``).
@@ -326,17 +327,16 @@ def _cone_report(geom, apexes, axes, half_angle, collapsed, points, order):
     every class already collapsed keeps its point there, every class already reached but intact keeps
     its ball there. Returns the largest (half-angle needed) − (half-angle available); ≤ 0 means satisfied.
     """
-    worst = -np.inf
-    for pos, ell in enumerate(order):
-        for jpos, j in enumerate(order):
-            if j == ell:
-                continue
-            if jpos < pos and collapsed[j]:
-                need = _ball_half_angle(apexes[ell], axes[ell], points[j], 0.0)
-            else:
-                need = _ball_half_angle(apexes[ell], axes[ell], geom.means[j], geom.delta)
-            worst = max(worst, float(need - half_angle[ell]))
-    return worst
+    Q = geom.n_classes
+    pos = np.empty(Q, int)
+    pos[list(order)] = np.arange(Q)
+    A, H = apexes[:, None, :], axes[:, None, :]  # layer ℓ along axis 0, class j along axis 1
+    need_ball = _ball_half_angle(A, H, geom.means[None, :, :], geom.delta)
+    need_point = _ball_half_angle(A, H, points[None, :, :], 0.0)
+    use_point = (pos[None, :] < pos[:, None]) & np.asarray(collapsed, bool)[None, :]
+    need = np.where(use_point, need_point, need_ball) - np.asarray(half_angle)[:, None]
+    need[np.arange(Q), np.arange(Q)] = -np.inf
+    return float(need.max())
 
 
 def _cumulative_to_layers(Wc, bc, W_last):
@@ -348,7 +348,8 @@ def _cumulative_to_layers(Wc, bc, W_last):
 def ce23_mu_interval(X, labels, *, theta0=None) -> tuple[float, float, float]:
     """CE23's admissible interval for |μ|: (2δ√Q, D), and θ_*.
 
-    D is the largest common |μ| for which the sufficient cone conditions hold for every layer (found
+    D is the largest common |μ| for which the sufficient cone conditions hold for every layer, whichever
+    classes are collapsed (so it serves Theorems 2.3 and 2.5 alike; found
     by bisection; the conditions only get harder as |μ| grows, since the apex x̄_ℓ + |μ| f_ℓ moves
     along the cone's axis). Raises if the clustering assumption fails or the interval is empty.
     """
@@ -357,10 +358,14 @@ def ce23_mu_interval(X, labels, *, theta0=None) -> tuple[float, float, float]:
     Q = geom.n_classes
     lo = 2 * geom.delta * np.sqrt(Q)
 
-    def slack(D):
-        mu = np.full(Q, -D)
-        pts = geom.means - mu[:, None] * geom.directions
-        return _cone_report(geom, pts, geom.directions, np.full(Q, theta_s / 2), np.ones(Q, bool), pts, range(Q))
+    H = geom.directions[:, None, :]
+    off = ~np.eye(Q, dtype=bool)
+
+    def slack(D):  # every other class, collapsed (its point) or intact (its ball): any s
+        pts = geom.means + D * geom.directions
+        need_b = _ball_half_angle(pts[:, None, :], H, geom.means[None, :, :], geom.delta)
+        need_p = _ball_half_angle(pts[:, None, :], H, pts[None, :, :], 0.0)
+        return float(np.maximum(need_b, need_p)[off].max() - theta_s / 2)
 
     hi = float(geom.distances.min())
     if slack(lo) > 0:
@@ -369,7 +374,7 @@ def ce23_mu_interval(X, labels, *, theta0=None) -> tuple[float, float, float]:
     if slack(hi) <= 0:
         return lo, hi, theta_s
     a, b = lo, hi
-    for _ in range(60):
+    for _ in range(30):  # D to a relative 1e-9 of the bracket
         m = 0.5 * (a + b)
         a, b = (m, b) if slack(m) <= 0 else (a, m)
     return lo, a, theta_s
@@ -537,7 +542,7 @@ def rectangular_layer_parameters(Wc, bc):
         prev = Wc[i - 1]
         Wl = W @ np.linalg.pinv(prev)
         err = np.abs(Wl @ prev - W).max()
-        if err > 1e-9 * max(1.0, np.abs(W).max()):
+        if err > 1e-12 * np.linalg.cond(prev) * max(1.0, np.abs(W).max()):  # round-off grows with cond
             raise ValueError(f"Wc[{i}]: its rows must lie in the row space of Wc[{i - 1}] (error {err:.3g})")
         weights.append(Wl)
         biases.append(np.asarray(b, float) - Wl @ np.asarray(bc[i - 1], float))
@@ -726,7 +731,9 @@ def find_sls_order(X, labels, *, orders="greedy"):
         for j in rest:
             trial = tuple(chosen + [j] + [k for k in rest if k != j])
             res = sls_order(X, labels, trial)
-            if res.separable or res.failed_at > len(chosen):
+            if res.separable:
+                return res
+            if res.failed_at > len(chosen):
                 chosen.append(j)
                 break
         else:
@@ -904,12 +911,15 @@ def clustered_classes(Q: int, M: int, n_per_class: int, c0: float, *, seed=None,
     return X, np.repeat(np.arange(Q), n), means
 
 
-def perturbation_curve(con: Construction, X, labels, Y, epsilons, *, kind: str, seed=None) -> np.ndarray:
-    """|C(ε) − C(0)| along a random unit direction of parameters, for each ε.
+def perturbation_curve(con: Construction, X, labels, Y, epsilons, *, kind: str, seed=None,
+                       odd: bool = False) -> np.ndarray:
+    """|C(ε) − C(0)| along a random unit direction of parameters, for each ε; with ``odd``, the odd part
+    |C(ε) − C(−ε)|/2 instead, which is ε|∇C·d| + O(ε³) (zero to round-off at a stationary point).
 
     ``kind``: ``"hidden"`` perturbs the hidden layers and re-optimises the last layer (the theorems' value
-    function); ``"last"`` perturbs the last layer's weights only; ``"all"`` perturbs every layer's
-    weights and biases with the last layer fixed.
+    function); ``"last"`` perturbs the cumulative last-layer weight W^(L+1) only, keeping its cumulative
+    bias b^(L+1) = 0 (CE23's last layer); ``"all"`` perturbs every layer's weights and biases with the
+    last layer fixed (so the output bias moves too).
     """
     if kind not in ("hidden", "last", "all"):
         raise ValueError(f"kind must be 'hidden', 'last' or 'all'; got {kind!r}")
@@ -921,9 +931,12 @@ def perturbation_curve(con: Construction, X, labels, Y, epsilons, *, kind: str, 
     if kind == "hidden":
         dW[-1][:] = 0
         db[-1][:] = 0
-    if kind == "last":
+    if kind == "last":  # the cumulative last layer W^(L+1) moves, its cumulative bias b^(L+1) stays 0
+        bL = bs[0]
+        for w, v in zip(Ws[1:-1], bs[1:-1]):
+            bL = w @ bL + v
         dW = [np.zeros_like(W) for W in Ws[:-1]] + [dW[-1]]
-        db = [np.zeros_like(b) for b in bs]
+        db = [np.zeros_like(b) for b in bs[:-1]] + [-dW[-1] @ bL]
     norm = np.sqrt(sum(np.sum(d**2) for d in dW + db))
     dW, db = [d / norm for d in dW], [d / norm for d in db]
 
@@ -940,7 +953,10 @@ def perturbation_curve(con: Construction, X, labels, Y, epsilons, *, kind: str, 
         return class_weighted_cost(H @ A.T, labels, Y)
 
     c0 = value(0.0)
-    return np.array([abs(value(e) - c0) for e in eps])
+    plus, minus = np.array([value(e) for e in eps]), np.array([value(-e) for e in eps])
+    if odd:
+        return np.abs(plus - minus) / 2
+    return np.abs(plus - c0)
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
@@ -959,3 +975,114 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"digits_8x8.csv.gz: SHA-256 {digest} differs from the shipped {DIGITS_SHA256}")
     table = np.loadtxt(gzip.decompress(raw).decode().splitlines(), delimiter=",")
     return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Ensembles and outcomes for notebook 09
+
+
+def admissible_draw(Q: int, M: int, n_per_class: int, c0_range, *, accept, seed=None, max_tries: int = 100):
+    """Data satisfying a theorem's assumptions, by rejection: :func:`clustered_classes` with c_0 uniform
+    in ``c0_range`` until ``accept(X, labels)`` returns without a ``ValueError``. Returns (X, labels, tries)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = (as_real(c, "c0_range") for c in c0_range)
+    for tries in range(1, check_positive_int(max_tries, "max_tries") + 1):
+        X, lab, _ = clustered_classes(Q, M, n_per_class, rng.uniform(lo, hi), seed=rng.integers(2**63))
+        try:
+            accept(X, lab)
+        except ValueError:
+            continue
+        return X, lab, tries
+    raise ValueError(f"c0_range: no admissible draw for Q = {Q}, M = {M} in {max_tries} tries")
+
+
+def ce23_draw(Q: int, n_per_class: int, c0_range, *, seed=None, max_tries: int = 100):
+    """Data in R^Q satisfying CE23's assumptions (a non-empty μ-interval): :func:`admissible_draw`."""
+    return admissible_draw(Q, Q, n_per_class, c0_range, accept=ce23_mu_interval, seed=seed, max_tries=max_tries)
+
+
+def ball_samples(means, delta, n: int, *, seed=None, radius_factor: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """n points per class in B_{radius_factor·δ}(x̄_j), half of them on its boundary sphere."""
+    rng = np.random.default_rng(seed)
+    Q, M = means.shape
+    d = rng.standard_normal((Q, n, M))
+    d /= np.linalg.norm(d, axis=2, keepdims=True)
+    r = np.where(np.arange(n) % 2 == 0, 1.0, rng.uniform(0, 1, n) ** (1 / M)) * radius_factor * delta
+    return (means[:, None, :] + d * r[None, :, None]).reshape(Q * n, M), np.repeat(np.arange(Q), n)
+
+
+def class_states(Wc, bc, X, labels, *, tol: float = 1e-9) -> np.ndarray:
+    """Per class: 0 collapsed (x^(τ,L) one point), 1 intact (no coordinate truncated in any layer),
+    2 partly truncated, 3 unknown (weights too ill-conditioned to invert). Square cumulative weights."""
+    from reluflow.theory.truncation import truncated_data, truncation_pattern
+
+    lab, counts = _labels(labels, np.asarray(X).shape[0])
+    try:
+        Z = truncated_data(Wc, bc, X)[-1]
+        T = truncation_pattern(Wc, bc, X)  # (L, N, M)
+    except ValueError:
+        return np.full(counts.size, 3)
+    scale = max(1.0, float(np.abs(X).max()))
+    out = np.full(counts.size, 2)
+    for j in range(counts.size):
+        Zj = Z[lab == j]
+        if np.abs(Zj - Zj[0]).max() <= tol * scale:
+            out[j] = 0
+        elif not T[:, lab == j].any():
+            out[j] = 1
+    return out
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) for k successes in n trials."""
+    if n <= 0:
+        raise ValueError(f"n must be ≥ 1; got {n}")
+    p = k / n
+    den = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / den
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return float(max(0.0, c - h)), float(min(1.0, c + h))
+
+
+def descent_outcome(ds, X, labels, Y=None, *, zero_tol: float = 1e-6, gap_tol: float = 1e-2):
+    """Read a gradient-descent trajectory of :func:`reluflow.train` (output cost, terminal layer trained)
+    in the terms of CE23: C_𝒩 and the class states (:func:`class_states`) at each recorded time.
+
+    Returns a dict: ``cost`` (times,), ``states`` (times, Q), ``outcome`` one of ``"zero cost"``
+    (final C_𝒩 ≤ zero_tol), ``"merged classes"`` (two classes collapsed onto one point, so C_𝒩 stays
+    bounded away from 0), ``"Thm 2.4/2.5 type"`` (every class collapsed or intact, at least one intact,
+    and C_𝒩 within ``gap_tol`` (relative) of the best affine last layer for that truncation),
+    ``"partly truncated"`` (some class neither collapsed nor intact) or ``"not converged"``; ``s`` the
+    final class states and ``gap``.
+    """
+    X = as_points(X, "X")
+    lab, counts = _labels(labels, X.shape[0])
+    Y = _label_matrix(Y, counts.size)
+    Wc, bc = ds.cumulative_weights.values, ds.cumulative_biases.values
+    Wo, bo = ds.output_weights.values, ds.output_biases.values
+    costs, states = [], []
+    for t in range(Wc.shape[0]):
+        Z = rectangular_truncated_data(list(Wc[t]), list(bc[t]), X)[-1]
+        out = (Z @ Wc[t, -1].T + bc[t, -1]) @ Wo[t].T + bo[t]
+        costs.append(class_weighted_cost(out, lab, Y))
+        states.append(class_states(list(Wc[t]), list(bc[t]), X, lab))
+    costs, states = np.array(costs), np.array(states)
+    Z1 = np.column_stack([Z, np.ones(len(Z))])
+    best = class_weighted_cost(Z1 @ optimal_last_layer(Z1, lab, Y).T, lab, Y)
+    gap = (costs[-1] - best) / max(best, 1e-300)
+    final = states[-1]
+    coll = np.flatnonzero(final == 0)
+    pts = np.array([Z[lab == j][0] for j in coll]).reshape(len(coll), Z.shape[1])
+    merged = len(coll) > 1 and bool(np.min(np.linalg.norm(pts[:, None] - pts[None], axis=2)
+                                           + np.eye(len(coll)) * np.inf) <= 1e-9 * max(1.0, np.abs(X).max()))
+    if costs[-1] <= zero_tol:
+        outcome = "zero cost"
+    elif merged:
+        outcome = "merged classes"
+    elif np.all(final <= 1) and np.any(final == 1) and gap <= gap_tol:
+        outcome = "Thm 2.4/2.5 type"
+    elif np.any(final >= 2):
+        outcome = "partly truncated"
+    else:
+        outcome = "not converged"
+    return dict(cost=costs, states=states, outcome=outcome, s=final, gap=float(gap))
