@@ -1073,8 +1073,8 @@ def descent_outcome(ds, X, labels, Y=None, *, zero_tol: float = 1e-6, gap_tol: f
     final = states[-1]
     coll = np.flatnonzero(final == 0)
     pts = np.array([Z[lab == j][0] for j in coll]).reshape(len(coll), Z.shape[1])
-    merged = len(coll) > 1 and bool(np.min(np.linalg.norm(pts[:, None] - pts[None], axis=2)
-                                           + np.eye(len(coll)) * np.inf) <= 1e-9 * max(1.0, np.abs(X).max()))
+    dist = np.where(np.eye(len(coll), dtype=bool), np.inf, np.linalg.norm(pts[:, None] - pts[None], axis=2))
+    merged = len(coll) > 1 and bool(dist.min() <= 1e-9 * max(1.0, np.abs(X).max()))
     if costs[-1] <= zero_tol:
         outcome = "zero cost"
     elif merged:

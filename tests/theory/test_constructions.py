@@ -274,3 +274,75 @@ def test_haar_helper_is_used_consistently():
     R = C.rotation_to(np.array([1.0, 2.0, 2.0]), np.ones(3), seed=5)
     np.testing.assert_allclose(R @ np.array([1, 2, 2]) / 3, np.ones(3) / np.sqrt(3), atol=1e-13)
     assert haar_orthogonal(np.random.default_rng(0), 3).shape == (3, 3)
+
+
+def test_admissible_draw_rejects_until_the_assumption_holds_and_gives_up_clearly():
+    X, lab, tries = C.ce23_draw(3, 8, [0.02, 0.05], seed=0)
+    C.ce23_mu_interval(X, lab)  # accepted data pass the assumption
+    assert tries >= 1
+    with pytest.raises(ValueError, match="c0_range: no admissible draw"):
+        C.ce23_draw(3, 8, [0.4, 0.5], seed=0, max_tries=3)
+
+
+def test_ball_samples_lie_in_their_balls_half_on_the_sphere():
+    means = np.array([[0.0, 0.0], [5.0, 0.0]])
+    X, lab = C.ball_samples(means, 0.5, 10, seed=0, radius_factor=2.0)
+    r = np.linalg.norm(X - means[lab], axis=1)
+    assert np.all(r <= 1.0 + 1e-12) and np.sum(np.isclose(r, 1.0)) >= 10
+
+
+def test_class_states_by_hand():
+    # one layer, identity frame: class 0 lies in the truncation region (collapsed), class 1 in S_+ (intact),
+    # class 2 straddles the threshold (partly truncated)
+    X = np.array([[-2.0, -2.0], [-3.0, -1.5], [2.0, 2.0], [3.0, 2.5], [0.5, 2.0], [-0.5, 2.0]])
+    lab = np.array([0, 0, 1, 1, 2, 2])
+    states = C.class_states([np.eye(2)], [np.zeros(2)], X, lab)
+    np.testing.assert_array_equal(states, [0, 1, 2])
+
+
+def test_wilson_interval_known_values():
+    lo, hi = C.wilson_interval(0, 50)
+    assert lo == 0.0 and hi == pytest.approx(0.0713, abs=1e-3)
+    lo, hi = C.wilson_interval(25, 50)
+    assert lo == pytest.approx(0.366, abs=1e-3) and hi == pytest.approx(0.634, abs=1e-3)
+    with pytest.raises(ValueError, match="n must be"):
+        C.wilson_interval(0, 0)
+
+
+def test_perturbation_odd_part_vanishes_at_a_stationary_point():
+    X, lab = _data(3, seed=8)
+    con = C.ce23_global_minimum(X, lab)
+    eps = np.array([1e-4, 1e-3])
+    change = C.perturbation_curve(con, X, lab, None, eps, kind="all", seed=1)
+    odd = C.perturbation_curve(con, X, lab, None, eps, kind="all", seed=1, odd=True)
+    assert np.all(odd <= 1e-2 * change)  # the cost is 0 and minimal: no first-order part
+    assert change[1] / change[0] == pytest.approx(100, rel=0.05)
+
+
+def test_descent_outcome_reads_a_short_gradient_descent_run():
+    from reluflow.training.gd import train
+
+    X, lab = _data(2, seed=9, n=6)
+    con = C.ce23_global_minimum(X, lab)
+    w = 1.0 / (2 * np.bincount(lab)[lab])
+    ds = train(con.weights[:-1], con.biases[:-1], X, np.eye(2)[lab], mode="full", cost="output", lr=0.05,
+               n_steps=4, record_every=2, W_out=con.weights[-1], b_out=con.biases[-1], train_terminal=True,
+               point_weights=w)
+    out = C.descent_outcome(ds, X, lab)
+    assert out["outcome"] == "zero cost" and out["cost"].shape == (3,)
+    np.testing.assert_allclose(out["cost"], 2 * 2 * ds.cost.values, atol=1e-20)  # C_N = 2Q x the weighted cost
+    np.testing.assert_array_equal(out["states"][-1], [0, 0])
+
+
+def test_descent_outcome_detects_merged_classes():
+    # a one-layer network that sends both classes to the apex 0: both collapsed onto one point
+    import xarray as xr
+
+    X = np.array([[-1.0, -2.0], [-2.0, -1.0], [-3.0, -1.0], [-1.0, -3.0]])
+    lab = np.array([0, 0, 1, 1])
+    ds = xr.Dataset({"cumulative_weights": (("time", "layer", "a", "b"), np.eye(2)[None, None]),
+                     "cumulative_biases": (("time", "layer", "a"), np.zeros((1, 1, 2))),
+                     "output_weights": (("time", "o", "a"), np.eye(2)[None]),
+                     "output_biases": (("time", "o"), np.full((1, 2), 0.5))})
+    out = C.descent_outcome(ds, X, lab)
+    assert out["outcome"] == "merged classes" and out["cost"][-1] == pytest.approx(1.0)
