@@ -65,7 +65,7 @@ __all__ = [
     "projector_chain", "cost_decomposition", "ce24_width_reduction", "SLSResult", "sls_order", "find_sls_order",
     "ce24_sls_network", "polyhedral_cone_form", "realise_cone", "lift_completion", "concentric_classifier",
     "concentric_data", "clustered_classes", "perturbation_curve", "load_digits", "DIGITS_SHA256", "ce23_draw",
-    "admissible_draw", "descent_outcome", "ball_samples", "class_states", "wilson_interval",
+    "admissible_draw", "descent_outcome", "ball_samples", "class_states", "wilson_interval", "random_surjection",
 ]
 
 #: SHA-256 of the shipped digits file (``digits_8x8.csv.gz``; provenance in ``digits_8x8.md``).
@@ -1086,3 +1086,14 @@ def descent_outcome(ds, X, labels, Y=None, *, zero_tol: float = 1e-6, gap_tol: f
     else:
         outcome = "not converged"
     return dict(cost=costs, states=states, outcome=outcome, s=final, gap=float(gap))
+
+
+def random_surjection(m: int, n: int, *, seed=None, singular_values=(0.5, 2.0)) -> np.ndarray:
+    """A random W (m, n), m ≤ n, of full row rank: U diag(s) Vᵀ with Haar U, V and s uniform in
+    ``singular_values`` (so its condition number is at most their ratio)."""
+    m, n = check_positive_int(m, "m"), check_positive_int(n, "n")
+    if m > n:
+        raise ValueError(f"m must be ≤ n for a surjection; got m = {m}, n = {n}")
+    rng = np.random.default_rng(seed)
+    s = rng.uniform(*singular_values, m)
+    return haar_orthogonal(rng, m) @ (s[:, None] * haar_orthogonal(rng, n)[:m])
