@@ -40,7 +40,7 @@ from reluflow.pipeline.sweep import sweep
 from reluflow.theory.adapted import AdaptedNetwork, random_adapted_network
 from reluflow.theory.costs import input_cost, targets_by_label
 from reluflow.theory.data import clustered_data
-from reluflow.theory.flows import adapted_forward, bias_flow
+from reluflow.theory.flows import adapted_forward, bias_flow, threshold_gradient_arrays
 from reluflow.theory.network import forward, layer_parameters
 from reluflow.training.spectral import spectral_trajectory
 from reluflow.validation import as_dataset, as_real, check_positive_int
@@ -60,6 +60,7 @@ __all__ = [
     "analyse_configuration",
     "claims_ensemble",
     "overparametrised_ensemble",
+    "overparametrised_run",
     "wilson_interval",
     "hold_rate",
     "solver_agreement",
@@ -253,8 +254,8 @@ def event_flow_jumps(cfg: Configuration, sol: xr.Dataset, *, offset: float = EVE
         for side in (-offset, offset):  # point i's own term of the sum over points, at weight 1/N
             th = theta.copy()
             th[ell - 1, k] = u + side
-            flows.append(bias_flow(_net_with(cfg.net, th), cfg.X[i:i + 1], cfg.targets[i:i + 1],
-                                   point_weights=w)[: ell - 1])
+            g = threshold_gradient_arrays(R, th, cfg.X[i:i + 1], cfg.targets[i:i + 1], w)  # (4.1), unvalidated
+            flows.append((-g / cfg.net.scales**2)[: ell - 1])
         out["time"].append(t_e)
         out["layer"].append(ell)
         out["jump"].append(float(np.abs(flows[1] - flows[0]).max()))
@@ -355,7 +356,8 @@ def range_decay(cfg: Configuration, sol: xr.Dataset, *, floor: float = 1e-4, per
 
     With ``per_pair`` also ``pair_time`` (t1), ``pair_excess`` and ``pair_sliding`` over the tested intervals.
     """
-    from reluflow.training.spectral import truncated_bias_jacobian
+    # the unvalidated kernel of reluflow.truncated_bias_jacobian (inputs validated once, used at every interval)
+    from reluflow.training.spectral import _truncated_bias_jacobian
 
     sol = _solution(sol)
     floor = as_real(floor, "floor", minimum=0.0, strict=True)
@@ -373,8 +375,9 @@ def range_decay(cfg: Configuration, sol: xr.Dataset, *, floor: float = 1e-4, per
         if inside is None:
             ambiguous += 1
             continue
-        net = _net_with(cfg.net, inside)
-        D = truncated_bias_jacobian(*net.cumulative_parameters(), cfg.X)
+        Wc, bc = _net_with(cfg.net, inside).cumulative_parameters()
+        D = _truncated_bias_jacobian(np.asarray(Wc), np.asarray(bc), cfg.X)[0]
+        D = D.reshape(N * D.shape[1], -1)
         U, sv, _ = np.linalg.svd(D, full_matrices=False)
         keep = sv > max(D.shape) * np.finfo(float).eps * max(float(sv.max(initial=0.0)), 1e-300)
         if not keep.any():
@@ -550,6 +553,16 @@ def _wide_point(point, rng_seed, *, lr, n_steps):
             "wide_full_rank": float(full), "wide_lambda_min": float(sp.lambda_min.values.min()),
             "wide_ratio": float(ratio.max()), "wide_cost_drop": float(sp.cost.values[-1] / sp.cost.values[0]),
             "wide_holds": float(full and ratio.max() <= 1.0 + 1e-12)}
+
+
+def overparametrised_run(seed: int, index: int, *, lr: float, n_steps: int) -> dict:
+    """Network ``index`` of :func:`overparametrised_ensemble` with root ``seed``, run again with step ``lr`` for
+    ``n_steps`` steps (e.g. a smaller step, to tell the flow's bound from the discretisation): its dict of numbers."""
+    index = check_positive_int(index, "index", minimum=0)
+    lr = as_real(lr, "lr", minimum=0.0, strict=True)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    return _wide_point({"network": index}, np.random.SeedSequence(int(seed), spawn_key=(index,)), lr=lr,
+                       n_steps=n_steps)
 
 
 WIDE_VARIABLES = {
