@@ -236,6 +236,11 @@ def _builders():
         "rate_staircase": (scenarios.rate_staircase, lambda: _f(solution=F["sol1"], u=X @ net1.frames[0].T,
                                                                 y_hat=np.array([1.0, 0.5]),
                                                                 scales=net1.scales[0].copy())),
+        "recount_truncated": (scenarios.recount_truncated, lambda: _f(thresholds=np.array([[0.0, 0.1], [0.5, 0.2]]),
+                                                                      u=X.copy())),
+        "coordinatewise_solve": (scenarios.coordinatewise_solve, lambda: _f(X=X, targets=Y,
+                                                                            theta0=np.array([-0.4, 0.1]), t_end=1.0,
+                                                                            scale=1.0, method="exact")),
         "mean_target_trajectory": (scenarios.mean_target_trajectory, lambda: _f(solution=F["sol1"], X=X, targets=Y)),
         "cost_shares": (scenarios.cost_shares, lambda: _f(X=X, targets=Y, labels=lab.copy(),
                                                           theta=np.array([0.0, 0.1]), n_total=8)),
@@ -274,7 +279,7 @@ NOT_CASES = {
     **{name: "result container returned by its function" for name in (
         "ClusteredData", "ScaleBiasFlow", "OneClusterSolution", "SeparatedClusters", "TwoClusterScenario",
         "ScaleBiasDescent", "CostGradient", "OneLayerExample", "ThresholdRelaxation", "ScaleBiasRun",
-        "SingleCluster", "RateStaircase", "SeparatedCollapse", "MeanTargetTrajectory")},
+        "SingleCluster", "RateStaircase", "SeparatedCollapse", "MeanTargetTrajectory", "CoordinateRuns")},
     # notebook result assemblers: their arguments are the outputs of other public functions of one notebook
     **{name: "notebook result assembler (arguments are other functions' outputs; covered by the notebook tests)"
        for name in ("truncation_maps_dataset", "effective_flow_dataset", "single_cluster_dataset",

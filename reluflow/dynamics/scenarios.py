@@ -539,6 +539,8 @@ def recount_truncated(thresholds, u) -> np.ndarray:
     th = as_real_array(thresholds, "thresholds", ndim=2)
     if th.shape[1] != u.shape[1]:
         raise ValueError(f"thresholds must have {u.shape[1]} columns, one per coordinate of u; got {th.shape}")
+    if th.shape[0] == 0:
+        raise ValueError(f"thresholds must have at least one row (one per time); got shape {th.shape}")
     s = np.sort(u, axis=0)
     return np.stack([np.searchsorted(s[:, k], th[:, k], side="right") for k in range(u.shape[1])], axis=1)
 
