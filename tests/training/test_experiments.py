@@ -148,3 +148,38 @@ def test_bias_jacobian_by_differences_and_kink_margin():
         ex.kink_margin(rf.random_adapted_network(3, 2, seed=0), X)
     with pytest.raises(ValueError, match="margin"):
         ex.jacobian_difference_error([], [], step=1e-3, margin=1e-3)
+
+
+def test_one_layer_descent_converges_at_first_order():
+    X, Y = ex.two_cluster_problem(6, seed=2)
+    etas = [0.08, 0.04, 0.02, 0.01]
+    errors, slope = ex.one_layer_descent_convergence(X, Y, etas=etas, t_end=0.8)
+    with pytest.raises(ValueError, match="t_end"):
+        ex.one_layer_descent_convergence(X, Y, t_end=0.81, etas=etas)
+    assert errors.shape == (4,) and np.all(errors > 0) and errors[-1] < errors[0]  # not the same arithmetic
+    assert 0.8 <= slope <= 1.2
+    with pytest.raises(ValueError, match="etas"):
+        ex.one_layer_descent_convergence(X, Y, etas=[], t_end=0.8)
+    etas = ex.one_layer_etas(2.4)
+    assert etas.size == 11 and etas[0] == pytest.approx(0.04) and etas[-1] == pytest.approx(2.4 / 1920)
+    assert np.all(np.diff(etas) < 0) and np.allclose(2.4 / etas, np.round(2.4 / etas))
+
+
+def test_validity_summary_reads_the_table():
+    import xarray as xr
+
+    rhos, scales = [0.0, 0.1, 1.0], [0.5, 1.0]
+    holds = xr.DataArray(np.array([[[1, 1, 0], [1, 0, 0]], [[0, 0, 0], [1, 1, 0]]], bool),
+                         dims=("depth", "weight_scale", "weight_lr_ratio"),
+                         coords={"depth": [1, 2], "weight_scale": scales, "weight_lr_ratio": rhos})
+    err = xr.where(holds, 0.01, 0.2)
+    t = np.arange(3.0)
+    drift = xr.Dataset({v: (("depth", "weight_scale", "weight_lr_ratio", "time"), np.full((2, 2, 3, 3), 0.25))
+                        for v in ("count_error", "adaptedness")},
+                       coords={**holds.coords, "time": t})
+    lines = ex.validity_summary(holds, err, drift, weight_lr_ratios=rhos, weight_scales=scales, depths=[1, 2])
+    assert lines[0] == "L = 1, s = 0.5: holds for rho in [0.0, 0.1] (largest error 0.2)"
+    assert lines[1] == "L = 1, s = 1: holds for rho in [0.0] (largest error 0.2)"
+    assert lines[2].startswith("L = 1: holds at every s for rho in [0.0]; fails at every s for rho in [1.0]")
+    assert lines[3] == "L = 2, s = 0.5: holds for rho in none (largest error 0.2)"
+    assert "fails at every s for rho in [1.0]" in lines[5] and "counts differ by up to 0.25 N" in lines[5]
