@@ -257,6 +257,7 @@ def _builders():
         "bias_jacobian_by_differences": (experiments.bias_jacobian_by_differences, lambda: _f(net=net1, X=X,
                                                                                               step=1e-6)),
         "kink_margin": (experiments.kink_margin, lambda: _f(net=net1, X=X)),
+        "one_layer_etas": (experiments.one_layer_etas, lambda: _f(t_end=2.4)),
         "one_layer_descent_convergence": (experiments.one_layer_descent_convergence, lambda: _f(
             X=X, targets=Y, etas=np.array([0.2, 0.1, 0.05]), t_end=0.4)),
         # comparison

@@ -308,12 +308,12 @@ def one_layer_descent_convergence(X, targets, *, t_end: float, etas=None):
     t_end = as_positive_float(t_end, "t_end")
     net = two_cluster_network(1)
     X = as_points(X, "X", dim=net.width)
-    etas = one_layer_etas(t_end) if etas is None else etas
-    for e in np.atleast_1d(np.asarray(etas, dtype=float)):
+    etas = one_layer_etas(t_end) if etas is None else as_real_array(etas, "etas", ndim=1)
+    grid = matched_time_grid(etas, t_end)  # validates etas: non-empty, in (0, t_end]
+    for e in etas:
         if not _whole_steps(t_end, e):
             raise ValueError(f"t_end must be a whole number of steps of every eta in etas; got t_end={t_end!r}, "
                              f"eta={e!r}")
-    grid = matched_time_grid(etas, t_end)
     flow = solve(net, X, targets, grid, method="exact", record_events=False)
     weights, biases = layer_parameters(*net.cumulative_parameters())
     conv = gd_convergence(weights, biases, X, targets, flow, etas=etas, t_end=t_end, mode="full", weight_lr_ratio=0.0)
