@@ -259,6 +259,12 @@ def _builders():
                                                                       times=np.array([0.0, 0.5]), seed=1)),
         "terminal_hadamard_spectra": (experiments.terminal_hadamard_spectra, lambda: _f(
             solution=F["sol1"], net=net1, X=X, W_out=Wo)),
+        "bias_jacobian_by_differences": (experiments.bias_jacobian_by_differences, lambda: _f(net=net1, X=X,
+                                                                                              step=1e-6)),
+        "kink_margin": (experiments.kink_margin, lambda: _f(net=net1, X=X)),
+        "one_layer_etas": (experiments.one_layer_etas, lambda: _f(t_end=2.4)),
+        "one_layer_descent_convergence": (experiments.one_layer_descent_convergence, lambda: _f(
+            X=X, targets=Y, etas=np.array([0.2, 0.1, 0.05]), t_end=0.4)),
         # comparison
         "convergence_slope": (comparison.convergence_slope, lambda: _f(etas=np.array([0.1, 0.2, 0.4]),
                                                                        errors=np.array([0.01, 0.021, 0.039]))),
@@ -286,12 +292,14 @@ NOT_CASES = {
                     "separated_collapse", "separated_clusters_dataset", "general_case_dataset",
                     "flow_vs_gd_result", "spectral_gap_result", "validity_map_checks", "holds_map",
                     "eigenvalue_identity_error", "gap_identity_error", "between_event_decay",
+                    "jacobian_difference_error", "validity_summary",
                     "largest_eigenvalues", "check_step_grids")},
     # parameter sets: validated rule by rule through pipeline.parameters (tests/pipeline/test_parameters.py)
     "flow_vs_gd_parameters": "parameter set validated by pipeline.parameters rules",
     "spectral_gap_parameters": "parameter set validated by pipeline.parameters rules",
     # long notebook computations: each solves or trains a grid (tests/training/test_experiments.py)
     "validity_map": "a sweep of training runs (tests/training/test_experiments.py)",
+    "resting_counterexample": "a fixed problem without arguments (tests/training/test_experiments.py)",
     "gd_convergence": "a grid of training runs against references (tests/training/test_comparison.py)",
 }
 

@@ -22,6 +22,29 @@ Map from formula to function:
 - D H^½ at a recorded time of a trajectory (H: learning-rate ratios)    → :func:`flow_jacobian`
 - eigenvalues of D Dᵀ, λ_min, λ_min⁺, n_k/λ_k², the residual split and
   C(0) e^{−2λt/N} along a gradient-descent run or a threshold flow       → :func:`spectral_trajectory`
+- the pattern that acts (ties resolved by Filippov's rule) and the resting thresholds, one layer
+                                                                         → :func:`active_bias_pattern`
+- D_A = ∂x^(τ,1)/∂b restricted to the active pattern and the moving thresholds
+                                                                         → :func:`active_bias_jacobian`
+- the corrected truncation-regime statement, checked along a solution    → :func:`active_set_decay`
+
+The truncation-regime statement, precisely (one adapted layer, bias flow, input cost; THEORY.md §5 S6).
+Call the *active pattern* A(t) the truncation pattern that drives the flow: a point strictly on one side
+of its threshold counts as usual; a point *on* its threshold (a tie) counts as truncated only if the
+threshold moves on to truncate it. A threshold *rests* when it sits on a point and the field pushes it
+back from both sides (Filippov sliding), or when it has released its last point (S3): then it does not
+move. Let D_A be the Jacobian ∂x^(τ,1)/∂b built from A, with the columns of resting thresholds set to 0.
+On any time interval on which A and the set of resting thresholds are constant,
+
+    ∂_t r = −(1/N) D_A D_Aᵀ r,        r = x^(τ,1) − ỹ,
+
+so the component of r orthogonal to range(D_A) is constant and
+|P_A r(t2)| ≤ e^{−λ_min⁺(D_A D_Aᵀ)(t2 − t1)/N} |P_A r(t1)|, with λ_min⁺(D_A D_Aᵀ) = min over the moving
+coordinates with n_k > 0 of n_k/λ_k². The earlier statement, with D built from the tie convention (a tie
+counts as truncated) and every column kept, is *false* while a threshold rests on a point: the tie
+point's column is in range(D), but its residual is frozen. (In the deep case the same holds with D_A
+composed with the projection onto the sliding surface, :func:`reluflow.dynamics.events.sliding_flow`;
+only one layer is implemented here.)
 """
 
 from __future__ import annotations
@@ -59,6 +82,9 @@ __all__ = [
     "flow_jacobian",
     "spectral_trajectory",
     "TERMINALS",
+    "active_bias_pattern",
+    "active_bias_jacobian",
+    "active_set_decay",
 ]
 
 #: Parameter groups :func:`output_jacobian` differentiates with respect to.
@@ -544,3 +570,124 @@ def spectral_trajectory(trajectory: xr.Dataset, X, targets, *, net=None, W_out=N
     status = int(status) if isinstance(status, (int, np.integer)) and int(status) in STATUS else 0
     message = str(trajectory.attrs.get("message", "spectrum at every time of the trajectory"))
     return make_dataset(data, coords, status=status, message=message, attrs=attrs)
+
+
+# ------------------------------------------------------------------ the corrected truncation-regime statement
+
+#: Relative distance |u − θ| / max(1, |θ|) below which a point counts as sitting on its threshold.
+TIE_RTOL = 1e-10
+
+
+def _one_layer(net, X, targets, caller):
+    from reluflow.theory.adapted import AdaptedNetwork
+
+    if not isinstance(net, AdaptedNetwork):
+        raise TypeError(f"net must be a reluflow.AdaptedNetwork; got {type(net).__name__}")
+    if net.depth != 1:
+        raise ValueError(f"{caller} is implemented for one layer; got net with L = {net.depth} layers")
+    X = as_points(X, "X", dim=net.width)
+    Y = as_targets(targets, X.shape[0], net.width)
+    return net.frames[0], net.scales[0], X @ net.frames[0].T, Y @ net.frames[0].T
+
+
+def _active_pattern(U, Yh, theta):
+    """Unvalidated core of :func:`active_bias_pattern`: U, Yh (N, M) in the frame, theta (M,)."""
+    tie = np.abs(U - theta) <= TIE_RTOL * np.maximum(1.0, np.abs(theta))
+    strict = (U < theta) & ~tie
+    push = theta - Yh  # each truncated point adds −(θ_k − ŷ_ik) to λ_k² N θ̇_k
+    f_out = -np.where(strict, push, 0.0).sum(axis=0)  # ties released
+    f_in = f_out - np.where(tie, push, 0.0).sum(axis=0)  # ties truncated
+    has_tie = tie.any(axis=0)
+    keep_ties = has_tie & (f_in > 0)  # the threshold moves up, through the tied points: they stay truncated
+    resting = has_tie & ~keep_ties & ((f_out > 0) | ~strict.any(axis=0))  # pushed back, or nothing left to move it
+    active = strict | (tie & keep_ties[None, :])
+    return active, resting
+
+
+def active_bias_pattern(net, X, targets, thresholds=None):
+    """(A, resting): the truncation pattern that drives the one-layer bias flow at θ, and the resting thresholds.
+
+    A (N, M) bool: point i drives θ_k. A point strictly below its threshold (u_ik < θ_k, u = R x) does;
+    a point *on* it (|u_ik − θ_k| ≤ :data:`TIE_RTOL`·max(1, |θ_k|)) does only if the field with the
+    tied points truncated, F_in = −Σ (θ_k − ŷ_ik), moves θ_k up (F_in > 0), so that they stay truncated.
+    ``resting`` (M,) bool: θ_k sits on a point and does not move, because the field pushes it back from
+    both sides (F_in ≤ 0 < F_out, Filippov sliding; F_out the field with the tied points released) or
+    because no point is strictly truncated any more (it released its last point). ``net`` is a one-layer
+    :class:`~reluflow.AdaptedNetwork` (its thresholds are used unless ``thresholds`` (M,) is given);
+    ``targets`` (N, M) per-point targets in input space. The statement this serves is in the module
+    docstring.
+    """
+    R, lam, U, Yh = _one_layer(net, X, targets, "active_bias_pattern")
+    theta = net.thresholds[0] if thresholds is None else as_vector(np.ravel(as_real_array(thresholds, "thresholds")),
+                                                                    "thresholds", net.width)
+    return _active_pattern(U, Yh, theta)
+
+
+def _active_jacobian(R, lam, active, resting):
+    N, M = active.shape
+    A = active & ~resting[None, :]
+    # x_i^(τ) = Rᵀ max(u_i, θ), θ_k = −b_k/λ_k: ∂x_i^(τ)/∂b_k = −A_ik R[k, :]/λ_k
+    D = -(A[:, None, :] * (R.T / lam[None, :])[None, :, :])
+    return D.reshape(N * M, M)
+
+
+def active_bias_jacobian(net, X, targets, thresholds=None) -> np.ndarray:
+    """D_A = ∂x^(τ,1)/∂b on the active pattern, the columns of resting thresholds zero (shape (N·M, M)).
+
+    Row i·M + m, column k: −A_ik R_km/λ_k with (A, resting) from :func:`active_bias_pattern`. While A and
+    the resting set are constant, ∂_t r = −(1/N) D_A D_Aᵀ r for r = x^(τ,1) − ỹ (module docstring).
+    """
+    R, lam, U, Yh = _one_layer(net, X, targets, "active_bias_jacobian")
+    theta = net.thresholds[0] if thresholds is None else as_vector(np.ravel(as_real_array(thresholds, "thresholds")),
+                                                                    "thresholds", net.width)
+    active, resting = _active_pattern(U, Yh, theta)
+    return _active_jacobian(R, lam, active, resting)
+
+
+def active_set_decay(solution: xr.Dataset, net, X, targets) -> dict:
+    """The corrected truncation-regime statement along a one-layer bias-flow solution, pair by pair of times.
+
+    At each recorded time: the active pattern A and the resting thresholds (:func:`active_bias_pattern`),
+    D_A (:func:`active_bias_jacobian`), λ⁺ = λ_min⁺(D_A D_Aᵀ) from its singular values, and the split of
+    r = x^(τ,1) − ỹ by range(D_A). For consecutive times t1 < t2 with the same A and resting set and
+    D_A ≠ 0, the statement says |r_⊥(t2) − r_⊥(t1)| = 0 and |P_A r(t2)| ≤ e^{−λ⁺(t1)(t2 − t1)/N} |P_A r(t1)|.
+
+    Returns a dict: ``pairs`` (pairs checked), ``drift`` (largest |r_⊥(t2) − r_⊥(t1)|), ``slack`` (largest
+    (|P_A r(t2)| − bound)/|P_A r(t1)|, ≤ 0 when the statement holds), ``rest_motion`` (largest |θ_k(t2) − θ_k(t1)|
+    over thresholds resting at both times), ``resting_pairs`` (pairs with a resting threshold), and the
+    per-time arrays ``resting`` (T, M) and ``lambda_plus`` (T,).
+    """
+    if not isinstance(solution, xr.Dataset) or "thresholds" not in solution or "time" not in solution.coords:
+        raise TypeError("solution must be an xarray.Dataset with 'thresholds' over 'time' (reluflow.dynamics.solve)")
+    R, lam, U, Yh = _one_layer(net, X, targets, "active_set_decay")
+    N, M = U.shape
+    theta = np.asarray(solution["thresholds"].values, dtype=float)
+    if theta.shape[1:] != (1, M):
+        raise ValueError(f"solution thresholds must have shape (time, 1, {M}) to match net; got {theta.shape}")
+    theta = theta[:, 0]
+    t = np.asarray(solution["time"].values, dtype=float)
+    Y = np.asarray(targets, dtype=float)
+    T = t.size
+    pats, rest = np.empty((T, N, M), bool), np.empty((T, M), bool)
+    lam_plus, r_par, r_perp = np.full(T, np.nan), np.empty(T), np.empty((T, N * M))
+    for s in range(T):
+        pats[s], rest[s] = _active_pattern(U, Yh, theta[s])
+        D = _active_jacobian(R, lam, pats[s], rest[s])
+        r = (np.maximum(U, theta[s]) @ R - Y).ravel()
+        Uq, sv, _ = np.linalg.svd(D, full_matrices=False)
+        keep = sv > _rank_tol(sv, D.shape, None)
+        p = Uq[:, keep] @ (Uq[:, keep].T @ r)
+        r_par[s], r_perp[s] = np.linalg.norm(p), r - p
+        if keep.any():
+            lam_plus[s] = sv[keep].min() ** 2
+    same = np.all(pats[1:] == pats[:-1], axis=(1, 2)) & np.all(rest[1:] == rest[:-1], axis=1) & np.isfinite(
+        lam_plus[:-1])
+    drift = np.linalg.norm(r_perp[1:] - r_perp[:-1], axis=1)
+    bound = np.exp(-np.nan_to_num(lam_plus[:-1]) * np.diff(t) / N) * r_par[:-1]
+    slack = (r_par[1:] - bound) / np.maximum(r_par[:-1], 1e-300)
+    both = rest[1:] & rest[:-1]
+    motion = np.abs(np.diff(theta, axis=0))
+    return {"pairs": int(same.sum()), "drift": float(np.max(drift[same], initial=0.0)),
+            "slack": float(np.max(slack[same], initial=-np.inf)),
+            "rest_motion": float(np.max(motion[both], initial=0.0)),
+            "resting_pairs": int((same & both.any(axis=1)).sum()), "resting": rest, "lambda_plus": lam_plus}

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import reluflow as rf
 from reluflow.dynamics.solver import solve
 from reluflow.pipeline import parameters as check
 from reluflow.training import experiments as ex
 from reluflow.training.comparison import gd_convergence
-from reluflow.training.spectral import spectral_trajectory
+from reluflow.training.spectral import spectral_trajectory, truncated_bias_jacobian
 
 P06 = dict(seed=0, n_per_cluster=4, t_end=0.4, etas=[0.2, 0.1, 0.05], sweep_lr=0.1, sweep_t_end=0.4,
            sweep_record_every=2, weight_lr_ratios=[0.0, 0.1, 1.0], weight_scales=[1.0, 2.0], sweep_depths=[1, 2],
@@ -99,10 +100,13 @@ def test_spectral_gap_experiments():
     assert top.shape == (sol.sizes["time"], 3) and np.all(np.diff(top, axis=1) <= 0)
     assert ex.eigenvalue_identity_error(spec) <= 1e-10
     instances = ex.random_instances(2, 2, 8, times, seeds[2])
-    assert len(instances) == 2 and all(s.sizes["coordinate"] == 2 for _, s, _ in instances)
-    assert ex.gap_identity_error([(spec, net)] + [(s, n) for _, s, n in instances]) <= 1e-10
-    decay = ex.between_event_decay([(sol, spec)] + [(a, b) for a, b, _ in instances])
-    assert decay["drift"] <= 1e-10 and decay["slack"] <= 1e-10 and decay["pairs"] >= 0
+    assert len(instances) == 2 and all(s.sizes["coordinate"] == 2 for _, s, *_ in instances)
+    assert ex.gap_identity_error([(spec, net)] + [(s, n) for _, s, n, *_ in instances]) <= 1e-10
+    decay = ex.between_event_decay([(sol, spec)] + [(a, b) for a, b, *_ in instances])
+    assert decay["drift"] <= 1e-10 and decay["pairs"] >= decay["resting_pairs"] >= 0
+    err, n = ex.jacobian_difference_error([(sol, net)] + [(a, n) for a, _, n, _, _ in instances],
+                                          [X] + [x for *_, x, _ in instances])
+    assert n >= 1 and err <= 1e-7
     W_out = np.random.default_rng(4).standard_normal((3, 3))
     T, U = ex.terminal_hadamard_spectra(sol, net, X, W_out)
     cum = spectral_trajectory(sol, X, Y, net=net, W_out=W_out, terminal="cumulative")
@@ -112,3 +116,70 @@ def test_spectral_gap_experiments():
     result = ex.spectral_gap_result(wide_spec, eigs, 2, spec, cum, lay, sol, [0.0, 1e-16])
     assert result.sizes["mode"] == 3 and result.terminal_eigenvalues.shape == (3, sol.sizes["time"], 3)
     np.testing.assert_array_equal(result.gram_eigenvalues.values, top)
+
+
+def test_resting_counterexample_breaks_the_tie_convention_statement():
+    net, X, Y, times = ex.resting_counterexample()
+    sol = solve(net, X, Y, times, method="exact", record_events=True)
+    hand = [3 * np.log(7 / 6), 3 * np.log(7 / 6), 1.5 * np.log(1.4), 1.5 * np.log(1.4) + 3 * np.log(3)]
+    np.testing.assert_allclose(np.sort(sol.event_time.values), np.sort(hand), atol=1e-12)
+    old = ex.between_event_decay([(sol, spectral_trajectory(sol, X, Y, net=net))])
+    assert old["slack"] > 1e-2 and old["resting_pairs"] > 0 and old["resting_slack"] == old["slack"]
+    assert old["drift"] <= 1e-12  # the orthogonal part of that statement still holds
+
+
+def test_bias_jacobian_by_differences_and_kink_margin():
+    rng = np.random.default_rng(5)
+    net = rf.random_adapted_network(3, 1, seed=rng)
+    X = rng.normal(size=(7, 3))
+    Wc, bc = net.cumulative_parameters()
+    margin = ex.kink_margin(net, X)
+    assert margin == pytest.approx(np.abs(X @ Wc[0].T + bc[0]).min(), rel=1e-12)
+    D = truncated_bias_jacobian(Wc, bc, X)
+    assert np.abs(ex.bias_jacobian_by_differences(net, X, step=min(1e-6, margin / 4)) - D).max() <= 1e-7
+    # a step across a kink is caught: the difference quotient is then 1/2 of the one-sided slope
+    x_on = (net.frames[0].T @ net.thresholds[0])[None, :] + 1e-4 * net.frames[0][0]
+    D1 = ex.bias_jacobian_by_differences(net, x_on, step=1e-3)
+    D2 = truncated_bias_jacobian(Wc, bc, x_on)
+    assert np.abs(D1 - D2).max() > 0.1
+    with pytest.raises(ValueError, match="step"):
+        ex.bias_jacobian_by_differences(net, X, step=-1.0)
+    with pytest.raises(ValueError, match="one layer"):
+        ex.kink_margin(rf.random_adapted_network(3, 2, seed=0), X)
+    with pytest.raises(ValueError, match="margin"):
+        ex.jacobian_difference_error([], [], step=1e-3, margin=1e-3)
+
+
+def test_one_layer_descent_converges_at_first_order():
+    X, Y = ex.two_cluster_problem(6, seed=2)
+    etas = [0.08, 0.04, 0.02, 0.01]
+    errors, slope = ex.one_layer_descent_convergence(X, Y, etas=etas, t_end=0.8)
+    with pytest.raises(ValueError, match="t_end"):
+        ex.one_layer_descent_convergence(X, Y, t_end=0.81, etas=etas)
+    assert errors.shape == (4,) and np.all(errors > 0) and errors[-1] < errors[0]  # not the same arithmetic
+    assert 0.8 <= slope <= 1.2
+    with pytest.raises(ValueError, match="etas"):
+        ex.one_layer_descent_convergence(X, Y, etas=[], t_end=0.8)
+    etas = ex.one_layer_etas(2.4)
+    assert etas.size == 11 and etas[0] == pytest.approx(0.04) and etas[-1] == pytest.approx(2.4 / 1920)
+    assert np.all(np.diff(etas) < 0) and np.allclose(2.4 / etas, np.round(2.4 / etas))
+
+
+def test_validity_summary_reads_the_table():
+    import xarray as xr
+
+    rhos, scales = [0.0, 0.1, 1.0], [0.5, 1.0]
+    holds = xr.DataArray(np.array([[[1, 1, 0], [1, 0, 0]], [[0, 0, 0], [1, 1, 0]]], bool),
+                         dims=("depth", "weight_scale", "weight_lr_ratio"),
+                         coords={"depth": [1, 2], "weight_scale": scales, "weight_lr_ratio": rhos})
+    err = xr.where(holds, 0.01, 0.2)
+    t = np.arange(3.0)
+    drift = xr.Dataset({v: (("depth", "weight_scale", "weight_lr_ratio", "time"), np.full((2, 2, 3, 3), 0.25))
+                        for v in ("count_error", "adaptedness")},
+                       coords={**holds.coords, "time": t})
+    lines = ex.validity_summary(holds, err, drift, weight_lr_ratios=rhos, weight_scales=scales, depths=[1, 2])
+    assert lines[0] == "L = 1, s = 0.5: holds for rho in [0.0, 0.1] (largest error 0.2)"
+    assert lines[1] == "L = 1, s = 1: holds for rho in [0.0] (largest error 0.2)"
+    assert lines[2].startswith("L = 1: holds at every s for rho in [0.0]; fails at every s for rho in [1.0]")
+    assert lines[3] == "L = 2, s = 0.5: holds for rho in none (largest error 0.2)"
+    assert "fails at every s for rho in [1.0]" in lines[5] and "counts differ by up to 0.25 N" in lines[5]

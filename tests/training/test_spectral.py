@@ -17,6 +17,9 @@ from hypothesis import strategies as st
 import reluflow as rf
 from reluflow.training.gd import train
 from reluflow.training.spectral import (
+    active_bias_jacobian,
+    active_bias_pattern,
+    active_set_decay,
     bias_chain_matrix,
     bias_flow_gap,
     bias_flow_parameter_gram,
@@ -356,3 +359,89 @@ def test_errors():
     traj = train(Ws, bs, X, Y, mode="biases", n_steps=2, point_weights=np.arange(1.0, 6.0))
     with pytest.raises(ValueError, match="uniform point weights"):
         spectral_trajectory(traj, X, Y)
+
+
+# ------------------------------------------------------------------ the corrected truncation-regime statement
+
+
+def _line_net(theta):
+    return rf.adapted_network([np.eye(1)], [[1.0]], [[theta]])
+
+
+def test_active_bias_pattern_resolves_ties_by_filippov():
+    """Each case worked out by hand from θ̇ = −(1/(λ²N)) Σ_{i truncated} (θ − ŷ_i), one coordinate."""
+    X = np.array([[-1.0], [0.0]])
+    # the tied point's target lies above θ = 0: the field moves θ up through it, so it stays truncated
+    A, rest = active_bias_pattern(_line_net(0.0), X, np.array([[5.0], [1.0]]))
+    assert A[:, 0].tolist() == [True, True] and not rest[0]
+    # both targets far below: θ moves down, releasing the tied point, and keeps moving (the strict point drives it)
+    A, rest = active_bias_pattern(_line_net(0.0), X, np.array([[-5.0], [-5.0]]))
+    assert A[:, 0].tolist() == [True, False] and not rest[0]
+    # with the tied point: −(0 − 3) − (0 + 10) < 0; without it: 3 > 0. Pushed back from both sides: sliding
+    A, rest = active_bias_pattern(_line_net(0.0), X, np.array([[3.0], [-10.0]]))
+    assert rest[0]
+    # the threshold sits on its last point, whose target lies below: released, nothing left to move it
+    A, rest = active_bias_pattern(_line_net(-1.0), X, np.array([[-3.0], [0.0]]))
+    assert A[:, 0].tolist() == [False, False] and rest[0]
+    # no tie: the plain pattern u < θ, nothing rests
+    A, rest = active_bias_pattern(_line_net(-0.5), X, np.array([[-3.0], [0.0]]), thresholds=[-0.5])
+    assert A[:, 0].tolist() == [True, False] and not rest[0]
+
+
+@given(seed=st.integers(0, 2**32 - 1), M=st.integers(1, 4), N=st.integers(1, 12))
+@settings(max_examples=30, deadline=None)
+def test_active_bias_jacobian_is_the_plain_jacobian_away_from_ties(seed, M, N):
+    rng = np.random.default_rng(seed)
+    net = rf.random_adapted_network(M, 1, seed=rng)
+    X = rng.normal(size=(N, M))
+    Y = rng.normal(size=(N, M))
+    Wc, bc = net.cumulative_parameters()
+    assert np.abs(X @ net.frames[0].T - net.thresholds[0]).min() > 1e-6  # no tie (probability 1)
+    assert_close(active_bias_jacobian(net, X, Y), truncated_bias_jacobian(Wc, bc, X))
+
+
+def test_active_set_decay_on_resting_thresholds():
+    """Both thresholds of this problem come to rest (one slides, one releases its last point)."""
+    net = rf.adapted_network([np.eye(2)], [[1.0, 1.0]], [[-0.5, 0.5]])
+    X = np.array([[-1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    Y = np.array([[3.0, -1.0], [-10.0, 0.0], [0.0, -1.5]])
+    times = np.linspace(0.05, 6.0, 120)
+    sol = rf.solve(net, X, Y, times, method="exact", record_events=False)
+    d = active_set_decay(sol, net, X, Y)
+    assert d["resting"][-1].tolist() == [True, True] and d["resting"][0].tolist() == [False, False]
+    assert d["pairs"] > 50 and d["resting_pairs"] > 20
+    assert d["drift"] <= 1e-12 and d["slack"] <= 1e-12 and d["rest_motion"] == 0.0
+    # the tie-convention Jacobian keeps the sliding point's column, whose residual does not move
+    spec = spectral_trajectory(sol, X, Y, net=net)
+    rr = spec.residual_range_norm.values
+    assert rr[-1] > 0.9 * rr[-10]  # far from e^{-λ⁺ Δt/N} decay with λ⁺ = 1: e^{-9·0.05/3} = 0.86
+
+
+def test_active_jacobian_gives_the_velocity_of_the_residual():
+    """∂_t r = −(1/N) D_A D_Aᵀ r, checked by central differences in time of the exact solution (any state)."""
+    net = rf.adapted_network([np.eye(2)], [[1.0, 1.0]], [[-0.5, 0.5]])
+    X = np.array([[-1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    Y = np.array([[3.0, -1.0], [-10.0, 0.0], [0.0, -1.5]])
+    h = 1e-5
+    for t in (0.2, 2.0, 5.0):  # moving; θ_0 sliding; both resting
+        sol = rf.solve(net, X, Y, [t - h, t, t + h], method="exact", record_events=False)
+        th = sol.thresholds.values[-3:, 0]  # solve also records t = 0
+        r = [(np.maximum(X, th[s]) - Y).ravel() for s in range(3)]  # identity frame: x^(τ) = max(x, θ)
+        D = active_bias_jacobian(net, X, Y, thresholds=th[1])
+        np.testing.assert_allclose((r[2] - r[0]) / (2 * h), -D @ (D.T @ r[1]) / 3, atol=1e-8)
+
+
+def test_active_statement_errors():
+    deep = rf.random_adapted_network(2, 2, seed=0)
+    X, Y = np.zeros((3, 2)), np.zeros((3, 2))
+    with pytest.raises(ValueError, match="L = 2"):
+        active_bias_pattern(deep, X, Y)
+    with pytest.raises(TypeError, match="net"):
+        active_bias_jacobian("net", X, Y)
+    one = rf.random_adapted_network(2, 1, seed=0)
+    with pytest.raises(ValueError, match="thresholds"):
+        active_bias_pattern(one, X, Y, thresholds=[0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="targets"):
+        active_bias_jacobian(one, X, np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="solution"):
+        active_set_decay("sol", one, X, Y)
