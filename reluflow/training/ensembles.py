@@ -357,7 +357,7 @@ def range_decay(cfg: Configuration, sol: xr.Dataset, *, floor: float = 1e-4, per
     With ``per_pair`` also ``pair_time`` (t1), ``pair_excess`` and ``pair_sliding`` over the tested intervals.
     """
     # the unvalidated kernel of reluflow.truncated_bias_jacobian (inputs validated once, used at every interval)
-    from reluflow.training.spectral import _truncated_bias_jacobian
+    from reluflow.training.spectral import truncated_bias_jacobian_arrays
 
     sol = _solution(sol)
     floor = as_real(floor, "floor", minimum=0.0, strict=True)
@@ -376,7 +376,7 @@ def range_decay(cfg: Configuration, sol: xr.Dataset, *, floor: float = 1e-4, per
             ambiguous += 1
             continue
         Wc, bc = _net_with(cfg.net, inside).cumulative_parameters()
-        D = _truncated_bias_jacobian(np.asarray(Wc), np.asarray(bc), cfg.X)[0]
+        D = truncated_bias_jacobian_arrays(np.asarray(Wc), np.asarray(bc), cfg.X)[0]
         D = D.reshape(N * D.shape[1], -1)
         U, sv, _ = np.linalg.svd(D, full_matrices=False)
         keep = sv > max(D.shape) * np.finfo(float).eps * max(float(sv.max(initial=0.0)), 1e-300)

@@ -74,6 +74,7 @@ __all__ = [
     "JACOBIAN_PARAMETERS",
     "output_jacobian",
     "truncated_bias_jacobian",
+    "truncated_bias_jacobian_arrays",
     "gram_eigenvalues",
     "spectral_gap",
     "bias_flow_rates",
@@ -108,8 +109,12 @@ def _parameter_names(parameters):
     return names
 
 
-def _truncated_bias_jacobian(Wc, bc, X):
-    """(N, M, L, M) array D[i, :, ℓ, :] = ∂x_i^(τ,L)/∂b^(ℓ), and the truncation masks (L, N, M)."""
+def truncated_bias_jacobian_arrays(Wc, bc, X):
+    """(N, M, L, M) array D[i, :, ℓ, :] = ∂x_i^(τ,L)/∂b^(ℓ), and the truncation masks (L, N, M).
+
+    The unvalidated kernel of :func:`truncated_bias_jacobian`, for loops that call it many times on
+    arrays already checked (float64, Wc (L, M, M) invertible, bc (L, M), X (N, M)).
+    """
     N, M = X.shape
     L = Wc.shape[0]
     x = X
@@ -152,7 +157,7 @@ def _output_jacobian(Ws, bs, W_out, X, names, scale=None):
             block = np.broadcast_to(np.eye(Q), (N, Q, Q))
         else:  # cumulative_biases: x^(L) = W^(L) x^(τ,L) + b^(L) with the layer (W_out, b_out) fixed
             Wcs, bcs = cumulative_pass(Ws, bs)
-            Din, _ = _truncated_bias_jacobian(Wcs, bcs, X)
+            Din, _ = truncated_bias_jacobian_arrays(Wcs, bcs, X)
             dx = np.einsum("km,nmlj->nklj", Wcs[-1], Din)
             dx[:, :, L - 1, :] += np.eye(M)
             block = np.einsum("qk,nklj->nqlj", W_out, dx).reshape(N, Q, L * M)
@@ -198,7 +203,7 @@ def truncated_bias_jacobian(Wc, bc, X, *, max_condition: float = MAX_CONDITION) 
     Wl, bl = validate_layers(Wc, bc, square=True, max_condition=max_condition, prefix="cumulative ")
     Wcs, bcs = np.stack(Wl), np.stack(bl)
     X = as_points(X, "X", dim=Wcs.shape[1])
-    D, _ = _truncated_bias_jacobian(Wcs, bcs, X)
+    D, _ = truncated_bias_jacobian_arrays(Wcs, bcs, X)
     N, M, L, _ = D.shape
     return D.reshape(N * M, L * M)
 
@@ -355,7 +360,7 @@ def _flow_jacobian_at(trajectory, X, s, names, scale):
         Wo = trajectory["output_weights"].values[s]
         bo = trajectory["output_biases"].values[s]
         return _output_jacobian(Ws, bs, Wo, X, names, scale), forward_pass(Ws, bs, X)[1][-1] @ Wo.T + bo
-    Din, _ = _truncated_bias_jacobian(Wc, bc, X)
+    Din, _ = truncated_bias_jacobian_arrays(Wc, bc, X)
     D = Din.reshape(N * M, -1)
     if names[0] == "biases":
         D = D @ bias_chain_matrix(list(Ws))
@@ -446,7 +451,7 @@ def _trained_spectrum(trajectory, X, targets, rtol):
         if abs(C - C_rec) > 1e-8 * max(abs(C_rec), 1e-300) + 1e-14:
             raise ValueError(f"X and targets do not match the trajectory: cost at time "
                              f"{float(trajectory['time'].values[s]):.6g} is {C:.6g}, recorded {C_rec:.6g}")
-        pattern = _truncated_bias_jacobian(Wc_all[s], bc_all[s], X)[1] if "n_truncated" in trajectory else None
+        pattern = truncated_bias_jacobian_arrays(Wc_all[s], bc_all[s], X)[1] if "n_truncated" in trajectory else None
         spectra.add(D, (f - Y).ravel(), pattern)
     t = np.asarray(trajectory["time"].values, dtype=float)
     data = spectra.data(t, trajectory["cost"].values, N)
