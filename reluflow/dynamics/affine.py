@@ -768,8 +768,15 @@ class AffineBackend(Backend):
         self.forced = np.zeros(self.F, dtype=bool)
         self.protected = np.zeros(self.F, dtype=bool)
         self.forced[reg[rows[rows < reg.size]]] = True
-        for e in sorted({int(r - reg.size) for r in rows[rows >= reg.size]}, reverse=True):
-            self._release_unit(*divmod(e, 2))
+        # exit rows come in pairs (2j: leave on the out side, 2j + 1: on the in side). When both sides of unit j
+        # fire at one instant the surface repels on both sides (a ridge, where the Filippov solution is not
+        # unique); the unit is released once, on the out side, the documented selection rule.
+        exits: dict[int, int] = {}
+        for e in sorted({int(r - reg.size) for r in rows[rows >= reg.size]}):
+            j, side_in = divmod(e, 2)
+            exits.setdefault(j, side_in)
+        for j in sorted(exits, reverse=True):
+            self._release_unit(j, exits[j])
 
 
 def _at_rest(beta, tol):

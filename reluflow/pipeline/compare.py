@@ -12,6 +12,11 @@ deviation against its tolerance. The tolerances, and why they are what they are:
   error of 1e-15) differ *relatively* by O(1) between BLAS builds, which ``atol_scale`` absorbs.
   Integer and string variables, dimensions, coordinates' shapes and attributes (but ``source``)
   must agree exactly. Per-notebook or per-variable overrides go in :data:`DATA_OVERRIDES`.
+- **round-off variables** (data): a float variable whose committed values all lie below
+  ``data_roundoff = 1e-8`` in absolute value records round-off only (the error of an identity, a cost
+  at zero, a conserved quantity's drift under an ODE solver); its digits are machine noise, as are the
+  numbers below 1e-8 that nbval masks in the notebooks. It agrees when the new values also lie below
+  1e-8 (NaNs in the same places); a new value above it is a real difference.
 - **error measures** (data): a float variable with a numeric attribute ``error_bound`` records the error
   of a check (a residual, a drift, an error against an oracle) and means "at most ``error_bound``". Its
   value is round-off, or a general solver's step-size-dependent error, and changes by O(1) *relatively*
@@ -46,8 +51,8 @@ __all__ = ["TOLERANCES", "DATA_OVERRIDES", "Deviation", "compare_artefact", "com
            "compare_notebook"]
 
 #: The project's reproducibility tolerances (see the module docstring for the reasons).
-TOLERANCES = {"data_rtol": 1e-7, "data_atol_scale": 1e-9, "figure_rms": 2.0, "text_rtol": 1e-2,
-              "text_roundoff": 1e-8}
+TOLERANCES = {"data_rtol": 1e-7, "data_atol_scale": 1e-9, "data_roundoff": 1e-8, "figure_rms": 2.0,
+              "text_rtol": 1e-2, "text_roundoff": 1e-8}
 #: Overrides ``{(file name, variable or "*"): {"rtol": ..., "atol_scale": ...}}`` for results whose spread
 #: across machines is larger (none needed so far).
 DATA_OVERRIDES: dict[tuple[str, str], dict[str, float]] = {}
@@ -104,6 +109,8 @@ def _bound_ratio(old, new, bound) -> float:
     old, new = np.asarray(old, dtype=float), np.asarray(new, dtype=float)
     if old.shape != new.shape or np.any(np.isnan(old) != np.isnan(new)):
         return np.inf
+    if np.array_equal(old, new, equal_nan=True):
+        return 0.0
     v = np.abs(new[~np.isnan(new)])
     return float(v.max() / bound) if v.size else 0.0
 
@@ -136,6 +143,8 @@ def compare_data(old_path, new_path) -> Deviation:
         if (o.dtype.kind == "f" and isinstance(bound, (int, float, np.number)) and np.isfinite(bound) and bound > 0
                 and _within_bound(o.values, bound)):
             r = _bound_ratio(o.values, n.values, float(bound))
+        elif o.dtype.kind == "f" and o.size and _within_bound(o.values, TOLERANCES["data_roundoff"]):
+            r = _bound_ratio(o.values, n.values, TOLERANCES["data_roundoff"])
         elif o.dtype.kind == "f" or n.dtype.kind == "f":
             tol = {**{"rtol": TOLERANCES["data_rtol"], "atol_scale": TOLERANCES["data_atol_scale"]},
                    **DATA_OVERRIDES.get((name, "*"), {}), **DATA_OVERRIDES.get((name, var), {})}

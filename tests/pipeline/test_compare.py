@@ -77,10 +77,22 @@ def test_error_measures_are_compared_against_their_bound(tmp_path, new, agrees):
     assert dev.agrees is agrees and (agrees or "largest at err" in dev.detail)
     if agrees:
         assert dev.ratio == pytest.approx(3e-15 / 1e-12)
-    # without the attribute, the same round-off-level values are compared by value, and differ
+    # the bound, not the round-off rule, decides: 2e-11 is below 1e-8 but above the check's bound
     plain = [_nc(tmp_path, f"{k}.nc", _errors(v, bound=None))
-             for k, v in (("pa", [1.3e-15, 4e-16, 7e-16]), ("pb", [3e-15, 9e-16, 2e-15]))]
-    assert not compare_data(*plain).agrees
+             for k, v in (("pa", [1.3e-15, 4e-16, 7e-16]), ("pb", new))]
+    assert compare_data(*plain).agrees == (not np.any(np.isnan(new)))
+
+
+@pytest.mark.parametrize("new, agrees", [
+    ([3e-15, 9e-16, 2e-15], True),     # machine noise below 1e-8
+    ([3e-15, 9e-16, 2e-7], False),     # a value that left round-off
+])
+def test_round_off_variables_agree_while_they_stay_below_1e_8(tmp_path, new, agrees):
+    a = _nc(tmp_path, "a.nc", _errors([1.3e-15, 4e-16, 7e-16], bound=None))
+    dev = compare_data(a, _nc(tmp_path, "b.nc", _errors(new, bound=None)))
+    assert dev.agrees is agrees
+    if agrees:
+        assert dev.ratio == pytest.approx(3e-15 / TOLERANCES["data_roundoff"])
 
 
 def test_an_error_measure_committed_above_its_bound_is_compared_by_value(tmp_path):
