@@ -140,7 +140,7 @@ class CheckLog:
         n_id = sum(not r.independent for r in self._rows.values())
         n, n_ok = len(self._rows), sum(r.passed for r in self._rows.values())
         lines += ["", f"{n} checks, {n_ok} hold; {n - n_id} against an independent oracle, "
-                      f"{n_id} identities of the implementation"]
+                      f"{n_id} {'identity' if n_id == 1 else 'identities'} of the implementation"]
         sup = self.supported_claims()
         if sup:
             lines.append("claims with an independent check: "
