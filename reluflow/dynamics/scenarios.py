@@ -231,7 +231,8 @@ class ThresholdRelaxation:
     ``thresholds``, ``n_truncated``, ``rate`` n_k/(λ_k² N) and ``distance`` |θ_k − θ*_k| have shape
     (T, M); ``equilibrium`` θ*_k is the mean target over the points truncated at the end
     (``truncated_end``, (N, M)); ``full[k]`` is the first time index at which every point is
-    truncated in coordinate k (0 if never).
+    truncated in coordinate k (0 if never); ``settled[k]`` the first time index after the last change of
+    n_k (0 if n_k never changes), from which on θ_k relaxes at the constant rate ``rate[-1, k]``.
     """
 
     time: np.ndarray
@@ -242,6 +243,7 @@ class ThresholdRelaxation:
     truncated_end: np.ndarray
     full: np.ndarray
     distance: np.ndarray
+    settled: np.ndarray
 
     def __repr__(self) -> str:
         return f"<ThresholdRelaxation T={self.time.size}, theta* = {np.round(self.equilibrium, 3).tolist()}>"
@@ -265,10 +267,13 @@ def threshold_relaxation(solution: xr.Dataset, U, point_targets, scales) -> Thre
     theta = solution.thresholds.isel(layer=0).values
     n = (U[None, :, :] <= theta[:, None, :]).sum(axis=1)
     truncated_end = U <= theta[-1]
+    changes = np.diff(n, axis=0) != 0
+    settled = np.where(changes.any(axis=0), changes.shape[0] - np.argmax(changes[::-1], axis=0), 0)
     theta_star = (truncated_end * point_targets).sum(axis=0) / truncated_end.sum(axis=0)
     return ThresholdRelaxation(time=solution.time.values, thresholds=theta, n_truncated=n, rate=n / (lam**2 * N),
                                equilibrium=theta_star, truncated_end=truncated_end,
-                               full=np.argmax(n == N, axis=0), distance=np.abs(theta - theta_star))
+                               full=np.argmax(n == N, axis=0), distance=np.abs(theta - theta_star),
+                               settled=settled)
 
 
 @dataclass(frozen=True, repr=False)

@@ -45,7 +45,7 @@ def threshold_flow_figure(example, grid_1, grid_2, field, relaxation):
     """
     U, labels, class_targets, lam = example.U, example.clusters.labels, example.class_targets, example.scales
     t_flow, theta_t, rate_t = relaxation.time, relaxation.thresholds, relaxation.rate
-    theta_star, distance, full = relaxation.equilibrium, relaxation.distance, relaxation.full
+    theta_star, distance, settled = relaxation.equilibrium, relaxation.distance, relaxation.settled
     field = np.asarray(field)
     speed = np.hypot(field[..., 0], field[..., 1])
     fig, axes = figure(2, 2, width=11.5, height=6.4, width_ratios=[1.35, 1])
@@ -82,14 +82,17 @@ def threshold_flow_figure(example, grid_1, grid_2, field, relaxation):
     for k in range(2):
         c = COORDINATE_COLORS[k]
         ax_d.semilogy(t_flow, distance[:, k], color=c, lw=1.8)
-        tk = t_flow[full[k]]
-        tail = np.linspace(tk, t_max, 50)
-        ax_d.semilogy(tail, distance[full[k], k] * np.exp(-(tail - tk) / lam[k]**2), color="k", ls=":", lw=1.2)
+        tk, final_rate = t_flow[settled[k]], rate_t[-1, k]  # n_k(T) / (lambda_k^2 N) after the last event
+        if final_rate > 0:  # a coordinate that truncates no point does not move
+            tail = np.linspace(tk, t_max, 50)
+            ax_d.semilogy(tail, distance[settled[k], k] * np.exp(-(tail - tk) * final_rate), color="k", ls=":",
+                          lw=1.2)
         ax_r.step(t_flow, rate_t[:, k], where="post", color=c, lw=1.8)
         ax_r.axhline(1 / lam[k]**2, color=c, ls="--", lw=1)
     ax_d.set(xlim=(0, t_max), ylim=(1e-8, 10), ylabel=r"$|\theta_k(t) - \theta^*_k|$ (a.u.)",
              title=r"(b) distance to the equilibrium $\theta^*$")
-    ax_r.set(xlim=(0, min(t_max, 3 * float(t_flow[full].max()))), ylim=(0, 1.1 / lam.min()**2),
+    t_rates = max(float(t_flow[settled].max()), float(t_flow[1]))  # the last truncation event (or one step)
+    ax_r.set(xlim=(0, min(t_max, 3 * t_rates)), ylim=(0, 1.1 / lam.min()**2),
              xlabel="t (flow time)", ylabel=r"rate $n_k(t)/(\lambda_k^2 N)$ (1/flow time)",
              title="(c) relaxation rate: jumps at each truncation")
 
@@ -104,7 +107,7 @@ def threshold_flow_figure(example, grid_1, grid_2, field, relaxation):
         Line2D([], [], color="k", marker="X", mec="w", ms=10, ls="none", label=r"equilibrium $\theta^*$"),
         Line2D([], [], color=COORDINATE_COLORS[0], lw=1.8, label=r"coordinate $k = 1$"),
         Line2D([], [], color=COORDINATE_COLORS[1], lw=1.8, label=r"coordinate $k = 2$"),
-        Line2D([], [], color="k", ls=":", label=r"$e^{-t/\lambda_k^2}$ after the last event"),
+        Line2D([], [], color="k", ls=":", label=r"$e^{-n_k(T)\,t/(\lambda_k^2 N)}$ after the last event"),
         Line2D([], [], color="0.4", ls="--", label=r"maximal rate $1/\lambda_k^2$"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncols=4)

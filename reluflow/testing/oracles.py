@@ -42,8 +42,15 @@ is 0. :func:`tie_margin` is the smallest distance in input space from a point x_
 of the hyperplanes {(W^(ℓ) x + b^(ℓ))_k = 0}, over all points, layers and units:
 min |z_{ℓ,i,k}| / ‖W^(ℓ)_{k,·}‖ (for adapted weights, min |u_k − θ_k|). The instances of the battery
 are drawn with margin ≥ ``TIE_MARGIN`` = 1e-3. That is 100 times the finite-difference step, so no
-perturbation crosses a tie. Relative errors are normwise: ‖value − reference‖_F / ‖reference‖_F
-(absolute when the reference is exactly 0).
+perturbation crosses a tie.
+
+Conditioning. Central differences of step h have truncation error ~ h² f‴/6, and the cost depends on
+each layer weight through its inverse: for a weight with smallest singular value σ, the relative error
+grows like (h/σ)². A 1×1 layer weight of −0.010 gave 1.3e-6 at h = 1e-5 (and scaled exactly as h²),
+above ``FD_TOLERANCE``. The instances are therefore also redrawn unless every layer weight and every
+cumulative weight of both networks has smallest singular value ≥ ``MIN_SINGULAR_VALUE`` = 0.1
+(h/σ ≤ 1e-4); :class:`OracleInstance` counts the redraws. Relative errors are normwise:
+‖value − reference‖_F / ‖reference‖_F (absolute when the reference is exactly 0).
 """
 
 from __future__ import annotations
@@ -92,6 +99,7 @@ from reluflow.validation import (
 
 __all__ = [
     "TIE_MARGIN",
+    "MIN_SINGULAR_VALUE",
     "TOLERANCE",
     "FD_STEP",
     "FD_TOLERANCE",
@@ -128,6 +136,8 @@ FD_STEP = 1e-5
 #: Tolerance that the finite-difference check is held to (its truncation and rounding errors are larger).
 FD_TOLERANCE = 1e-6
 METHODS = ("autodiff", "finite_difference")
+#: Smallest singular value required of every layer and cumulative weight of a battery instance (10⁴ FD steps).
+MIN_SINGULAR_VALUE = 0.1
 
 #: The checks of :func:`check_instance`, each with the part of THEORY.md it verifies.
 EQUATIONS = {
@@ -736,7 +746,9 @@ class OracleInstance:
     non-adapted network (for ∇_c C and (4.5)). ``targets`` are input-space targets ỹ_{j(i)} (N, M);
     ``W_out`` (Q', M), ``b_out`` (Q',) and ``output_targets`` (N, Q') form a terminal layer with
     Q' = min(Q, M) outputs. ``weighting`` is ``"uniform"`` or ``"balanced"`` (``point_weights``).
-    ``margin`` is the smaller of the two networks' :func:`tie_margin`.
+    ``margin`` is the smaller of the two networks' :func:`tie_margin`. ``redrawn_margin`` and
+    ``redrawn_conditioning`` count the draws rejected before this one for a tie margin below the minimum
+    (or no truncated coordinate) and for a weight with smallest singular value below ``MIN_SINGULAR_VALUE``.
     """
 
     net: AdaptedNetwork
@@ -751,6 +763,8 @@ class OracleInstance:
     b_out: np.ndarray
     output_targets: np.ndarray
     margin: float
+    redrawn_margin: int = 0
+    redrawn_conditioning: int = 0
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
@@ -763,15 +777,22 @@ class OracleInstance:
                 f"tie margin {self.margin:.3g}>")
 
 
+def _smallest_singular_value(matrices) -> float:
+    return float(min(np.linalg.svd(np.asarray(W), compute_uv=False).min() for W in matrices))
+
+
 def draw_instance(seed=None, *, M: int | None = None, L: int | None = None, Q: int | None = None,
-                  tie_margin_min: float = TIE_MARGIN, max_attempts: int = 500) -> OracleInstance:
+                  tie_margin_min: float = TIE_MARGIN, min_singular_value: float = MIN_SINGULAR_VALUE,
+                  max_attempts: int = 500) -> OracleInstance:
     """A random :class:`OracleInstance` whose tie margin is at least ``tie_margin_min``.
 
     M, L and Q are drawn uniformly from 1..5, 1..4 and 1..3 unless given. Clusters hold 2 to 8
     points each, and the weights are uniform or class-balanced with equal probability. Draws
     are repeated, from the same generator, until the margin holds and each network truncates
     at least one coordinate of one point (otherwise every gradient is exactly 0, the oracles
-    return rounding noise, and a relative error means nothing; that case is tested on its own).
+    return rounding noise, and a relative error means nothing; that case is tested on its own),
+    and every layer weight and cumulative weight of both networks has smallest singular value at
+    least ``min_singular_value`` (else central differences are inaccurate: see the module docstring).
     Deterministic for a given ``seed`` (an int or a ``numpy.random.SeedSequence``).
     """
     rng = np.random.default_rng(seed)
@@ -781,7 +802,11 @@ def draw_instance(seed=None, *, M: int | None = None, L: int | None = None, Q: i
     max_attempts = check_positive_int(max_attempts, "max_attempts")
     if not (np.isfinite(tie_margin_min) and tie_margin_min >= 0):
         raise ValueError(f"tie_margin_min must be a non-negative finite number; got {tie_margin_min!r}")
+    if not (isinstance(min_singular_value, (int, float, np.floating)) and np.isfinite(min_singular_value)
+            and min_singular_value >= 0):
+        raise ValueError(f"min_singular_value must be a non-negative finite number; got {min_singular_value!r}")
     best = 0.0
+    redrawn = {"margin": 0, "conditioning": 0}
     for _ in range(max_attempts):
         sizes = rng.integers(2, 9, size=Q)
         data = clustered_data(rng.standard_normal((Q, M)), 0.8, sizes.tolist(), seed=rng)
@@ -793,6 +818,10 @@ def draw_instance(seed=None, *, M: int | None = None, L: int | None = None, Q: i
         truncates = (truncation_pattern(*net.cumulative_parameters(), data.points).any()
                      and truncation_pattern(Wc, bc, data.points).any())
         if margin < tie_margin_min or not truncates:
+            redrawn["margin"] += 1
+            continue
+        if _smallest_singular_value([*weights, *Wc, *net.cumulative_parameters()[0]]) < min_singular_value:
+            redrawn["conditioning"] += 1
             continue
         weighting = "balanced" if rng.uniform() < 0.5 else "uniform"
         Qo = min(Q, M)
@@ -803,9 +832,11 @@ def draw_instance(seed=None, *, M: int | None = None, L: int | None = None, Q: i
             point_weights=cost_weights(data.labels, weighting, n_classes=Q), weighting=weighting,
             W_out=W_out, b_out=0.5 * rng.standard_normal(Qo),
             output_targets=targets_by_label(rng.standard_normal((Q, Qo)), data.labels), margin=margin,
+            redrawn_margin=redrawn["margin"], redrawn_conditioning=redrawn["conditioning"],
         )
     raise ValueError(f"tie_margin_min={tie_margin_min:.3g} was not reached in max_attempts={max_attempts} draws "
-                     f"(M={M}, L={L}, Q={Q}; best margin {best:.3g}); lower it or allow more attempts")
+                     f"(M={M}, L={L}, Q={Q}; best margin {best:.3g}; {redrawn['conditioning']} draws ill-conditioned); "
+                     "lower it or allow more attempts")
 
 
 def check_instance(inst: OracleInstance, *, methods=METHODS, step: float = FD_STEP) -> dict:
@@ -893,13 +924,17 @@ def verification_battery(n_instances: int = 200, seed=0, *, tie_margin_min: floa
     """Worst relative errors of every derived formula against autodiff (and finite differences).
 
     ``n_instances`` instances come from :func:`draw_instance`, instance n seeded by
-    ``numpy.random.SeedSequence(seed).spawn(n_instances)[n]``, with M ∈ 1..5, L ∈ 1..4, Q ∈ 1..3.
-    Each is checked by :func:`check_instance`.
+    ``numpy.random.SeedSequence(seed).spawn(n_instances + 1)[n]``, with M ∈ 1..5, L ∈ 1..4, Q ∈ 1..3.
+    The sizes cover every value by construction: instances 0..4 take M from a random permutation of
+    1..5, instances 0..3 L from one of 1..4 and instances 0..2 Q from one of 1..3 (the permutations
+    drawn from the last spawned child); every other size is drawn uniformly. So with
+    ``n_instances`` ≥ 5 each M, L and Q occurs. Each instance is checked by :func:`check_instance`.
 
     Returns an ``xarray.Dataset`` with dims ``oracle`` (autodiff, finite_difference), ``instance``
     and ``equation``. Variables: ``relative_error`` (oracle, instance, equation),
-    ``worst_relative_error`` (oracle, equation), ``n_checked`` (equation), ``tie_margin`` (instance)
-    and ``tolerance`` (oracle). Coordinates ``M``, ``L``, ``Q``, ``N`` are on ``instance``, and
+    ``worst_relative_error`` (oracle, equation), ``n_checked`` (equation), ``tie_margin`` (instance),
+    ``redrawn_margin`` and ``redrawn_conditioning`` (instance; see :class:`OracleInstance`) and
+    ``tolerance`` (oracle). Coordinates ``M``, ``L``, ``Q``, ``N`` are on ``instance``, and
     ``theory_reference`` on ``equation``. The finite-difference rows are NaN when
     ``finite_differences`` is False.
     """
@@ -912,18 +947,23 @@ def verification_battery(n_instances: int = 200, seed=0, *, tie_margin_min: floa
     methods = METHODS if finite_differences else ("autodiff",)
     if methods[0] == "autodiff":
         _autograd()  # fail early, with the install hint
-    children = np.random.SeedSequence(seed).spawn(n_instances)
+    *children, size_seed = np.random.SeedSequence(seed).spawn(n_instances + 1)
+    size_rng = np.random.default_rng(size_seed)
+    forced = {name: size_rng.permutation(np.arange(1, top + 1)) for name, top in (("M", 5), ("L", 4), ("Q", 3))}
     names = list(EQUATIONS)
     err = np.full((len(METHODS), n_instances, len(names)), np.nan)
     dims = np.zeros((4, n_instances), dtype=np.int64)
     margins = np.empty(n_instances)
+    redraws = np.zeros((2, n_instances), dtype=np.int64)
     iterator = range(n_instances)
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(iterator, desc="verification battery", unit="instance")
     for n in iterator:
-        inst = draw_instance(children[n], tie_margin_min=tie_margin_min)
+        sizes = {name: int(values[n]) for name, values in forced.items() if n < values.size}
+        inst = draw_instance(children[n], tie_margin_min=tie_margin_min, **sizes)
+        redraws[:, n] = inst.redrawn_margin, inst.redrawn_conditioning
         result = check_instance(inst, methods=methods, step=step)
         for e, name in enumerate(names):
             for m, method in enumerate(METHODS):
@@ -944,6 +984,12 @@ def verification_battery(n_instances: int = 200, seed=0, *, tie_margin_min: floa
             "tie_margin": ("instance", margins,
                            {"long_name": "smallest input-space distance of a point to a threshold hyperplane",
                             "units": "1"}),
+            "redrawn_margin": ("instance", redraws[0],
+                               {"long_name": "draws rejected for a tie margin below the minimum or no truncation",
+                                "units": "1"}),
+            "redrawn_conditioning": ("instance", redraws[1],
+                                     {"long_name": "draws rejected for a weight with smallest singular value below "
+                                                   "the minimum", "units": "1"}),
             "tolerance": ("oracle", np.array([TOLERANCE, FD_TOLERANCE]),
                           {"long_name": "required worst relative error", "units": "1"}),
         },
@@ -962,6 +1008,7 @@ def verification_battery(n_instances: int = 200, seed=0, *, tie_margin_min: floa
             "seed": str(seed),
             "n_instances": n_instances,
             "tie_margin_min": float(tie_margin_min),
+            "min_singular_value": float(MIN_SINGULAR_VALUE),
             "finite_difference_step": float(step),
             "finite_differences": int(finite_differences),
             "relative_error_definition": "||value - reference||_F / ||reference||_F (absolute if the reference is 0)",

@@ -92,6 +92,9 @@ def test_threshold_relaxation_recounts_the_pattern(example):
     np.testing.assert_array_equal(r.n_truncated[[0, 3]], [[0, 0], [16, 16]])
     np.testing.assert_allclose(r.equilibrium, pt.mean(axis=0))  # all truncated at the end
     np.testing.assert_array_equal(r.full, [2, 3])  # first index with every point truncated, per coordinate
+    np.testing.assert_array_equal(r.settled, [2, 3])  # first index after the last change of n_k
+    still = threshold_relaxation(ds.isel(time=[0, 0, 0]).assign_coords(time=[0.0, 1.0, 2.0]), U, pt, lam)
+    np.testing.assert_array_equal(still.settled, [0, 0])  # n_k never changes: settled from the start
     np.testing.assert_allclose(r.distance, np.abs(theta - pt.mean(axis=0)))
     with pytest.raises(ValueError, match="point_targets"):
         threshold_relaxation(ds, U, pt[:3], lam)

@@ -32,7 +32,8 @@ def _relaxation(T=21, N=8):
     n = np.minimum(np.outer(np.arange(T), [1, 1]) + 2, N)
     return sc.ThresholdRelaxation(time=t, thresholds=theta_star - distance, n_truncated=n,
                                rate=n / (np.array([1.0, 1.96]) * N), equilibrium=theta_star,
-                               truncated_end=np.ones((N, 2), bool), full=np.argmax(n == N, axis=0), distance=distance)
+                               truncated_end=np.ones((N, 2), bool), full=np.argmax(n == N, axis=0), distance=distance,
+                                  settled=np.argmax(n == N, axis=0))
 
 
 def test_threshold_flow_figure(example, tmp_path):

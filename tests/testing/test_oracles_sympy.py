@@ -117,6 +117,31 @@ def test_tie_margin_and_relative_error_by_hand():
     assert got == pytest.approx(1 / np.sqrt(3))
 
 
+def test_battery_covers_every_size_by_construction():
+    for seed in (20, 35, 7):  # any seed: the first five instances take permutations of the sizes
+        b = orc.verification_battery(5, seed=seed, finite_differences=False)
+        assert set(b["M"].values) == {1, 2, 3, 4, 5}
+        assert set(b["L"].values) == {1, 2, 3, 4}
+        assert set(b["Q"].values) == {1, 2, 3}
+        assert b["redrawn_margin"].dtype.kind == "i" and b["redrawn_conditioning"].dtype.kind == "i"
+
+
+def test_draw_instance_rejects_ill_conditioned_weights():
+    """Every layer and cumulative weight keeps its smallest singular value ≥ MIN_SINGULAR_VALUE; redraws counted."""
+    found = False
+    for seed in range(40):
+        inst = orc.draw_instance(seed, M=1, L=4)
+        Wc, _ = orc.cumulative_parameters(inst.weights, inst.biases)
+        smallest = min(abs(float(W[0, 0])) for W in [*inst.weights, *Wc])
+        assert smallest >= orc.MIN_SINGULAR_VALUE
+        found |= inst.redrawn_conditioning > 0
+    assert found  # with M = 1 and 4 layers some draws are rejected, so the condition is not vacuous
+    with pytest.raises(ValueError, match="ill-conditioned"):
+        orc.draw_instance(0, M=2, L=2, min_singular_value=100.0, max_attempts=3)
+    with pytest.raises(ValueError, match="min_singular_value"):
+        orc.draw_instance(0, min_singular_value=-1.0)
+
+
 def test_draw_instance_is_deterministic_and_respects_margin():
     a, b = orc.draw_instance(123), orc.draw_instance(123)
     np.testing.assert_array_equal(a.X, b.X)
