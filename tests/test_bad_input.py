@@ -268,6 +268,9 @@ def _builders():
         # comparison
         "convergence_slope": (comparison.convergence_slope, lambda: _f(etas=np.array([0.1, 0.2, 0.4]),
                                                                        errors=np.array([0.01, 0.021, 0.039]))),
+        "asymptotic_slope": (comparison.asymptotic_slope, lambda: _f(etas=np.array([0.1, 0.2, 0.4]),
+                                                                     errors=np.array([0.01, 0.021, 0.039]),
+                                                                     matched=np.ones(3, bool), min_points=3)),
         "matched_time_error": (comparison.matched_time_error, lambda: _f(trajectory=F["sol"], reference=F["sol"])),
         "effective_comparison": (comparison.effective_comparison, lambda: _f(net=net, X=X, targets=Y,
                                                                              weight_lr_ratio=0.5, lr=0.05, n_steps=2,
@@ -301,6 +304,7 @@ NOT_CASES = {
     "validity_map": "a sweep of training runs (tests/training/test_experiments.py)",
     "resting_counterexample": "a fixed problem without arguments (tests/training/test_experiments.py)",
     "gd_convergence": "a grid of training runs against references (tests/training/test_comparison.py)",
+    "events_matched": "lists of count_runs sequences, checked in tests/training/test_comparison.py",
 }
 
 

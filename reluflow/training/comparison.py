@@ -8,6 +8,8 @@ Map from formula to function:
 
 - max over matched times t = kη of |q_GD(t) − q_flow(t)| for a recorded quantity q      → :func:`matched_time_error`
 - the least-squares slope of log e(η) against log η                                      → :func:`convergence_slope`
+- does a run with a larger η meet no truncation event that the finest run misses?        → :func:`events_matched`
+- the slope over the smallest η at which it does (the asymptotic regime)                 → :func:`asymptotic_slope`
 - e(η) over several step sizes η, one gradient-descent run per η                          → :func:`gd_convergence`
 - unconstrained gradient descent (mode ``"full"``) against the effective scale-and-bias flow
   λ̇ = ρ θ g/λ, θ̇ = −(1 + ρθ²) g/λ² (g = ∂C/∂θ, frames frozen; ρ = 0 is the bias flow (4.2)),
@@ -43,6 +45,8 @@ from reluflow.validation import (
 __all__ = [
     "matched_time_error",
     "convergence_slope",
+    "events_matched",
+    "asymptotic_slope",
     "gd_convergence",
     "effective_comparison",
 ]
@@ -80,6 +84,18 @@ def matched_time_error(trajectory: xr.Dataset, reference: xr.Dataset, *, variabl
     ``(error, n_matched, t_last)``: the maximum absolute error,
     the number of matched times and the last matched time.
     """
+    keep, j, t = _match_times(trajectory, reference, variable)
+    a = np.asarray(trajectory[variable].values, dtype=float)[keep]
+    b = np.asarray(reference[variable].values, dtype=float)[j]
+    if a.shape != b.shape:
+        raise ValueError(f"{variable} has shape {a.shape[1:]} per time in the trajectory and {b.shape[1:]} in the "
+                         "reference")
+    return float(np.abs(a - b).max()), int(t.size), float(t[-1]) if t.size else 0.0
+
+
+def _match_times(trajectory, reference, variable):
+    """(keep, j, t): the recorded times t = trajectory.time[keep] up to the reference's last time, and the index j
+    of each in the reference's time axis (ValueError if one is missing)."""
     _check_recorded(trajectory, "trajectory", variable)
     _check_recorded(reference, "reference", variable)
     t = np.asarray(trajectory["time"].values, dtype=float)
@@ -93,12 +109,75 @@ def matched_time_error(trajectory: xr.Dataset, reference: xr.Dataset, *, variabl
     if np.any(bad):
         raise ValueError(f"reference must hold every recorded time kη of the trajectory; time {t[bad][0]:.12g} "
                          f"is missing (nearest {tr[j[bad][0]]:.12g})")
-    a = np.asarray(trajectory[variable].values, dtype=float)[keep]
-    b = np.asarray(reference[variable].values, dtype=float)[j]
-    if a.shape != b.shape:
-        raise ValueError(f"{variable} has shape {a.shape[1:]} per time in the trajectory and {b.shape[1:]} in the "
-                         "reference")
-    return float(np.abs(a - b).max()), int(t.size), float(t[-1]) if t.size else 0.0
+    return keep, j, t
+
+
+def _runs(counts):
+    """Per column of ``counts`` (times × k), the sequence of distinct consecutive values (run-length codes)."""
+    out = []
+    for c in counts.T:
+        change = np.concatenate([[True], c[1:] != c[:-1]])
+        out.append(c[change])
+    return out
+
+
+def count_runs(trajectory: xr.Dataset) -> list:
+    """Per layer and coordinate (flattened), the truncation counts ``n_truncated`` of a gradient-descent run with
+    repeats removed: the sequence of count values it goes through, i.e. its truncation events in order."""
+    _check_recorded(trajectory, "trajectory", "n_truncated")
+    a = np.asarray(trajectory["n_truncated"].values)
+    return _runs(a.reshape(a.shape[0], -1))
+
+
+def _is_subsequence(short, long) -> bool:
+    it = iter(long.tolist())
+    return all(any(v == w for w in it) for v in short.tolist())
+
+
+def events_matched(coarse: list, fine: list) -> bool:
+    """True when a gradient-descent run with a larger step meets no truncation event that a finer run misses.
+
+    ``coarse`` and ``fine`` are :func:`count_runs` of two runs from the same start (both counted by the same
+    forward pass, so ties are treated alike). For every layer and coordinate the coarse sequence of counts must
+    be a subsequence of the fine one: events may be met late, or two of them in one step (a count skipped), but
+    none may be extra. An extra event is a near miss of the flow (a threshold grazing a point) that a too-long
+    step crosses; it adds an error of the size of the near miss, independent of η, so such a step is not yet in
+    the first-order regime.
+    """
+    if len(coarse) != len(fine):
+        raise ValueError(f"coarse and fine must count the same layers and coordinates; got {len(coarse)} and "
+                         f"{len(fine)}")
+    return all(_is_subsequence(c, f) for c, f in zip(coarse, fine))
+
+
+def asymptotic_slope(etas, errors, matched, *, min_points: int = 3):
+    """(p, n): the slope of :func:`convergence_slope` over the n smallest step sizes that all have ``matched``.
+
+    ``matched[i]`` says whether gradient descent with ``etas[i]`` meets no truncation event that the run with
+    the smallest step misses (:func:`events_matched`). The fit uses the longest run of the smallest η, in
+    increasing order, that all do: the η below the largest step that still resolves every near miss. If fewer
+    than ``min_points`` (≥ 2) do, p is NaN (a check on p then fails). The fit itself is the plain least-squares
+    slope, so an error of the wrong order still gives the wrong slope.
+    """
+    etas = as_real_array(etas, "etas", ndim=1)
+    errors = as_real_array(errors, "errors", ndim=1)
+    matched = np.asarray(matched)
+    if matched.shape != etas.shape or matched.dtype != bool:
+        raise ValueError(f"matched must be a boolean array of the shape of etas {etas.shape}; got "
+                         f"{matched.dtype} of shape {matched.shape}")
+    min_points = check_positive_int(min_points, "min_points")
+    if min_points < 2:
+        raise ValueError(f"min_points must be >= 2; got {min_points}")
+    if etas.shape != errors.shape:
+        raise ValueError(f"etas and errors must have equal shape; got {etas.shape} and {errors.shape}")
+    if min_points > etas.size:
+        raise ValueError(f"min_points must be at most the number of etas ({etas.size}); got {min_points}")
+    order = np.argsort(etas)
+    m = matched[order]
+    n = int(m.size if m.all() else np.argmin(m))
+    if n < min_points:
+        return float("nan"), n
+    return convergence_slope(etas[order][:n], errors[order][:n])[0], n
 
 
 def convergence_slope(etas, errors):
@@ -123,7 +202,8 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
     or a dict name → Dataset; every reference must hold all times kη up to its last time.
 
     Returns a Dataset over ``reference`` and ``eta``: ``threshold_error``, ``cost_error``,
-    ``count_error`` (max |Δn_{ℓ,k}|, if the reference has ``n_truncated``), ``t_compared`` (the last
+    ``count_error`` (max |Δn_{ℓ,k}|, if the reference has ``n_truncated``), ``events_matched``
+    (per η: :func:`events_matched` against the run with the smallest η), ``t_compared`` (the last
     matched time) and ``n_steps``; attributes ``mode``, ``weight_lr_ratio``, ``t_end``.
     """
     if isinstance(references, xr.Dataset):
@@ -138,6 +218,7 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
     names = list(references)
     shape = (len(names), etas.size)
     out = {k: np.full(shape, np.nan) for k in ("threshold_error", "cost_error", "count_error", "t_compared")}
+    runs = []
     n_steps = np.empty(etas.size, np.int64)
     for e, eta in enumerate(etas):
         n = max(1, int(round(t_end / eta)))
@@ -146,6 +227,7 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
                      weight_lr_ratio=weight_lr_ratio, n_steps=n, record_every=1, progress=False)
         if traj.attrs["status"] != 0:
             raise ValueError(f"gradient descent with eta={eta:g} stopped early: {traj.attrs['message']}")
+        runs.append(count_runs(traj))
         for r, name in enumerate(names):
             ref = references[name]
             err, _, t_last = matched_time_error(traj, ref, variable="thresholds")
@@ -154,6 +236,8 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
             out["cost_error"][r, e] = matched_time_error(traj, ref, variable="cost")[0]
             if "n_truncated" in ref:
                 out["count_error"][r, e] = matched_time_error(traj, ref, variable="n_truncated")[0]
+    finest = runs[int(np.argmin(etas))]
+    matched = np.array([events_matched(r, finest) for r in runs])
     one = {"units": "1"}
     dims = ("reference", "eta")
     data = {
@@ -164,6 +248,8 @@ def gd_convergence(weights, biases, X, targets, references, *, etas, t_end: floa
         "count_error": (dims, out["count_error"],
                         {"long_name": "max over t = k eta of |n_GD - n_flow| (truncation counts)", **one}),
         "t_compared": (dims, out["t_compared"], {"long_name": "last matched time t = k eta", **one}),
+        "events_matched": (("eta",), matched, {"long_name": "no truncation event that the run with the smallest "
+                                                            "eta misses (events_matched)", **one}),
         "n_steps": (("eta",), n_steps, {"long_name": "number of gradient-descent steps", **one}),
     }
     coords = {"reference": ("reference", np.array(names)), "eta": ("eta", etas, {"long_name": "step size eta", **one})}

@@ -19,8 +19,11 @@ from reluflow.dynamics.solver import solve
 from reluflow.testing.problems import random_problem, two_cluster_problem
 from reluflow.theory.costs import input_cost
 from reluflow.training.comparison import (
+    asymptotic_slope,
     convergence_slope,
+    count_runs,
     effective_comparison,
+    events_matched,
     gd_convergence,
     matched_time_error,
 )
@@ -168,3 +171,38 @@ def test_spectral_trajectory_of_a_flow_errors():
         spectral_trajectory(sol, X, Y, net=net, W_out=np.eye(2), terminal="output")
     with pytest.raises(ValueError, match="W_out must have shape"):
         spectral_trajectory(sol, X, Y, net=net, W_out=np.eye(3))
+
+
+def test_asymptotic_slope_fits_the_matched_smallest_steps_only():
+    etas = np.array([0.08, 0.04, 0.02, 0.01, 0.005])
+    errors = np.array([0.03, 0.029, 0.02, 0.01, 0.005])  # a plateau (near miss crossed) above eta = 0.02
+    p, n = asymptotic_slope(etas, errors, np.array([False, False, True, True, True]))
+    assert n == 3 and p == pytest.approx(1.0)
+    assert convergence_slope(etas, errors)[0] < 0.8  # the plain fit over the plateau is not first order
+    p, n = asymptotic_slope(etas[::-1], errors[::-1], np.array([True, True, True, False, True]))  # any order
+    assert n == 3 and p == pytest.approx(1.0)
+    assert np.isnan(asymptotic_slope(etas, errors, np.array([True, True, True, False, True]))[0])  # 1 < 3
+    p2, n = asymptotic_slope(etas, 5 * etas**2, np.ones(5, bool))  # a wrong order still fails [0.8, 1.2]
+    assert n == 5 and p2 == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="matched"):
+        asymptotic_slope(etas, errors, [1, 1, 1, 1, 1])
+    with pytest.raises(ValueError, match="min_points"):
+        asymptotic_slope(etas, errors, np.ones(5, bool), min_points=1)
+    with pytest.raises(ValueError, match="errors"):
+        asymptotic_slope(etas, errors[:4], np.ones(5, bool))
+
+
+def test_events_matched_allows_late_and_merged_events_but_not_extra_ones():
+    def ds(counts):
+        c = np.asarray(counts)[:, None, None]
+        return xr.Dataset({"n_truncated": (("time", "layer", "coordinate"), c)},
+                          coords={"time": np.arange(c.shape[0], dtype=float)})
+    fine = count_runs(ds([5, 5, 4, 4, 3, 2, 2]))
+    assert [r.tolist() for r in fine] == [[5, 4, 3, 2]]
+    assert events_matched(count_runs(ds([5, 5, 5, 4, 2])), fine)  # late, and two events in one step
+    assert not events_matched(count_runs(ds([5, 6, 5, 4, 3, 2])), fine)  # an extra (grazing) event
+    assert events_matched(count_runs(ds([5, 4, 3])), fine)  # a run stopped before the last event
+    with pytest.raises(ValueError, match="coarse and fine"):
+        events_matched(fine, fine + fine)
+    with pytest.raises(ValueError, match="n_truncated"):
+        count_runs(xr.Dataset(coords={"time": [0.0]}))

@@ -153,11 +153,11 @@ def test_bias_jacobian_by_differences_and_kink_margin():
 def test_one_layer_descent_converges_at_first_order():
     X, Y = ex.two_cluster_problem(6, seed=2)
     etas = [0.08, 0.04, 0.02, 0.01]
-    errors, slope = ex.one_layer_descent_convergence(X, Y, etas=etas, t_end=0.8)
+    errors, slope, n_fitted = ex.one_layer_descent_convergence(X, Y, etas=etas, t_end=0.8)
     with pytest.raises(ValueError, match="t_end"):
         ex.one_layer_descent_convergence(X, Y, t_end=0.81, etas=etas)
     assert errors.shape == (4,) and np.all(errors > 0) and errors[-1] < errors[0]  # not the same arithmetic
-    assert 0.8 <= slope <= 1.2
+    assert 3 <= n_fitted <= 4 and 0.8 <= slope <= 1.2
     with pytest.raises(ValueError, match="etas"):
         ex.one_layer_descent_convergence(X, Y, etas=[], t_end=0.8)
     etas = ex.one_layer_etas(2.4)
