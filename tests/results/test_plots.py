@@ -68,7 +68,7 @@ def test_scale_bias_figure(example, tmp_path):
     assert ax_a.get_yscale() == "log" and ax_a.get_xlim() == (0.0, 5.0)
     assert len(ax_b.get_lines()) == 10 and len(ax_c.get_lines()) == 6
     labels = _legend_labels(fig)
-    assert len(labels) == 8 and r"gradient descent, $\eta = 0.5$" in labels
+    assert len(labels) == 9 and r"gradient descent, $\eta = 0.5$" in labels
     savefig(fig, tmp_path / "b.png")
 
 
