@@ -354,7 +354,8 @@ def flow_vs_gd_result(part1, part2, drift, map_error, holds, *, slopes, holds_to
                       bias_flow_events) -> xr.Dataset:
     """The result Dataset of notebook 06: the η-convergence tables (``eta_*`` over ``comparison`` and ``eta``),
     the sweep (over ``sweep_time``), ``map_cost_error``, ``holds`` and the three fitted slopes."""
-    conv = xr.concat([part1.drop_vars("n_steps"), part2.drop_vars("n_steps")], dim="reference")
+    conv = xr.concat([part1.drop_vars("n_steps"), part2.drop_vars("n_steps")], dim="reference", data_vars="all",
+                     coords="different", compat="equals", join="outer")
     conv = conv.assign_coords(comparison=("reference", ["cumulative biases vs bias flow",
                                                         "layer biases vs induced flow", "layer biases vs bias flow"]))
     conv = conv.swap_dims(reference="comparison").drop_vars("reference")

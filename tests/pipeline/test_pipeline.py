@@ -5,6 +5,7 @@ into the repository's data/, figures/ or notebooks/.
 """
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -205,3 +206,14 @@ def test_kernels_get_one_blas_thread_unless_the_caller_chose(monkeypatch):
         assert os.environ["OPENBLAS_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "1"
         assert os.environ["OMP_NUM_THREADS"] == "2"   # the caller's choice is kept
     assert "OPENBLAS_NUM_THREADS" not in os.environ and os.environ["OMP_NUM_THREADS"] == "2"
+
+
+def test_committed_notebook_outputs_name_no_path_of_this_machine():
+    """A warning that prints an absolute path makes a notebook's outputs differ between checkouts (06 did)."""
+    path_like = re.compile(r"(?:/[\w.-]+)+/reluflow/")
+    for nb_path in NOTEBOOKS:
+        nb = nbformat.read(nb_path, as_version=4)
+        for i, c in enumerate(nb.cells):
+            for o in c.get("outputs", []):
+                text = o.get("text", "") if o.output_type == "stream" else ""
+                assert not path_like.search(text), f"{nb_path.name} cell {i}: {text[:200]}"
