@@ -183,6 +183,8 @@ KNOWN_CROSS_MACHINE = {
     "08_claims_across_configurations.nc": "the deep exact solver's event counts (n_events) depend on round-off at "
                                           "degenerate ties",
     "08_claims_across_configurations.ipynb": "its printed counts follow those event counts",
+    "08_collapse.png": "drawn from those solutions",
+    "08_counterexamples.png": "drawn from those solutions",
     "02_effective_flow_equations.nc": "relative_error holds finite-difference errors of ~1e-9 to 1e-7, which change "
                                       "by O(1) relatively and need an error_bound attribute",
 }
