@@ -49,6 +49,17 @@ def as_points(X, name: str = "X", *, dim: int | None = None) -> np.ndarray:
     return arr
 
 
+
+def as_coordinate_problem(X, targets, theta, theta_name: str = "theta"):
+    """``(X, targets, theta)`` of a one-layer, identity-frame problem: X (N, M), targets (N, M), theta (M,)."""
+    X = as_points(X, "X")
+    targets = as_real_array(targets, "targets", ndim=2)
+    theta = as_real_array(theta, theta_name, ndim=1)
+    if targets.shape != X.shape or theta.shape != (X.shape[1],):
+        raise ValueError(f"targets must have shape {X.shape} and {theta_name} ({X.shape[1]},); "
+                         f"got {targets.shape} and {theta.shape}")
+    return X, targets, theta
+
 def as_square_invertible(W, name: str, *, dim: int | None = None, max_condition: float = MAX_CONDITION) -> np.ndarray:
     """Validate a square, well-conditioned weight matrix of shape (M, M)."""
     arr = as_real_array(W, name, ndim=2)

@@ -62,6 +62,7 @@ from reluflow.theory.flows import bias_flow, scale_bias_invariant
 from reluflow.validation import (
     as_adapted_network,
     as_bool,
+    as_coordinate_problem,
     as_dataset,
     as_labels,
     as_points,
@@ -833,12 +834,7 @@ def coordinatewise_solve(X, targets, theta0, t_end, *, scale: float = 1.0, point
     """
     from reluflow.dynamics.solver import solve
 
-    X = as_points(X, "X")
-    targets = as_real_array(targets, "targets", ndim=2)
-    theta0 = as_real_array(theta0, "theta0", ndim=1)
-    if targets.shape != X.shape or theta0.shape != (X.shape[1],):
-        raise ValueError(f"targets must have shape {X.shape} and theta0 ({X.shape[1]},); "
-                         f"got {targets.shape} and {theta0.shape}")
+    X, targets, theta0 = as_coordinate_problem(X, targets, theta0, "theta0")
     t_end = as_positive_float(t_end, "t_end")
     lam = as_positive_float(scale, "scale")
     M = X.shape[1]

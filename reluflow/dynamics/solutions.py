@@ -45,6 +45,7 @@ from reluflow.theory.adapted import ORTHOGONALITY_TOL, AdaptedNetwork, adapted_n
 from reluflow.theory.data import ClusteredData, clustered_data
 from reluflow.validation import (
     as_adapted_network,
+    as_coordinate_problem,
     as_dataset,
     as_labels,
     as_mapping,
@@ -525,12 +526,7 @@ def equilibrium_residual(X, targets, theta) -> np.ndarray:
     remaining point gives the field 0). With no truncated point, the coordinate is dead (at rest).
     Returns, per coordinate, |θ_k − ȳ_k| or the distance of θ_k to that interval; shape (M,).
     """
-    X = as_points(X, "X")
-    targets = as_real_array(targets, "targets", ndim=2)
-    theta = as_real_array(theta, "theta", ndim=1)
-    if targets.shape != X.shape or theta.shape != (X.shape[1],):
-        raise ValueError(f"targets must have shape {X.shape} and theta ({X.shape[1]},); "
-                         f"got {targets.shape} and {theta.shape}")
+    X, targets, theta = as_coordinate_problem(X, targets, theta, "theta")
     out = np.zeros(X.shape[1])
     for k in range(X.shape[1]):
         trunc = X[:, k] <= theta[k]
@@ -567,12 +563,7 @@ def rest_point(X, targets, theta0) -> tuple[np.ndarray, np.ndarray]:
     (ties between coordinates are not resolved: continuous data). Returns ``(theta, sliding)``, both (M,):
     the rest point and whether the threshold rests on a point there.
     """
-    X = as_points(X, "X")
-    targets = as_real_array(targets, "targets", ndim=2)
-    theta0 = as_real_array(theta0, "theta0", ndim=1)
-    if targets.shape != X.shape or theta0.shape != (X.shape[1],):
-        raise ValueError(f"targets must have shape {X.shape} and theta0 ({X.shape[1]},); "
-                         f"got {targets.shape} and {theta0.shape}")
+    X, targets, theta0 = as_coordinate_problem(X, targets, theta0, "theta0")
     N, M = X.shape
     rest, sliding = theta0.copy(), np.zeros(M, bool)
     order = np.argsort(X, axis=0, kind="stable")
