@@ -360,8 +360,8 @@ def one_layer_equilibrium(net, X, targets, lower, upper, *, point_weights=None, 
     ``net.thresholds``. The gradient must change sign on each bracket (negative at ``lower``, positive at
     ``upper``, so that the flow θ̇ = −Λ⁻² ∂C/∂θ is attracted to the root); it is piecewise affine with
     jumps where θ_k crosses a data coordinate, and brentq returns a sign change to ``xtol``. A
-    gradient exactly 0 at ``lower`` (no point truncated there: a dead coordinate, which does not move)
-    returns ``lower_k``.
+    coordinate with no point truncated at ``lower`` (counted by the plain forward pass: a dead coordinate,
+    which does not move; its gradient is 0 up to round-off) returns ``lower_k``.
     """
     from dataclasses import replace
 
@@ -384,12 +384,16 @@ def one_layer_equilibrium(net, X, targets, lower, upper, *, point_weights=None, 
         return float(oracle_threshold_gradient(replace(net, thresholds=theta), X, targets,
                                                point_weights=point_weights, method=method)[0, k])
 
+    X_arr = np.asarray(X, dtype=float)
+    # pre-activations of the plain layer at θ = lower: λ_k (R x_i)_k − λ_k lower_k; a point is truncated where ≤ 0
+    pre = X_arr @ (net.scales[0][:, None] * net.frames[0]).T - net.scales[0] * lower
+    n_lower = (pre <= 0).sum(axis=0)
     out = np.empty(M)
     for k in range(M):
-        lo, hi = g(lower[k], k), g(upper[k], k)
-        if lo == 0.0:  # nothing truncated at lower: the coordinate is dead (S1) and lower is its equilibrium
-            out[k] = lower[k]
+        if n_lower[k] == 0:  # nothing truncated at lower: the coordinate is dead (S1) and lower is its equilibrium
+            out[k] = lower[k]  # (its gradient is 0 up to round-off, so the count decides, not the gradient's sign)
             continue
+        lo, hi = g(lower[k], k), g(upper[k], k)
         if not (lo < 0 < hi):
             raise ValueError(f"the gradient must be negative at lower and positive at upper in coordinate {k}; "
                              f"got {lo:.3g} and {hi:.3g}")
