@@ -7,6 +7,10 @@ seed (one after another, into a scratch folder, so the published results are unt
 rate of each check with the seeds where it failed. A notebook that raises counts as a failure of its
 pseudo-check ``notebook_runs`` (its checks after the failing cell are then missing for that seed and
 count as failures too).
+
+With ``log=FILE`` every run is appended to FILE as one JSON line (notebook, seed, profile, verdicts, error)
+the moment it finishes, so a long sweep split over several processes (or interrupted) loses nothing:
+:func:`table_from_logs` (``reluflow seeds --tabulate FILE ...``) builds the same table from the lines.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from reluflow.pipeline.runner import (
     run_notebook,
 )
 
-__all__ = ["SeedTable", "check_lines", "seed_sweep"]
+__all__ = ["SeedTable", "check_lines", "seed_sweep", "table_from_logs"]
 
 _CHECK = re.compile(r"^(check_[A-Za-z0-9_]+):\s*(True|False)\b")
 RUNS = "notebook_runs"
@@ -94,7 +98,7 @@ class SeedTable:
 
 
 def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None, timeout: float = DEFAULT_TIMEOUT,
-               progress: bool | None = None, stream=None) -> SeedTable:
+               progress: bool | None = None, stream=None, log=None) -> SeedTable:
     """Execute each selected notebook once per seed (``-p seed s``) and tabulate its checks.
 
     Parameters
@@ -102,6 +106,7 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
     names : notebook names or numbers (default: all)
     seeds : iterable of non-negative ints
     profile : ``"fast"`` (default) or ``"paper"``
+    log : optional path of a JSON-lines file; each finished run is appended to it at once
     """
     from tqdm.auto import tqdm
 
@@ -112,6 +117,9 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
     stream = stream if stream is not None else sys.stdout
     root = project_root(root)
     paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)
+    log = Path(log) if log is not None else None
+    if log is not None and not log.parent.is_dir():
+        raise ParameterError(f"log must be a file in an existing folder; got {str(log)!r}")
     table = SeedTable(seeds)
     scratch = Path(tempfile.mkdtemp(prefix="reluflow-seeds-"))
     plan = [(p, s) for p in paths for s in seeds]
@@ -130,14 +138,63 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
                 saved = exc.saved if exc.saved is not None and Path(exc.saved).exists() else None
                 runs[(path.stem, seed)] = {RUNS: False, **(check_lines(saved) if saved else {})}
             shutil.rmtree(out, ignore_errors=True)
+            if log is not None:
+                with log.open("a") as fh:
+                    fh.write(json.dumps({"notebook": path.stem, "seed": seed, "profile": profile,
+                                         "verdicts": runs[(path.stem, seed)],
+                                         "error": table.errors.get((path.stem, seed), "")}) + "\n")
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    # a check that a failing run never reached counts as failed for that seed
+    _fill(table, runs)
+    print(table.format(), file=stream)
+    return table
+
+
+def _fill(table: SeedTable, runs: dict) -> None:
+    """Record every run; a check that a failing run never reached counts as failed for that seed."""
     expected: dict[str, set] = {}
     for (nb, _), verdicts in runs.items():
         expected.setdefault(nb, set()).update(verdicts)
-    for (nb, seed), verdicts in runs.items():
+    for (nb, seed), verdicts in sorted(runs.items()):
         table.record(nb, seed, {name: verdicts.get(name, False) for name in expected[nb]})
-    print(table.format(), file=stream)
+
+
+def table_from_logs(paths, *, profile: str | None = None) -> SeedTable:
+    """The :class:`SeedTable` of the runs in the JSON-lines logs written by :func:`seed_sweep` (``log=``).
+
+    A (notebook, seed) run found twice keeps its last line. With ``profile`` only that profile's runs count;
+    a log that mixes profiles without ``profile`` is refused.
+    """
+    runs: dict[tuple[str, int], dict[str, bool]] = {}
+    errors: dict[tuple[str, int], str] = {}
+    profiles = set()
+    for path in paths:
+        path = Path(path)
+        if not path.is_file():
+            raise ParameterError(f"log {str(path)!r} does not exist")
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                key, verdicts = (str(rec["notebook"]), int(rec["seed"])), dict(rec["verdicts"])
+                run_profile, error = str(rec["profile"]), str(rec.get("error", ""))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ParameterError(f"log {str(path)!r} line {number} is not a seed-sweep record: {exc}") from None
+            if profile is not None and run_profile != profile:
+                continue
+            profiles.add(run_profile)
+            runs[key] = {k: bool(v) for k, v in verdicts.items()}
+            if error:
+                errors[key] = error
+            else:
+                errors.pop(key, None)
+    if len(profiles) > 1:
+        raise ParameterError(f"the logs mix the profiles {sorted(profiles)}; pass profile= to choose one")
+    if not runs:
+        raise ParameterError("the logs hold no run" + (f" of profile {profile!r}" if profile else ""))
+    table = SeedTable(sorted({seed for _, seed in runs}))
+    table.errors.update(errors)
+    _fill(table, runs)
     return table

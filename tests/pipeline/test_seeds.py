@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reluflow.pipeline.runner import ParameterError
-from reluflow.pipeline.seeds import RUNS, check_lines, seed_sweep
+from reluflow.pipeline.seeds import RUNS, check_lines, seed_sweep, table_from_logs
 
 
 def _cell(source, tags=()):
@@ -56,6 +56,27 @@ def test_seed_sweep_counts_passes_failures_and_crashes(tmp_path):
     assert table.failed_seeds[("01_toy", "check_after_the_failure")] == [3]
     assert not table.all_pass and "seed 3 is bad" in out.getvalue() and "1, 3" in out.getvalue()
     assert not list((root / "notebooks").glob("*.nc")) and not (root / "data").exists()  # nothing published
+
+
+def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path):
+    root = _toy_project(tmp_path / "project")
+    whole = seed_sweep(["01"], seeds=range(5), profile="paper", root=root, progress=False, stream=io.StringIO())
+    logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    seed_sweep(["01"], seeds=range(3), profile="paper", root=root, progress=False, stream=io.StringIO(), log=logs[0])
+    seed_sweep(["01"], seeds=range(3, 5), profile="paper", root=root, progress=False, stream=io.StringIO(),
+               log=logs[1])
+    assert len(logs[0].read_text().splitlines()) == 3  # one line per finished run
+    merged = table_from_logs(logs)
+    assert merged.seeds == [0, 1, 2, 3, 4]
+    assert merged.passed == whole.passed and merged.failed_seeds == whole.failed_seeds
+    assert merged.format() == whole.format()
+    with pytest.raises(ParameterError, match="does not exist"):
+        table_from_logs([tmp_path / "missing.jsonl"])
+    (tmp_path / "bad.jsonl").write_text("{not json\n")
+    with pytest.raises(ParameterError, match="line 1 is not a seed-sweep record"):
+        table_from_logs([tmp_path / "bad.jsonl"])
+    with pytest.raises(ParameterError, match="no run of profile 'fast'"):
+        table_from_logs(logs, profile="fast")
 
 
 @pytest.mark.parametrize("seeds", [[], [-1], [True], [1.5]])
