@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sds.add_argument("--profile", choices=pl.PROFILES, default=None, help="parameter profile (default fast)")
     sds.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
     sds.add_argument("--log", default=None, metavar="FILE",
-                     help="append each finished run to FILE as a JSON line (a split or interrupted sweep loses nothing)")
+                     help="append each finished run to FILE as a JSON line (a split or stopped sweep loses nothing)")
     sds.add_argument("--tabulate", nargs="+", default=None, metavar="FILE",
                      help="run nothing: print the table of the runs in these --log files (with --profile if they mix)")
     sds.add_argument("--root", default=None, help=argparse.SUPPRESS)
@@ -117,8 +117,8 @@ def cmd_seeds(args) -> int:
         return 0 if table.all_pass else 1
     if args.first < 0 or args.last < args.first:
         raise pl.ParameterError(f"seeds: need 0 <= --from <= --to; got --from {args.first} --to {args.last}")
-    table = seed_sweep(args.only, seeds=range(args.first, args.last + 1), profile=args.profile or "fast", root=args.root,
-                       timeout=args.timeout, log=args.log)
+    table = seed_sweep(args.only, seeds=range(args.first, args.last + 1), profile=args.profile or "fast",
+                       root=args.root, timeout=args.timeout, log=args.log)
     return 0 if table.all_pass else 1
 
 
