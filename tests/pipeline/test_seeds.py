@@ -79,6 +79,25 @@ def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path):
         table_from_logs(logs, profile="fast")
 
 
+def test_a_kernel_that_dies_before_the_first_cell_is_restarted_but_a_failing_cell_is_not(tmp_path, monkeypatch):
+    import reluflow.pipeline.seeds as seeds_module
+    from reluflow.pipeline.runner import NotebookFailed
+
+    root = _toy_project(tmp_path / "project")
+    real, calls = seeds_module.run_notebook, []
+
+    def flaky(name, **kwargs):
+        calls.append(kwargs["parameters"]["seed"])
+        if calls.count(kwargs["parameters"]["seed"]) == 1 and kwargs["parameters"]["seed"] == 0:
+            raise NotebookFailed(name, None, "RuntimeError: Kernel died before replying to kernel_info")
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(seeds_module, "run_notebook", flaky)
+    table = seed_sweep(["01"], seeds=[0, 3], profile="paper", root=root, progress=False, stream=io.StringIO())
+    assert calls == [0, 0, 3]  # seed 0 restarted once; seed 3's failing cell is a real failure, not retried
+    assert table.failed_seeds[("01_toy", RUNS)] == [3] and table.passed[("01_toy", "check_always")] == 2
+
+
 @pytest.mark.parametrize("seeds", [[], [-1], [True], [1.5]])
 def test_bad_seed_lists_are_refused(tmp_path, seeds):
     with pytest.raises(ParameterError, match="seeds must be a non-empty list of integers >= 0"):
