@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reluflow.results.intervals import wilson_interval
 from reluflow.theory.network import forward, haar_orthogonal
 from reluflow.validation import as_labels, as_points, as_real, as_real_array, check_positive_int
 
@@ -1031,17 +1032,6 @@ def class_states(Wc, bc, X, labels, *, tol: float = 1e-9) -> np.ndarray:
         elif not T[:, lab == j].any():
             out[j] = 1
     return out
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval (95 % by default) for k successes in n trials."""
-    if n <= 0:
-        raise ValueError(f"n must be ≥ 1; got {n}")
-    p = k / n
-    den = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / den
-    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(max(0.0, c - h)), float(min(1.0, c + h))
 
 
 def descent_outcome(ds, X, labels, Y=None, *, zero_tol: float = 1e-6, gap_tol: float = 1e-2):

@@ -37,6 +37,7 @@ import xarray as xr
 from reluflow.dynamics.solutions import truncated_images, within_class_variability
 from reluflow.dynamics.solver import solve
 from reluflow.pipeline.sweep import sweep
+from reluflow.results.intervals import wilson_interval
 from reluflow.theory.adapted import AdaptedNetwork, random_adapted_network
 from reluflow.theory.costs import input_cost, targets_by_label
 from reluflow.theory.data import clustered_data
@@ -597,21 +598,6 @@ def overparametrised_ensemble(n_networks: int, seed: int, *, lr: float = 0.02, n
 # --------------------------------------------------------------------------------------------------- intervals
 
 
-def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """The Wilson score interval for k successes out of n (95 % by default); (0, 1) when n = 0."""
-    k = check_positive_int(k, "k", minimum=0)
-    n = check_positive_int(n, "n", minimum=0)
-    if k > n:
-        raise ValueError(f"k must be <= n; got k={k}, n={n}")
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
-
-
 def hold_rate(flags) -> dict:
     """Hold rate of a claim over configurations: ``flags`` are 1 (holds), 0 (fails) or -1 (not tested: the solver
     did not finish, or the statement does not apply). Returns ``holds``, ``tested``, ``rate`` and the Wilson 95 %
@@ -687,6 +673,17 @@ def _margin(cfg, theta):
     return min(float(np.abs(a - theta[ell]).min()) for ell, a in enumerate(acts))
 
 
+def _central_differences(f, theta, h):
+    """(f(θ + h e_j) − f(θ − h e_j)) / 2h for every entry j of θ, stacked with shape θ.shape + f's shape."""
+    out = []
+    for j in range(theta.size):
+        e = np.zeros(theta.size)
+        e[j] = h
+        e = e.reshape(theta.shape)
+        out.append((np.asarray(f(theta + e), float) - np.asarray(f(theta - e), float)) / (2 * h))
+    return np.stack(out).reshape(theta.shape + out[0].shape)
+
+
 def flow_fd_error(cfg: Configuration, theta, h: float = 1e-5) -> float:
     """Relative error of θ̇ = bias_flow against −Λ^-2 ∂C_in/∂θ by central finite differences (step h) of the input
     cost of the plain truncation forward pass (:func:`reluflow.input_cost`), over max(max |θ̇|, 1e-3) (C_in is
@@ -695,13 +692,7 @@ def flow_fd_error(cfg: Configuration, theta, h: float = 1e-5) -> float:
     theta = np.asarray(theta, float)
     if _margin(cfg, theta) <= 2 * h:
         return float("nan")
-    L, M = theta.shape
-    grad = np.empty((L, M))
-    for ell in range(L):
-        for k in range(M):
-            e = np.zeros((L, M))
-            e[ell, k] = h
-            grad[ell, k] = (_cost_of_theta(cfg, theta + e) - _cost_of_theta(cfg, theta - e)) / (2 * h)
+    grad = _central_differences(lambda t: _cost_of_theta(cfg, t), theta, h)
     want = -grad / cfg.net.scales**2
     got = bias_flow(_net_with(cfg.net, theta), cfg.X, cfg.targets)
     return float(np.abs(got - want).max() / max(float(np.abs(want).max()), 1e-3))
@@ -713,14 +704,8 @@ def rate_fd_error(cfg: Configuration, theta, rate, h: float = 1e-5) -> float:
     theta = np.asarray(theta, float)
     if _margin(cfg, theta) <= 2 * h:
         return float("nan")
-    L, M = theta.shape
-    fd = np.empty((L, M))
-    for ell in range(L):
-        for k in range(M):
-            e = np.zeros((L, M))
-            e[ell, k] = h
-            fd[ell, k] = -(bias_flow(_net_with(cfg.net, theta + e), cfg.X, cfg.targets)[ell, k]
-                           - bias_flow(_net_with(cfg.net, theta - e), cfg.X, cfg.targets)[ell, k]) / (2 * h)
+    jac = _central_differences(lambda t: bias_flow(_net_with(cfg.net, t), cfg.X, cfg.targets), theta, h)
+    fd = -np.einsum("ijij->ij", jac)  # the diagonal ∂θ̇_ℓk/∂θ_ℓk
     rate = np.asarray(rate, float)
     return float(np.abs(rate - fd).max() / max(float(np.abs(rate).max()), 1e-12))
 

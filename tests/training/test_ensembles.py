@@ -135,7 +135,7 @@ def test_analyse_and_ensemble_are_reproducible_and_labelled():
         en.claims_ensemble(2, 0, draw={"max_per_cluster": 1})
 
 
-def test_wilson_interval_against_scipy():
+def test_wilson_interval_is_the_shared_one():
     from scipy.stats import binomtest
 
     for k, n in ((0, 10), (3, 10), (10, 10), (57, 200)):
