@@ -185,8 +185,6 @@ KNOWN_CROSS_MACHINE = {
     "08_claims_across_configurations.ipynb": "its printed counts follow those event counts",
     "08_collapse.png": "drawn from those solutions",
     "08_counterexamples.png": "drawn from those solutions",
-    "02_effective_flow_equations.nc": "relative_error holds finite-difference errors of ~1e-9 to 1e-7, which change "
-                                      "by O(1) relatively and need an error_bound attribute",
 }
 
 
