@@ -85,6 +85,9 @@ def _blocks(N, width):
 
 def _as_pattern(pattern, name="pattern"):
     """A pattern: a non-empty sequence of boolean (N, d_ℓ) arrays with one N."""
+    if isinstance(pattern, np.ndarray) and pattern.ndim != 3:
+        raise TypeError(f"{name} must be a sequence of per-layer boolean (N, d_ℓ) arrays (or an (L, N, d) "
+                        f"array); got an array of shape {pattern.shape}")
     out = []
     for i, T in enumerate(as_layer_list(pattern, name)):
         T = np.asarray(T)
