@@ -37,6 +37,7 @@ from reluflow.theory.adapted import (
     rotation,
 )
 from reluflow.theory.data import ClusteredData, clustered_data
+from reluflow.theory import collapse, generic  # noqa: F401  (not in __all__: tests/test_bad_input.py needs builders)
 
 # --- theory: costs (§3)
 from reluflow.theory.costs import (
