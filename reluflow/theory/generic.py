@@ -16,6 +16,7 @@ Map from formula to function:
 - unit (ℓ, k) dead ⟺ n_{ℓ,k} = N                                      → :func:`dead_units`
 - ℓ*(x_i) = min{ℓ : T_{ℓ,k}(x_i) = 1 for every k} (0 if none)         → :func:`frozen_layer`
 - N_eff = #{i : J_i = D_L(x_i) W_L D_{L-1}(x_i) ⋯ W_2 D_1(x_i) ≠ 0}    → :func:`effective_training_set`
+  (from a pattern already computed: :func:`gradient_path_mask`)
 - W^(ℓ) = W_ℓ ⋯ W_1 (d_ℓ, M),  b^(ℓ) = W_ℓ b^(ℓ-1) + b_ℓ              → :func:`general_cumulative_parameters`
 - τ_{W,b}(x) = W⁺(σ(Wx + b) − b), W of full row rank (CE24 Def 3.1)   → :func:`pinv_truncation_map`
 - x^(τ,0) = x,  x^(τ,ℓ) = τ_{W^(ℓ),b^(ℓ)}(x^(τ,ℓ-1)) (CE24 Prop 3.2)   → :func:`pinv_truncated_data`
@@ -52,6 +53,7 @@ __all__ = [
     "dead_units",
     "frozen_layer",
     "effective_training_set",
+    "gradient_path_mask",
     "general_cumulative_parameters",
     "pinv_truncation_map",
     "pinv_truncated_data",
@@ -171,7 +173,6 @@ def effective_training_set(weights, biases, X) -> tuple[np.ndarray, int]:
     """
     Ws, bs, X = _network(weights, biases, X)
     N = X.shape[0]
-    v = np.random.default_rng(_PROBE_SEED).standard_normal(Ws[-1].shape[0])
     mask = np.empty(N, dtype=bool)
     for sl in _blocks(N, max(W.shape[0] for W in Ws)):
         x, active = X[sl], []
@@ -179,11 +180,39 @@ def effective_training_set(weights, biases, X) -> tuple[np.ndarray, int]:
             z = x @ W.T + b
             active.append(z > 0.0)
             x = np.maximum(z, 0.0)
-        g = np.where(active[-1], v, 0.0)  # rows: vᵀ D_L
-        for W, a in zip(Ws[:0:-1], active[-2::-1]):  # g ← (g W_ℓ) D_{ℓ-1}, ℓ = L..2
-            g = np.where(a, g @ W, 0.0)
-        mask[sl] = np.any(g != 0.0, axis=1)
+        mask[sl] = _probe(Ws, active)
     return mask, int(mask.sum())
+
+
+def _probe(Ws, active):
+    """vᵀ J_i ≠ 0 for the rows of the activation masks ``active`` (1 − T_ℓ), with the fixed probe v."""
+    v = np.random.default_rng(_PROBE_SEED).standard_normal(Ws[-1].shape[0])
+    g = np.where(active[-1], v, 0.0)  # rows: vᵀ D_L
+    for W, a in zip(Ws[:0:-1], active[-2::-1]):  # g ← (g W_ℓ) D_{ℓ-1}, ℓ = L..2
+        g = np.where(a, g @ W, 0.0)
+    return np.any(g != 0.0, axis=1)
+
+
+def gradient_path_mask(weights, pattern) -> np.ndarray:
+    """mask[i] ⟺ J_i = D_L(x_i) W_L ⋯ W_2 D_1(x_i) ≠ 0, from a truncation pattern already computed.
+
+    The same quantity as :func:`effective_training_set` (same probe, same answer), for callers that hold the
+    pattern of a forward pass (the training monitor): it needs the weights W_2..W_L and the masks only.
+    """
+    T = _as_pattern(pattern)
+    Ws = as_layer_list(weights, "weights")
+    Ws = [as_real_array(W, f"weights[{i}]", ndim=2) for i, W in enumerate(Ws)]
+    if len(Ws) != len(T):
+        raise ValueError(f"weights and pattern must have the same number of layers; got {len(Ws)} and {len(T)}")
+    for i, (W, t) in enumerate(zip(Ws, T)):
+        if W.shape[0] != t.shape[1] or (i > 0 and W.shape[1] != Ws[i - 1].shape[0]):
+            raise ValueError(f"weights[{i}] (layer {i + 1}) has shape {W.shape}, which does not match the pattern's "
+                             f"width {t.shape[1]} or the layer below")
+    N = T[0].shape[0]
+    mask = np.empty(N, dtype=bool)
+    for sl in _blocks(N, max(W.shape[0] for W in Ws)):
+        mask[sl] = _probe(Ws, [~t[sl] for t in T])
+    return mask
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -178,8 +178,18 @@ def test_effective_training_set_matches_the_brute_force_product(widths, seed, sh
     mask, n_eff = G.effective_training_set(weights, biases, X)
     ref = np.array([np.any(mask_product(weights, biases, x) != 0) for x in X])
     assert mask.dtype == bool and np.array_equal(mask, ref) and n_eff == int(ref.sum())
-    frozen = G.frozen_layer(G.layer_truncation_pattern(weights, biases, X))
-    assert not mask[frozen > 0].any()  # a frozen point sends no gradient to layer 1
+    pattern = G.layer_truncation_pattern(weights, biases, X)
+    assert not mask[G.frozen_layer(pattern) > 0].any()  # a frozen point sends no gradient to layer 1
+    assert np.array_equal(G.gradient_path_mask(weights, pattern), ref)  # the same mask from a pattern in hand
+
+
+def test_gradient_path_mask_refuses_a_pattern_of_another_network():
+    weights, biases = random_layers([3, 4, 2], 1, 0.0)
+    pattern = G.layer_truncation_pattern(weights, biases, np.ones((5, 3)))
+    with pytest.raises(ValueError, match="same number of layers"):
+        G.gradient_path_mask(weights[:1], pattern)
+    with pytest.raises(ValueError, match=r"weights\[1\] \(layer 2\)"):
+        G.gradient_path_mask([weights[0], weights[1].T], pattern)
 
 
 def test_the_mask_product_is_the_jacobian_with_respect_to_the_first_bias():
