@@ -171,7 +171,8 @@ def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount():
 
     def params():
         lin = [m for m in model if isinstance(m, nn.Linear)]
-        return ([m.weight.detach().numpy().copy() for m in lin[:-1]], [m.bias.detach().numpy().copy() for m in lin[:-1]])
+        return ([m.weight.detach().numpy().copy() for m in lin[:-1]],
+                [m.bias.detach().numpy().copy() for m in lin[:-1]])
 
     with monitor.watch(model, X, labels, every=5) as mon:
         snapshots.append(params())
