@@ -43,7 +43,8 @@ from reluflow.results.schema import make_dataset
 from reluflow.theory import collapse, generic
 from reluflow.validation import as_labels, as_points, as_positive_float, check_positive_int
 
-__all__ = ["Watch", "watch", "truncation_heatmap", "effective_set_plot", "nc1_plot", "monitor_figure"]
+__all__ = ["Watch", "watch", "from_trajectory", "trajectory_parameters", "truncation_heatmap", "effective_set_plot",
+           "nc1_plot", "monitor_figure"]
 
 
 @dataclass
@@ -181,6 +182,7 @@ class Watch:
         self._model = _TorchModel(model, X) if _is_torch_module(model) else _ArrayModel(model, X)
         self.N = X.shape[0]
         self.steps, self.records, self._count, self._open = [], [], 0, False
+        self._times = None  # set by from_trajectory: the trajectory's own time coordinate
 
     # context manager
     def __enter__(self) -> Watch:
@@ -235,6 +237,8 @@ class Watch:
                 n[s, l, :c.size] = c
         steps = np.array(self.steps, dtype=np.int64)
         time = steps * self.lr if self.lr is not None else steps.astype(float)
+        if self._times is not None:
+            time = np.asarray(self._times, dtype=float)
         extra = {
             "layer_width": (("layer",), widths, "width d_l of hidden layer l"),
             "dead_units": (("time", "layer"), np.array([r["dead"] for r in self.records]),
@@ -276,6 +280,52 @@ def watch(model, X, labels=None, every: int = 1, *, lr: float | None = None) -> 
     lr : optional learning rate η; the ``time`` coordinate is then step·η (else the step number).
     """
     return Watch(model, X, labels=labels, every=every, lr=lr)
+
+
+def trajectory_parameters(ds: xr.Dataset) -> list[tuple]:
+    """The layer parameters at each recorded time of a :func:`reluflow.train` trajectory:
+    ``[(weights, biases, W_out, b_out), …]`` (W_out, b_out None without a terminal layer).
+
+    A square network's trajectory holds the cumulative parameters (W^(ℓ), b^(ℓ)), turned back into layer ones by
+    :func:`reluflow.layer_parameters`; a rectangular one holds ``weights_ℓ``, ``biases_ℓ`` per layer.
+    """
+    from reluflow.theory.network import layer_parameters
+
+    if not isinstance(ds, xr.Dataset) or "cost" not in ds or "step" not in ds.coords:
+        raise TypeError(f"ds must be a trajectory of reluflow.train; got {type(ds).__name__}")
+    S = ds.sizes["time"]
+    out = []
+    for s in range(S):
+        if "cumulative_weights" in ds:
+            Wc, bc = ds.cumulative_weights.values[s], ds.cumulative_biases.values[s]
+            weights, biases = layer_parameters(list(Wc), list(bc), max_condition=np.inf)
+        else:
+            L = int(ds.attrs.get("n_layers", 0))
+            if L < 1 or f"weights_{L}" not in ds:
+                raise ValueError("ds holds neither cumulative_weights nor weights_1..weights_L with n_layers")
+            weights = [ds[f"weights_{l}"].values[s] for l in range(1, L + 1)]
+            biases = [ds[f"biases_{l}"].values[s] for l in range(1, L + 1)]
+        if "output_weights" in ds:
+            out.append((weights, biases, ds.output_weights.values[s], ds.output_biases.values[s]))
+        else:
+            out.append((weights, biases, None, None))
+    return out
+
+
+def from_trajectory(ds: xr.Dataset, X, labels=None) -> xr.Dataset:
+    """The monitor's Dataset for a run of the project's engine, from its recorded trajectory (:func:`reluflow.train`
+    with ``record_every``): every recorded state is evaluated on X, as :func:`watch` would have done at that step.
+    The ``time`` and ``step`` coordinates are the trajectory's."""
+    states = trajectory_parameters(ds)
+    current = {"i": 0}
+    mon = Watch(lambda: states[current["i"]], X, labels=labels)
+    mon._model.attach()
+    for i, step in enumerate(ds.step.values):
+        current["i"] = i
+        mon._count = int(step)
+        mon._record()
+    mon._times = ds.time.values
+    return mon.result()
 
 
 # ------------------------------------------------------------------------------------------------------ plots

@@ -212,3 +212,34 @@ def test_torch_models_that_are_not_linear_relu_chains_are_refused():
     with pytest.raises(ValueError, match="X must have 2 columns"):
         monitor.watch(nn.Sequential(nn.Linear(2, 3), nn.ReLU()).double(), np.ones((3, 4)))
     del torch
+
+
+def test_from_trajectory_of_the_engine_equals_the_recount_of_each_recorded_state():
+    """Oracle: brute-force recount on the layer parameters recovered here from the recorded cumulative ones
+    (W_1 = W^(1), W_ℓ = W^(ℓ) (W^(ℓ-1))^-1, b_ℓ = b^(ℓ) − W_ℓ b^(ℓ-1), by numpy.linalg.solve)."""
+    import reluflow as rf
+
+    rng = np.random.default_rng(3)
+    weights, biases = rf.random_network(3, 2, seed=4)
+    X, labels = rng.standard_normal((25, 3)), np.arange(25) % 2
+    W_out, b_out = rng.standard_normal((2, 3)), np.zeros(2)
+    ds = rf.train(weights, biases, X, np.eye(2)[labels], mode="full", cost="output", W_out=W_out, b_out=b_out,
+                  train_terminal=True, lr=0.1, n_steps=30, record_every=10)
+    mon = monitor.from_trajectory(ds, X, labels)
+    check_dataset(mon, where="monitor of a trajectory")
+    np.testing.assert_array_equal(mon.step.values, ds.step.values)
+    np.testing.assert_array_equal(mon.time.values, ds.time.values)
+    for s in range(ds.sizes["time"]):
+        Wc, bc = ds.cumulative_weights.values[s], ds.cumulative_biases.values[s]
+        W2 = np.linalg.solve(Wc[0].T, Wc[1].T).T
+        Ws, bs = [Wc[0], W2], [bc[0], bc[1] - W2 @ bc[0]]
+        counts, dead, frozen, _, path = _recount(Ws, bs, X)
+        for ell, c in enumerate(counts):
+            np.testing.assert_array_equal(mon.n_truncated.values[s, ell], c)
+        np.testing.assert_array_equal(mon.frozen_layer.values[s], frozen)
+        np.testing.assert_array_equal(mon.effective.values[s].astype(bool), path)
+        h = np.maximum(np.maximum(X @ Ws[0].T + bs[0], 0) @ Ws[1].T + bs[1], 0)
+        out = h @ ds.output_weights.values[s].T + ds.output_biases.values[s]
+        assert mon.accuracy.values[s] == pytest.approx(np.mean(out.argmax(1) == labels))
+    with pytest.raises(TypeError, match="trajectory of reluflow.train"):
+        monitor.from_trajectory(mon, X)
