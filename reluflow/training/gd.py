@@ -162,7 +162,7 @@ class _Workspace:
         return self.Xb, self.Yb, self.wb
 
     def run(self, Ws, bs, W_out, b_out, X, Y, w, grads=None, Wc=None, bc=None):
-        """C; with ``grads = (gW, gb, gWo, gbo)`` (lists of arrays, gWo/gbo None to skip) also ∇C, written there.
+        """C; with ``grads = (gW, gb, gWo, gbo)`` (lists of arrays; None entries are skipped) also ∇C, written there.
 
         Forward z_ℓ = x^(ℓ-1) W_ℓᵀ + b_ℓ, x^(ℓ) = σ(z_ℓ); backward z̄_ℓ = x̄^(ℓ) ⊙ 1[z_ℓ > 0],
         ∂C/∂W_ℓ = z̄_ℓᵀ x^(ℓ-1), ∂C/∂b_ℓ = 1ᵀ z̄_ℓ, x̄^(ℓ-1) = z̄_ℓ W_ℓ. The input cost (square only) needs the
@@ -218,19 +218,19 @@ class _Workspace:
                 np.multiply(R, w[:, None], out=R)
             if gWo is not None:
                 np.matmul(R.T, x, out=gWo)
+            if gbo is not None:
                 np.matmul(self.ones, R, out=gbo)
             np.matmul(R, W_out, out=self.G[L - 1])
         for l in range(L - 1, -1, -1):
             G = self.G[l]
             np.greater(A[l + 1], 0.0, out=self.mask[l])  # σ'(z) = 1[z > 0]: ties count as truncated
             np.multiply(G, self.mask[l], out=G)
-            np.matmul(G.T, A[l], out=gW[l])
+            if gW[l] is not None:  # None: a frozen weight, whose gradient is not needed
+                np.matmul(G.T, A[l], out=gW[l])
             np.matmul(self.ones, G, out=gb[l])
             if AW is not None:
-                if l > 0:
-                    gW[l] += AW @ Wc[l - 1].T + np.outer(Ab, bc[l - 1])
-                else:
-                    gW[l] += AW
+                if gW[l] is not None:
+                    gW[l] += AW @ Wc[l - 1].T + np.outer(Ab, bc[l - 1]) if l > 0 else AW
                 gb[l] += Ab
                 AW = Ws[l].T @ AW
                 Ab = Ws[l].T @ Ab
@@ -288,34 +288,61 @@ def _cumulative_gradient(Wc, bc, X, Y, w, cost, W_out, b_out, ws=None):
 class _Parameters:
     """Parameter arrays, updated by heavy-ball descent v ← μ v + g, p ← p − η v (μ = 0: v = g).
 
-    Each update is written into a second buffer and the two are swapped, so the arrays of the previous
-    state stay valid (and unmodified) until the update after next; arrays with rate η = 0 are never written.
+    The arrays with a nonzero rate η are views into one flat buffer, and so are their gradients (``grads``, where
+    the gradient code writes), so an update is a handful of vectorised operations whatever the number of
+    layers. Each update is written into a second flat buffer and the two are swapped, so the arrays of the
+    previous state stay valid (and unmodified) until the update after next; arrays with rate 0 are never written.
     """
 
     def __init__(self, arrays, rates, momentum):
-        self.cur = [np.array(a, dtype=np.float64, copy=True) for a in arrays]
-        self.rates = [float(r) for r in rates]
+        arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+        rates = [float(r) for r in rates]
         self.momentum = momentum
-        self.nxt = [np.empty_like(a) if r else None for a, r in zip(self.cur, self.rates, strict=True)]
-        self.tmp = [np.empty_like(a) if r else None for a, r in zip(self.cur, self.rates, strict=True)]
-        self.vel = [np.zeros_like(a) if r and momentum else None for a, r in zip(self.cur, self.rates, strict=True)]
-
-    def step(self, grads):
-        for i, r in enumerate(self.rates):
+        trained = [i for i, r in enumerate(rates) if r]
+        size = sum(arrays[i].size for i in trained)
+        self.flat = [np.empty(size), np.empty(size)]
+        self.gflat = np.zeros(size)
+        self.tmp = np.empty(size)
+        self.vel = np.zeros(size) if momentum else None
+        self.rate = np.empty(size)
+        views = [[a.copy() for a in arrays], [None] * len(arrays)]
+        self.grads = [np.empty_like(a) for a in arrays]  # rate-0 arrays: scratch space for their gradients
+        pos = 0
+        for i in trained:
+            a = arrays[i]
+            sl = slice(pos, pos + a.size)
+            for k in (0, 1):
+                views[k][i] = self.flat[k][sl].reshape(a.shape)
+            views[0][i][...] = a
+            self.grads[i] = self.gflat[sl].reshape(a.shape)
+            self.rate[sl] = rates[i]
+            pos += a.size
+        for i, r in enumerate(rates):
             if not r:
-                continue
-            d = grads[i]
-            if self.momentum:
-                v = self.vel[i]
-                np.multiply(v, self.momentum, out=v)
-                np.add(v, d, out=v)
-                d = v
-            np.multiply(d, r, out=self.tmp[i])
-            np.subtract(self.cur[i], self.tmp[i], out=self.nxt[i])
-            self.cur[i], self.nxt[i] = self.nxt[i], self.cur[i]
+                views[1][i] = views[0][i]
+        self.views = views
+        self.cur = views[0]
+        self.k = 0
 
-    def finite(self):
-        return all(np.isfinite(a).all() for a, r in zip(self.cur, self.rates, strict=True) if r)
+    def grads_finite(self) -> bool:
+        # one reduction; an overflowing sum of finite entries falls back to the exact test
+        return math.isfinite(float(self.gflat.sum())) or bool(np.isfinite(self.gflat).all())
+
+    def step(self):
+        """One update from the gradient in ``grads``."""
+        d = self.gflat
+        if self.momentum:
+            np.multiply(self.vel, self.momentum, out=self.vel)
+            np.add(self.vel, d, out=self.vel)
+            d = self.vel
+        np.multiply(d, self.rate, out=self.tmp)
+        np.subtract(self.flat[self.k], self.tmp, out=self.flat[1 - self.k])
+        self.k = 1 - self.k
+        self.cur = self.views[self.k]
+
+    def finite(self) -> bool:
+        f = self.flat[self.k]
+        return math.isfinite(float(f.sum())) or bool(np.isfinite(f).all())
 
 
 def minibatches(n_points: int, batch_size: int, *, seed=0):
@@ -628,12 +655,12 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
     if layer_mode:
         params = _Parameters(list(Ws) + list(bs) + terminal,
                              [eta_w if mode == "full" else 0.0] * L + [lr] * L + terminal_rates, mu)
-        gW = [np.empty_like(W) for W in Ws]
-        gb = [np.empty_like(b) for b in bs]
-        gWo = gbo = None
-        if train_terminal:
-            gWo, gbo = np.empty_like(W_out), np.empty_like(b_out)
-        grad_list = gW + gb + ([gWo, gbo] if train_terminal else [])
+        gW, gb = params.grads[:L], params.grads[L:2 * L]
+        if not eta_w or mode == "biases":
+            gW = [None] * L  # frozen weights: their gradient is not computed
+        gWo, gbo = (params.grads[2 * L], params.grads[2 * L + 1]) if train_terminal else (None, None)
+        if train_terminal and not terminal_rates[0]:
+            gWo = None
     else:
         Wc, bc = cumulative_pass(Ws, bs)
         first = Wc
@@ -643,7 +670,6 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
             Wc = lam[:, :, None] * R
             first = lam
         params = _Parameters([first, bc] + terminal, [eta_w, lr] + terminal_rates, mu)
-        grad_list = [None] * len(params.cur)
 
     def state():
         """The current (Wc, bc, Ws, bs, W_out, b_out), as references (valid until the update after next)."""
@@ -673,10 +699,11 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
             Ws_, bs_ = layer_pass(Wc_, bc_)
             return ws.run(Ws_, bs_, Wo, bo, Xb, Yb, wb, None, Wc_, bc_)
         C, GW, Gb, gWo_, gbo_ = _cumulative_gradient(Wc_, bc_, Xb, Yb, wb, cost, Wo, bo, ws)
-        grad_list[0] = np.einsum("lkj,lkj->lk", GW, R) if mode == "adapted" else GW
-        grad_list[1] = Gb
+        g = params.grads
+        g[0][...] = np.einsum("lkj,lkj->lk", GW, R) if mode == "adapted" else GW
+        g[1][...] = Gb
         if train_terminal:
-            grad_list[2], grad_list[3] = gWo_, gbo_
+            g[2][...], g[3][...] = gWo_, gbo_
         return C
 
     rec = _Recorder(X, max_condition, square)
@@ -704,7 +731,7 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
                     C_step = evaluate(st, *ws.load(X, Y, w, idx, w_total), True)
             finite = math.isfinite(C_step) and (C is None or math.isfinite(C))
             if finite and have_grad:
-                finite = all(np.isfinite(g).all() for g in grad_list)
+                finite = params.grads_finite()
             if not finite:
                 status = "diverged"
                 message = (f"stopped at step {step}: non-finite cost or gradient (cost = {C_step!r}); "
@@ -722,7 +749,7 @@ def train(weights, biases, X, targets, *, mode: str = "biases", cost: str = "inp
                 last = (step, C, st)  # double-buffered parameters: st stays valid through the next update
             if step == n_steps:
                 break
-            params.step(grad_list)
+            params.step()
             if mode == "adapted" and eta_w:  # λ_{ℓ,k} moves along the fixed row direction R_{ℓ,k}
                 lam = params.cur[0]
                 if np.any(lam <= 0):
