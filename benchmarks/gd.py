@@ -1,16 +1,20 @@
 """Time reluflow's gradient-descent engine against the floor of its matrix products, PyTorch and JAX, in one run.
 
 Every case trains the same seeded problem (float64, CPU) and records only the first and last steps, so the
-timings measure the steps. For each case the script prints milliseconds per step for
+timings measure the steps. Times are process CPU times (``time.process_time``), best of ``--repeats``
+interleaved runs: on a shared machine they are far steadier than wall-clock times (with one thread the two
+agree on an idle machine). For each case the script prints milliseconds per step for
 
-- ``ours``: :func:`reluflow.train`;
+- ``ours``: :func:`reluflow.train`, the whole call divided by the number of steps;
+- ``step``: the marginal cost of a step of :func:`reluflow.train`, (T(S steps) − T(1 step)) / (S − 1), without the
+  per-run work (validation, the condition numbers, recording the first and last states);
 - ``floor``: only the matrix products one step needs, timed with numpy into preallocated outputs: per layer
   the forward x^(ℓ-1) W_ℓᵀ, and the backward z̄_ℓᵀ x^(ℓ-1) and z̄_ℓ W_ℓ (not for ℓ = 1), plus the output layer
   (x^(L) W_outᵀ, r̄ᵀ x^(L), r̄ W_out) or, for the input cost, the products with (W^(L))^-1;
 - ``torch``: the PyTorch peer :func:`reluflow.testing.torch_peer.train_torch` (optional, ``bench`` extra);
 - ``jax``: a jitted JAX step, if JAX is installed (it is optional and skipped cleanly otherwise);
 
-and the ratios ours/floor (1 = nothing but the products) and torch/ours (> 1: ours is faster), and the
+and the ratios ours/floor and step/floor (1 = nothing but the products), torch/ours (> 1: ours is faster), and the
 largest relative difference between our final state and torch's. A last table checks that a run's peak
 traced allocation does not grow with the number of steps (buffers are allocated once per run).
 
@@ -116,9 +120,9 @@ def repeat(fn, n):
 def best_time(fn, repeats):
     best, out = np.inf, None
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, time.process_time() - t0)
     return best, out
 
 
@@ -190,8 +194,8 @@ def main(args):
     print(f"numpy {np.__version__}, {tv}, {jv}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; "
           f"float64, CPU; best of {args.repeats}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     header = (f"{'case':<8} {'widths':<15} {'Q':>2} {'N':>5} {'B':>4} {'mu':>3} {'mode':<10} {'cost':<13} "
-              f"{'steps':>5} {'ours ms':>8} {'floor ms':>8} {'torch ms':>8} {'jax ms':>7} {'ours/floor':>10} "
-              f"{'torch/ours':>10} {'rel diff':>9}")
+              f"{'steps':>5} {'ours ms':>8} {'step ms':>8} {'floor ms':>8} {'torch ms':>8} {'jax ms':>7} "
+              f"{'ours/floor':>10} {'step/floor':>10} {'torch/ours':>10} {'rel diff':>9}")
     print(header)
     print("-" * len(header))
     for name, widths, Q, N, steps, mode, cost, B, mu in CASES:
@@ -204,9 +208,12 @@ def main(args):
         floor()
         t_floor, t_ours, t_torch = np.inf, np.inf, np.inf
         ours = peer = None
-        for _ in range(args.repeats):  # interleaved, so that load changes hit all three alike
+        t_one = np.inf
+        for _ in range(args.repeats):  # interleaved, so that load changes hit all alike
             t, ours = best_time(functools.partial(train, Ws, bs, X, Y, progress=False, **kw), 1)
             t_ours = min(t_ours, t)
+            t, _ = best_time(functools.partial(train, Ws, bs, X, Y, progress=False, **dict(kw, n_steps=1)), 1)
+            t_one = min(t_one, t)
             t, _ = best_time(functools.partial(repeat, floor, steps), 1)
             t_floor = min(t_floor, t)
             if train_torch is not None:
@@ -222,9 +229,11 @@ def main(args):
         ms = 1e3 / steps
         jax_txt = f"{1e3 * t_jax:>7.3f}" if t_jax is not None else f"{'-':>7}"
         torch_txt = f"{ms * t_torch:>8.3f}" if np.isfinite(t_torch) else f"{'-':>8}"
+        t_step = (t_ours - t_one) / (steps - 1)  # the marginal step: run overheads (validation, recording) removed
         print(f"{name:<8} {'-'.join(map(str, widths)):<15} {Q:>2} {N:>5} {B or N:>4} {mu:>3.1f} {mode:<10} "
-              f"{cost:<13} {steps:>5} {ms * t_ours:>8.3f} {ms * t_floor:>8.3f} {torch_txt} {jax_txt} "
-              f"{t_ours / t_floor:>10.2f} {t_torch / t_ours:>10.2f} {diff:>9.1e}")
+              f"{cost:<13} {steps:>5} {ms * t_ours:>8.3f} {1e3 * t_step:>8.3f} {ms * t_floor:>8.3f} {torch_txt} "
+              f"{jax_txt} {t_ours / t_floor:>10.2f} {t_step * steps / t_floor:>10.2f} {t_torch / t_ours:>10.2f} "
+              f"{diff:>9.1e}")
         sys.stdout.flush()
     print("\npeak traced allocation of one run (tracemalloc), by number of steps: equal peaks = no growth")
     Ws, bs, X, Y, Wo, bo = problem((64, 128, 128), 10, 1200, "cross_entropy")
