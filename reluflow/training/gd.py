@@ -146,6 +146,8 @@ class _Workspace:
             self.XT = np.empty((n, widths[0]))
         if cost == "cross_entropy":
             self.E = np.empty((n, n_out))
+            self.m = np.empty(n)
+            self.ones_q = np.ones(n_out)
             self.rows = np.arange(n)
         self.Xb = np.empty((n, widths[0]))
         self.Yb = np.empty((n,) + tuple(y_shape), dtype=np.intp if cost == "cross_entropy" else np.float64)
@@ -195,9 +197,16 @@ class _Workspace:
             E = self.E
             np.matmul(x, W_out.T, out=R)
             np.add(R, b_out, out=R)
-            np.subtract(R, R.max(axis=1, keepdims=True), out=R)  # s_i = z_i − max_q z_iq ≤ 0
+            m = self.m
+            if R.shape[1] <= 64:  # a running maximum over the columns: faster than a reduction along short rows
+                np.copyto(m, R[:, 0])
+                for q in range(1, R.shape[1]):
+                    np.maximum(m, R[:, q], out=m)
+            else:
+                np.max(R, axis=1, out=m)
+            np.subtract(R, m[:, None], out=R)  # s_i = z_i − max_q z_iq ≤ 0
             np.exp(R, out=E)
-            np.sum(E, axis=1, out=self.sq)  # Σ_q exp(s_iq) ∈ [1, Q]
+            np.matmul(E, self.ones_q, out=self.sq)  # Σ_q exp(s_iq) ∈ [1, Q]
             C = float(np.dot(w, np.log(self.sq) - R[self.rows, Y]))
         if grads is None:
             return C
@@ -211,9 +220,9 @@ class _Workspace:
             Ab = -(self.ones @ G)
         else:
             if cost == "cross_entropy":  # ∂C/∂z_i = w_i (softmax(z_i) − e_{label_i})
-                np.divide(E, self.sq[:, None], out=E)
-                E[self.rows, Y] -= 1.0
-                np.multiply(E, w[:, None], out=R)
+                np.divide(w, self.sq, out=m)  # w_i / Σ_q exp(s_iq)
+                np.multiply(E, m[:, None], out=R)
+                R[self.rows, Y] -= w
             else:
                 np.multiply(R, w[:, None], out=R)
             if gWo is not None:
