@@ -118,6 +118,7 @@ from reluflow.dynamics.solutions import (
 
 # --- training: gradient descent and spectra (§4.5, §5 S6)
 from reluflow.training.gd import CostGradient, backprop_cumulative_gradient, backprop_gradient, train
+from reluflow.training.init import he_network  # noqa: F401  (generic networks; not yet in __all__)
 from reluflow.training.spectral import (
     bias_flow_gap,
     bias_flow_parameter_gram,
