@@ -41,7 +41,7 @@ import xarray as xr
 
 from reluflow.results.schema import make_dataset
 from reluflow.theory import collapse, generic
-from reluflow.validation import as_labels, as_points, as_positive_float, check_positive_int
+from reluflow.validation import as_labels, as_points, as_positive_float, check_positive_int, validate_layers
 
 __all__ = ["Watch", "watch", "from_trajectory", "trajectory_parameters", "truncation_heatmap", "effective_set_plot",
            "nc1_plot", "monitor_figure"]
@@ -136,7 +136,8 @@ class _ArrayModel:
             raise TypeError("model must be a torch.nn.Sequential, an object with attributes weights and biases, or a "
                             f"callable returning them; got {type(m).__name__}")
         Ws, bs, W_out, b_out = got
-        Ws, bs, _ = generic._network(Ws, bs, self.X)
+        Ws, bs = validate_layers(Ws, bs, square=False, max_condition=np.inf)
+        as_points(self.X, "X", dim=Ws[0].shape[1])
         if (W_out is None) != (b_out is None):
             raise ValueError("W_out and b_out must be given together")
         if W_out is not None:

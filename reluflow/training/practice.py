@@ -35,7 +35,7 @@ from reluflow.theory.generic import general_cumulative_parameters, rectangular_a
 from reluflow.theory.realdata import DataSplit
 from reluflow.validation import as_positive_float, check_positive_int
 
-__all__ = ["COSTS", "RealRun", "real_run", "rate_count_correlation", "truncated_variability_share",
+__all__ = ["COSTS", "RealRun", "real_run", "study", "rate_count_correlation", "truncated_variability_share",
            "bias_flow_prediction", "mean_interval"]
 
 #: The two standard costs of the runs.
@@ -208,3 +208,76 @@ def mean_interval(values) -> tuple[float, float, float]:
         return m, m, m
     half = float(student.ppf(0.975, v.size - 1)) * float(v.std(ddof=1)) / np.sqrt(v.size)
     return m, m - half, m + half
+
+
+def _setting_name(cost, batch_size):
+    return f"{cost}, " + ("full batch" if batch_size is None else f"SGD B={batch_size}")
+
+
+def study(split: DataSplit, *, seeds, hidden, n_steps: int, lr: float, batch_size: int, record_every: int,
+          horizon: float = 1.0, flow_lrs=(0.05, 0.005), progress=None) -> tuple[xr.Dataset, dict]:
+    """The five questions on one dataset: every cost × (full batch, SGD with ``batch_size``) × seed, one
+    :func:`real_run` each. Returns the per-run numbers as a Dataset over (setting, seed[, layer][, flow_lr]) and
+    the runs themselves, keyed by (setting name, seed). The bias-flow prediction (:func:`bias_flow_prediction`,
+    from the last recorded state) is made for the full-batch runs."""
+    from tqdm.auto import tqdm
+
+    seeds = [check_positive_int(s, "seeds[i]", minimum=0) for s in seeds]
+    settings = [(c, b) for c in COSTS for b in (None, check_positive_int(batch_size, "batch_size"))]
+    names = [_setting_name(c, b) for c, b in settings]
+    L = len(hidden)
+    per = {k: np.full((len(settings), len(seeds)), np.nan) for k in
+           ("train_accuracy", "test_accuracy", "rate_count_correlation", "effective_fraction_end",
+            "frozen_fraction_end", "cost_start", "cost_end")}
+    lay = {k: np.full((len(settings), len(seeds), L), np.nan) for k in
+           ("truncated_share_start", "truncated_share_end", "dead_units_end", "adaptedness_start", "adaptedness_end",
+            "variability_share_start", "variability_share_end", "nc1_start", "nc1_end")}
+    flow = np.full((len(settings), len(seeds), len(flow_lrs)), np.nan)
+    runs = {}
+    plan = [(i, j) for i in range(len(settings)) for j in range(len(seeds))]
+    for i, j in tqdm(plan, desc=f"{split.name} runs", disable=True if progress is None else not progress):
+        cost, b = settings[i]
+        r = real_run(split, hidden=hidden, cost=cost, batch_size=b, seed=seeds[j], lr=lr, n_steps=n_steps,
+                     record_every=record_every)
+        runs[(names[i], seeds[j])] = r
+        rec, N = r.record, r.record.sizes["point"]
+        widths = rec.layer_width.values
+        share = rec.n_truncated.values.clip(min=0).sum(axis=2) / (N * widths)
+        per["train_accuracy"][i, j], per["test_accuracy"][i, j] = r.train_accuracy, r.test_accuracy
+        per["rate_count_correlation"][i, j] = rate_count_correlation(r)
+        per["effective_fraction_end"][i, j] = rec.n_effective.values[-1] / N
+        per["frozen_fraction_end"][i, j] = np.mean(rec.frozen_layer.values[-1] > 0)
+        per["cost_start"][i, j], per["cost_end"][i, j] = r.trajectory.cost.values[[0, -1]]
+        lay["truncated_share_start"][i, j], lay["truncated_share_end"][i, j] = share[0], share[-1]
+        lay["dead_units_end"][i, j] = rec.dead_units.values[-1] / widths
+        lay["adaptedness_start"][i, j], lay["adaptedness_end"][i, j] = r.adaptedness_start, r.adaptedness_end
+        lay["variability_share_start"][i, j], lay["variability_share_end"][i, j] = r.share_start, r.share_end
+        lay["nc1_start"][i, j], lay["nc1_end"][i, j] = rec.nc1.values[0], rec.nc1.values[-1]
+        if b is None:
+            flow[i, j] = bias_flow_prediction(r, split, horizon=horizon, lrs=flow_lrs)["relative_error"]
+    long = {
+        "train_accuracy": "training accuracy at the end", "test_accuracy": "test accuracy at the end",
+        "rate_count_correlation": "Spearman rho of -dlogC/dt against the truncated count, over the run",
+        "effective_fraction_end": "N_eff/N at the end", "frozen_fraction_end": "fraction of points frozen out, end",
+        "cost_start": "cost at step 0", "cost_end": "cost at the end",
+        "truncated_share_start": "share of (point, unit) pairs truncated at step 0",
+        "truncated_share_end": "share of (point, unit) pairs truncated at the end",
+        "dead_units_end": "fraction of dead units at the end",
+        "adaptedness_start": "non-adaptedness of W^(l) at step 0", "adaptedness_end": "non-adaptedness at the end",
+        "variability_share_start": "share of within-class variability in truncated entries, step 0",
+        "variability_share_end": "share of within-class variability in truncated entries, end",
+        "nc1_start": "NC1 of layer l at step 0", "nc1_end": "NC1 of layer l at the end",
+    }
+    data = {k: (("setting", "seed"), v, {"long_name": long[k], "units": "1"}) for k, v in per.items()}
+    data.update({k: (("setting", "seed", "layer"), v, {"long_name": long[k], "units": "1"}) for k, v in lay.items()})
+    data["bias_flow_error"] = (("setting", "seed", "flow_lr"), flow,
+                               {"long_name": "|b_GD(T) - b_flow(T)| / |b_flow(T) - b(0)|, weights frozen",
+                                "units": "1"})
+    ds = xr.Dataset(data, coords={
+        "setting": ("setting", names, {"long_name": "cost and optimiser", "units": "1"}),
+        "seed": ("seed", np.asarray(seeds), {"long_name": "seed of the run", "units": "1"}),
+        "layer": ("layer", np.arange(1, L + 1), {"long_name": "hidden layer l", "units": "1"}),
+        "flow_lr": ("flow_lr", np.asarray(flow_lrs, float), {"long_name": "step size of GD on the biases",
+                                                             "units": "1"})})
+    ds.attrs.update(dataset=split.name, hidden=",".join(map(str, hidden)), n_steps=int(n_steps), lr=float(lr))
+    return ds, runs
