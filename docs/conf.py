@@ -1,4 +1,4 @@
-"""Sphinx configuration of the reluflow site (``make site`` / ``reluflow site``; sources staged by reluflow.site).
+"""Sphinx configuration of the reluflow site (``make site`` / ``reluflow site``; sources staged by reluflow.pipeline.site).
 
 Why Sphinx with myst-nb: it reads the executed notebooks as they are committed (``nb_execution_mode = "off"``: no
 kernel is started, the outputs shown are the committed ones), it generates the API reference from the docstrings

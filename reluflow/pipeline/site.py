@@ -82,7 +82,8 @@ def _package_modules(package: str = "reluflow") -> list[str]:
     pkg = importlib.import_module(package)
     names = [package]
     for info in pkgutil.walk_packages(pkg.__path__, prefix=package + "."):
-        names.append(info.name)
+        if not info.name.endswith("__main__"):  # importing it would run the command line
+            names.append(info.name)
     return sorted(names)
 
 
@@ -468,11 +469,13 @@ def cite_page(root: Path) -> str:
 
 def api_pages() -> dict[str, str]:
     """The API reference: ``api/index.rst`` and one reStructuredText page per module, rendered by autodoc."""
-    modules = [m for m in _package_modules() if not m.endswith("__main__")]
+    modules = _package_modules()
     pages = {}
     for name in modules:
         title = f"``{name}``"
-        pages[f"api/{name}.rst"] = f"{title}\n{'=' * len(title)}\n\n.. automodule:: {name}\n"
+        # a package's page shows its docstring only: its members are documented in the module that defines them
+        option = "   :no-members:\n" if hasattr(importlib.import_module(name), "__path__") else ""
+        pages[f"api/{name}.rst"] = f"{title}\n{'=' * len(title)}\n\n.. automodule:: {name}\n{option}"
     toc = "\n".join(f"   {name}" for name in modules)
     pages["api/index.rst"] = (f"API reference\n=============\n\nGenerated from the docstrings, one page per module.\n\n"
                               f".. toctree::\n   :maxdepth: 1\n\n{toc}\n")
@@ -622,6 +625,16 @@ def _anchor_cells(app, doctree) -> None:
                 node["ids"].append(cid)
 
 
+def escape_bars(line: str) -> str:
+    """``|x|`` (a norm in the docstrings) → ``\\|x\\|``, so reStructuredText reads no substitution; literals kept."""
+    parts = line.split("``")
+    return "``".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
+
+
+def _escape_docstring(app, what, name, obj, options, lines) -> None:
+    lines[:] = [escape_bars(line) for line in lines]
+
+
 def _copy_mathjax(app, exc) -> None:
     if exc is None and app.builder.format == "html":
         dst = Path(app.outdir) / "_static" / "mathjax"
@@ -633,5 +646,6 @@ def _copy_mathjax(app, exc) -> None:
 def setup(app):
     """Sphinx extension: cell ids as anchors of the notebook pages, and the vendored MathJax in ``_static``."""
     app.connect("doctree-read", _anchor_cells)
+    app.connect("autodoc-process-docstring", _escape_docstring)
     app.connect("build-finished", _copy_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
