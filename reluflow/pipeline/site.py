@@ -88,26 +88,29 @@ def _package_modules(package: str = "reluflow") -> list[str]:
 
 
 def _resolve(module, name: str):
-    """The object ``name`` names in ``module``'s docstring: relative to the module, or fully qualified."""
+    """The object ``name`` names in ``module``'s docstring: relative to the module (``name``), to its package
+    (``.sub.name``), or fully qualified (``reluflow.x.name``); None if it names nothing."""
+    if name.startswith("."):
+        name = (module.__package__ or module.__name__) + name
     parts = name.split(".")
-    if parts[0] == "reluflow":
-        for i in range(len(parts), 0, -1):
-            try:
-                obj = importlib.import_module(".".join(parts[:i]))
-            except ImportError:
-                continue
-            for attr in parts[i:]:
-                obj = getattr(obj, attr, None)
-                if obj is None:
-                    return None
-            return obj
-        return None
-    obj = module
-    for attr in parts:
-        obj = getattr(obj, attr, None)
-        if obj is None:
-            return None
-    return obj
+    if module is not None and hasattr(module, parts[0]):
+        obj = module
+        for attr in parts:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                return None
+        return obj
+    return None
 
 
 def _qualified(obj, fallback: str) -> str:
@@ -122,12 +125,14 @@ def docstring_map_entries(module_name: str) -> list[MapEntry]:
         raise TypeError(f"module_name: expected a module name (str), got {type(module_name).__name__}")
     module = importlib.import_module(module_name)
     doc = inspect.getdoc(module) or ""
-    items, current = [], None
+    items, current, indent = [], None, 0
     for line in doc.splitlines():
-        if line.startswith("- "):
-            current = [line[2:]]
+        bullet = re.match(r"(\s*)- ", line)
+        if bullet:  # an item, or a nested item: each is its own entry
+            indent = len(bullet.group(1))
+            current = [line[bullet.end():]]
             items.append(current)
-        elif current is not None and line.startswith("  ") and line.strip():
+        elif current is not None and line.strip() and len(line) - len(line.lstrip()) > indent:
             current.append(line.strip())
         else:
             current = None
@@ -626,9 +631,16 @@ def _anchor_cells(app, doctree) -> None:
 
 
 def escape_bars(line: str) -> str:
-    """``|x|`` (a norm in the docstrings) → ``\\|x\\|``, so reStructuredText reads no substitution; literals kept."""
+    """``|x|`` → ``\\|x\\|``, θ_{*,j} → θ_{\\*,j}, φ_* → φ_\\*, θ_ → θ\\_: no reStructuredText substitution, emphasis
+    or reference where the docstrings mean maths; literals kept."""
     parts = line.split("``")
-    return "``".join(p if i % 2 else p.replace("|", "\\|") for i, p in enumerate(parts))
+    return "``".join(p if i % 2 else _escape_maths(p) for i, p in enumerate(parts))
+
+
+def _escape_maths(text: str) -> str:
+    text = text.replace("|", "\\|")
+    text = re.sub(r"(?<=[_^])\*|(?<!\*)\*(?=[,})\]])", r"\\*", text)  # φ_*, θ_{*,j}: not emphasis
+    return re.sub(r"(?<=\w)_(?=[\s,.;:)\]]|$)", r"\\_", text)  # θ_ (a subscript to come): not a reference
 
 
 def _escape_docstring(app, what, name, obj, options, lines) -> None:
