@@ -36,7 +36,8 @@ mathjax_path = _site.MATHJAX_PATH
 
 html_theme = "furo"
 html_title = f"reluflow {release}"
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["site.css"]
 html_show_sourcelink = False
 html_copy_source = False
 html_last_updated_fmt = None

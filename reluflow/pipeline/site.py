@@ -285,7 +285,7 @@ def formula_map(root=None) -> list[MapEntry]:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("*", "\\*").replace("$", "\\$")
+    return re.sub(r"([|*_$`\\<\[\]])", r"\\\1", text)
 
 
 def _nb_link(ref: str, text: str | None = None, title: str | None = None) -> str:
@@ -319,8 +319,8 @@ def map_page(entries) -> str:
         for e in rows:
             funcs = ", ".join(f"{{py:obj}}`~{f}`" for f in e.functions) or "—"
             tests = _short(e.tests, 3, lambda t: f"`{t.split('::')[-1]}` ({t.split('::')[0].removeprefix('tests/')})")
-            cells = _short(e.cells, 4, lambda c: _nb_link(c, c.replace("#", " ")))
-            lines.append(f"| {_md_escape(e.formula)} | {funcs} | {_md_escape(tests)} | {cells} |")
+            cells = _short(e.cells, 4, lambda c: _nb_link(c, f"{c[:2]} {c.partition('#')[2]}", c.partition("#")[0]))
+            lines.append(f"| {_md_escape(e.formula)} | {funcs} | {tests} | {cells} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -421,7 +421,7 @@ def landing_page(root=None) -> str:
     ]
     for r in claims_rows(root):
         cells = [r["id"], r["claim"], _rewrite_notebook_links(r["configurations"]), r["oracles"], r["holds"],
-                 " · ".join(r["shown_in"])]
+                 "<br>".join(" · ".join(r["shown_in"][i:i + 2]) for i in range(0, len(r["shown_in"]), 2))]
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "", "## Pages", "",
@@ -514,6 +514,7 @@ def stage_sources(root=None, source_dir=None) -> Path:
     (src / "notebooks").mkdir(parents=True)
     (src / "api").mkdir()
     shutil.copy2(root / "docs" / "conf.py", src / "conf.py")
+    shutil.copytree(root / "docs" / "_static", src / "_static")
     (src / "figures").mkdir()
     shutil.copy2(root / "figures" / "01_truncation_layers.png", src / "figures")
     notebooks = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -631,7 +632,7 @@ def _anchor_cells(app, doctree) -> None:
 
 
 def escape_bars(line: str) -> str:
-    """``|x|`` → ``\\|x\\|``, θ_{*,j} → θ_{\\*,j}, φ_* → φ_\\*, θ_ → θ\\_: no reStructuredText substitution, emphasis
+    """``|x|`` → ``\\|x\\|``, θ_{*,j} → θ_{\\*,j}, φ_* → φ\\_\\*, θ_ → θ\\_: no reStructuredText substitution, emphasis
     or reference where the docstrings mean maths; literals kept."""
     parts = line.split("``")
     return "``".join(p if i % 2 else _escape_maths(p) for i, p in enumerate(parts))
@@ -639,8 +640,8 @@ def escape_bars(line: str) -> str:
 
 def _escape_maths(text: str) -> str:
     text = text.replace("|", "\\|")
-    text = re.sub(r"(?<=[_^])\*|(?<!\*)\*(?=[,})\]])", r"\\*", text)  # φ_*, θ_{*,j}: not emphasis
-    return re.sub(r"(?<=\w)_(?=[\s,.;:)\]]|$)", r"\\_", text)  # θ_ (a subscript to come): not a reference
+    text = re.sub(r"(?<=\w)_(?=[\s,.;:)\]*]|$)", r"\\_", text)  # θ_ and φ_*: not a reference
+    return re.sub(r"(?<=[{_^])\*", r"\\*", text)  # φ_*, θ_{*,j}: not emphasis
 
 
 def _escape_docstring(app, what, name, obj, options, lines) -> None:

@@ -178,8 +178,8 @@ def test_claims_file_with_a_wrong_cell_is_refused(tmp_path):
 def test_escape_bars_keeps_literals():
     """Oracle: hand-written fixture."""
     assert site.escape_bars("|x − y|² and ``a|b``") == "\\|x − y\\|² and ``a|b``"
-    assert site.escape_bars("θ_{*,j} and *emphasis*") == "θ_{\\*,j} and *emphasis*"
-    assert site.escape_bars("φ_* and θ_ of snake_case x_i") == "φ_\\* and θ\\_ of snake_case x_i"
+    assert site.escape_bars("θ_{*,j} and *emphasis*, x") == "θ_{\\*,j} and *emphasis*, x"
+    assert site.escape_bars("φ_* and θ_ of snake_case x_i") == "φ\\_\\* and θ\\_ of snake_case x_i"
 
 
 def test_serve_site_refuses_bad_arguments(tmp_path):
