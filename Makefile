@@ -26,9 +26,10 @@ reproduce: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reluflow tests $(wildcard benchmarks)
 
-# pytest exits 5 when it collects no tests: treat that as a failure, not a pass.
+# pytest exits 5 when it collects no tests: treat that as a failure, not a pass. -rs lists each skip with its
+# reason (the site's browser test says so when there is no /usr/bin/chromium).
 unit: $(STAMP)
-	@$(PY) -m pytest tests; rc=$$?; \
+	@$(PY) -m pytest -rs tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests in tests/ (exit 5): failing"; exit 1; fi; exit $$rc
 
 # nbval re-executes the committed notebooks in a scratch copy (so the repository's data/ and

@@ -10,6 +10,7 @@ error or an uncaught page error; an internal link whose page or #anchor does not
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 import shutil
@@ -59,6 +60,7 @@ def _test_exists(ref: str) -> bool:
     return any(isinstance(n, ast.FunctionDef) and n.name == name for n in ast.walk(tree))
 
 
+@functools.cache
 def _cell_ids(stem: str) -> set[str]:
     return {c.get("id") for c in json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]}
 
@@ -205,7 +207,9 @@ UNRENDERED_TEX_JS = r"""
 () => {
   const found = [];
   for (const el of document.querySelectorAll('.math')) {
-    if (!el.querySelector('mjx-container') && el.tagName !== 'MJX-CONTAINER') found.push('math: ' + el.textContent.slice(0, 60));
+    if (!el.querySelector('mjx-container') && el.tagName !== 'MJX-CONTAINER') {
+      found.push('math: ' + el.textContent.slice(0, 60));
+    }
   }
   for (const el of document.querySelectorAll('mjx-merror')) found.push('mathjax error: ' + el.textContent.slice(0, 60));
   const skip = new Set(['SCRIPT', 'STYLE', 'PRE', 'CODE', 'TEXTAREA', 'MJX-CONTAINER', 'KBD', 'SAMP', 'TITLE']);
@@ -213,7 +217,9 @@ UNRENDERED_TEX_JS = r"""
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   for (let n = walker.nextNode(); n; n = walker.nextNode()) {
     let p = n.parentElement, inside = false;
-    for (; p; p = p.parentElement) { if (skip.has(p.tagName) || p.classList.contains('highlight')) { inside = true; break; } }
+    for (; p; p = p.parentElement) {
+      if (skip.has(p.tagName) || p.classList.contains('highlight')) { inside = true; break; }
+    }
     if (!inside && tex.test(n.textContent)) found.push('text: ' + n.textContent.trim().slice(0, 80));
   }
   return found;
@@ -228,7 +234,8 @@ async () => {
   await Promise.all(imgs.map(img => img.decode().catch(() => null)));
   return {
     broken_images: imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.getAttribute('src')),
-    ids: [...document.querySelectorAll('[id]')].map(e => e.id).concat([...document.querySelectorAll('a[name]')].map(e => e.name)),
+    ids: [...document.querySelectorAll('[id]')].map(e => e.id)
+           .concat([...document.querySelectorAll('a[name]')].map(e => e.name)),
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
   };
 }
@@ -380,3 +387,14 @@ def test_browser_audit_catches_every_kind_of_fault(browser, tmp_path):
         assert expected in text, (expected, text)
     assert "in code is fine" not in text
     shutil.rmtree(tmp_path)
+
+
+def test_cli_site_subcommand_parses_and_refuses_a_bad_port(tmp_path, capsys):
+    """Oracle: the command line's contract (argparse, and the error path of ``reluflow site --serve``)."""
+    from reluflow.pipeline.cli import build_parser, main
+
+    args = build_parser().parse_args(["site", "--serve", "--port", "0"])
+    assert (args.command, args.serve, args.port, args.output_dir) == ("site", True, 0, None)
+    (tmp_path / "index.html").write_text("<p>x</p>")
+    assert main(["site", "--serve", "--port", "70000", "--output-dir", str(tmp_path)]) == 1
+    assert "port: expected an integer in [0, 65535], got 70000" in capsys.readouterr().err
