@@ -369,7 +369,7 @@ def test_site_has_the_pages_and_no_cdn(built_site):
 
 BAD_PAGE = """<!doctype html><html><head><title>bad</title>
 <link rel="stylesheet" href="http://192.0.2.1/theme.css"></head><body>
-<p>Raw maths $\\lambda^2 + b^2$ and \\(x\\).</p><pre>$\\lambda$ in code is fine</pre>
+<p>Raw maths $\\lambda^2 + b^2$ and \\(x\\).</p><span class="math notranslate">y^2</span><pre>$\\lambda$ in code is fine</pre>
 <img src="missing.png"><a href="index.html#nowhere">a</a><a href="gone.html">b</a><a href="index.html#here">ok</a>
 <script>console.error("boom")</script></body></html>"""
 
@@ -383,7 +383,7 @@ def test_browser_audit_catches_every_kind_of_fault(browser, tmp_path):
     assert stats["pages"] == 2
     assert not [p for p in problems if p.startswith("index.html")], text
     for expected in ("request leaves loopback: http://192.0.2.1/theme.css", "HTTP 404", "image did not load",
-                     "unrendered TeX: text: Raw maths", "console error: boom", "broken anchor", "broken link to"):
+                     "unrendered TeX: text: Raw maths", "unrendered TeX: math: y^2", "console error: boom", "broken anchor", "broken link to"):
         assert expected in text, (expected, text)
     assert "in code is fine" not in text
     shutil.rmtree(tmp_path)
