@@ -55,9 +55,9 @@ class SiteError(RuntimeError):
 
 
 def _root(root) -> Path:
-    path = Path(root) if root is not None else ROOT
     if not isinstance(root, (str, Path, type(None))):
         raise TypeError(f"root: expected a path (str or pathlib.Path) or None, got {type(root).__name__}")
+    path = Path(root) if root is not None else ROOT
     if not (path / "notebooks").is_dir():
         raise ValueError(f"root: expected a reluflow checkout with a notebooks/ folder, got {str(path)!r}")
     return path

@@ -141,6 +141,8 @@ def test_uses_are_found_through_every_import_form(tmp_path):
     assert site.cells_using([name], tmp_path)[name] == ("01_fake#c2",)
     with pytest.raises(ValueError, match="root"):
         site.tests_using([name], tmp_path / "nowhere")
+    with pytest.raises(TypeError, match="root: expected a path"):
+        site.cells_using([name], 3)
 
 
 def test_claims_link_every_readme_claim_to_a_section_and_a_figure():
@@ -368,8 +370,9 @@ def test_site_has_the_pages_and_no_cdn(built_site):
 
 
 BAD_PAGE = """<!doctype html><html><head><title>bad</title>
-<link rel="stylesheet" href="http://192.0.2.1/theme.css"></head><body>
-<p>Raw maths $\\lambda^2 + b^2$ and \\(x\\).</p><span class="math notranslate">y^2</span><pre>$\\lambda$ in code is fine</pre>
+<link rel="stylesheet" href="http://cdn.example.invalid/theme.css"></head><body>
+<p>Raw maths $\\lambda^2 + b^2$ and \\(x\\).</p><span class="math notranslate">y^2</span>
+<pre>$\\lambda$ in code is fine</pre>
 <img src="missing.png"><a href="index.html#nowhere">a</a><a href="gone.html">b</a><a href="index.html#here">ok</a>
 <script>console.error("boom")</script></body></html>"""
 
@@ -382,8 +385,9 @@ def test_browser_audit_catches_every_kind_of_fault(browser, tmp_path):
     text = "\n".join(problems)
     assert stats["pages"] == 2
     assert not [p for p in problems if p.startswith("index.html")], text
-    for expected in ("request leaves loopback: http://192.0.2.1/theme.css", "HTTP 404", "image did not load",
-                     "unrendered TeX: text: Raw maths", "unrendered TeX: math: y^2", "console error: boom", "broken anchor", "broken link to"):
+    for expected in ("request leaves loopback: http://cdn.example.invalid/theme.css", "HTTP 404", "image did not load",
+                     "unrendered TeX: text: Raw maths",
+                     "unrendered TeX: math: y^2", "console error: boom", "broken anchor", "broken link to"):
         assert expected in text, (expected, text)
     assert "in code is fine" not in text
     shutil.rmtree(tmp_path)
