@@ -1,29 +1,43 @@
-"""Time reluflow's gradient-descent engine against its PyTorch peer, side by side, in one run.
+"""Time reluflow's gradient-descent engine against the floor of its matrix products, PyTorch and JAX, in one run.
 
-Both engines run the same seeded problem (float64, CPU) and record only the first and last steps, so
-the timings measure the gradient steps. The script prints milliseconds per step for each engine, the
-ratio torch/ours (> 1: ours is faster) and the largest relative difference between the two final
-states (cost, cumulative weights and biases).
+Every case trains the same seeded problem (float64, CPU) and records only the first and last steps, so the
+timings measure the steps. Times are process CPU times (``time.process_time``), best of ``--repeats``
+interleaved runs: on a shared machine they are far steadier than wall-clock times (with one thread the two
+agree on an idle machine). For each case the script prints milliseconds per step for
 
-Usage: .venv/bin/python benchmarks/gd.py [--repeats 3] [--threads T]
+- ``ours``: :func:`reluflow.train`, the whole call divided by the number of steps;
+- ``step``: the marginal cost of a step of :func:`reluflow.train`, (T(S steps) − T(1 step)) / (S − 1), without the
+  per-run work (validation, the condition numbers, recording the first and last states);
+- ``floor``: only the matrix products one step needs, timed with numpy into preallocated outputs: per layer
+  the forward x^(ℓ-1) W_ℓᵀ, and the backward z̄_ℓᵀ x^(ℓ-1) and z̄_ℓ W_ℓ (not for ℓ = 1), plus the output layer
+  (x^(L) W_outᵀ, r̄ᵀ x^(L), r̄ W_out) or, for the input cost, the products with (W^(L))^-1;
+- ``torch``: the PyTorch peer :func:`reluflow.testing.torch_peer.train_torch` (optional, ``bench`` extra);
+- ``jax``: a jitted JAX step, if JAX is installed (it is optional and skipped cleanly otherwise);
 
-``--threads T`` pins both numpy's BLAS and torch to T threads (it must be set before numpy loads,
-which this script does). On a shared machine, ``--threads 1`` gives the most stable comparison.
-Needs the optional ``bench`` extra (torch).
+and the ratios ours/floor and step/floor (1 = nothing but the products), torch/ours (> 1: ours is faster), and the
+largest relative difference between our final state and torch's. A last table checks that a run's peak
+traced allocation does not grow with the number of steps (buffers are allocated once per run).
+
+Usage: .venv/bin/python benchmarks/gd.py [--repeats 5] [--threads 1] [--quick]
+
+``--threads T`` pins numpy's BLAS and torch to T threads (set before numpy loads, which this script does).
+On a shared machine, ``--threads 1`` gives the most stable comparison.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
 
 
 def parse(argv=None):
-    parser = argparse.ArgumentParser(description="reluflow vs PyTorch: gradient descent, side by side")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many runs (default 3)")
-    parser.add_argument("--threads", type=int, default=None, help="BLAS and torch threads (default: libraries')")
+    parser = argparse.ArgumentParser(description="reluflow gradient descent vs its matmul floor, PyTorch and JAX")
+    parser.add_argument("--repeats", type=int, default=5, help="best of this many runs (default 5)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
+    parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
     return parser.parse_args(argv)
 
 
@@ -37,57 +51,200 @@ import numpy as np  # noqa: E402  (after the thread settings)
 import reluflow as rf  # noqa: E402
 from reluflow.training.gd import train  # noqa: E402
 
-SIZES = {  # name: (N points, M width, L depth, Q outputs, steps)
-    "small": (64, 4, 2, 3, 2000),
-    "medium": (1024, 32, 4, 10, 300),
-}
-RUNS = [("biases", "input"), ("full", "input"), ("full", "output"), ("cumulative", "input")]
+# name: (widths d0..dL, Q outputs, N points, steps, mode, cost, batch size, momentum)
+CASES = [
+    ("medium", (32,) * 5, 10, 1024, 300, "full", "output", None, 0.0),
+    ("medium", (32,) * 5, 10, 1024, 300, "full", "cross_entropy", None, 0.0),
+    ("medium", (32,) * 5, 10, 1024, 300, "full", "input", None, 0.0),
+    ("medium", (32,) * 5, 10, 1024, 300, "biases", "input", None, 0.0),
+    ("medium", (32,) * 5, 10, 1024, 100, "cumulative", "input", None, 0.0),
+    ("mlp", (64, 128, 128), 10, 1200, 60, "full", "output", None, 0.0),
+    ("mlp", (64, 128, 128), 10, 1200, 60, "full", "cross_entropy", None, 0.0),
+    ("mlp-sgd", (64, 128, 128), 10, 1200, 300, "full", "cross_entropy", 120, 0.9),
+]
 
 
-def problem(N, M, L, Q, seed=0):
+def problem(widths, Q, N, cost, seed=0):
     rng = np.random.default_rng(seed)
-    Ws, bs = rf.random_network(M, L, seed=rng)
-    X = rng.standard_normal((N, M))
-    return Ws, bs, X, rng.standard_normal((N, M)), rng.standard_normal((N, Q)), rng.standard_normal((Q, M)), \
-        rng.standard_normal(Q)
+    square = len(set(widths)) == 1
+    if square:
+        Ws, bs = rf.random_network(widths[0], len(widths) - 1, seed=rng)
+        Wo, bo = rng.standard_normal((Q, widths[-1])) / np.sqrt(widths[-1]), np.zeros(Q)
+    else:
+        Ws, bs, Wo, bo = rf.he_network(widths, Q, seed=rng)
+        bs = [0.1 * rng.standard_normal(b.shape) for b in bs]
+    X = rng.standard_normal((N, widths[0]))
+    Y = {"input": rng.standard_normal((N, widths[0])), "output": rng.standard_normal((N, Q)),
+         "cross_entropy": rng.integers(0, Q, N)}[cost]
+    return Ws, bs, X, Y, Wo, bo
 
 
-def best_time(fn, args, kwargs, repeats):
+def floor_step(Ws, X, Wo, cost, mode, n):
+    """A callable doing exactly the matrix products of one step on n points, into preallocated outputs."""
+    L = len(Ws)
+    X = np.ascontiguousarray(X[:n])
+    A = [X] + [np.empty((n, W.shape[0])) for W in Ws]
+    G = [np.empty((n, W.shape[0])) for W in Ws]
+    gW = [np.empty_like(W) for W in Ws]
+    M = X.shape[1]
+    Winv = np.linalg.inv(np.linalg.multi_dot(Ws[::-1])) if cost == "input" else None
+    head = np.empty((n, M if cost == "input" else Wo.shape[0]))
+    XT, gWo, AW = np.empty((n, M)), np.empty_like(Wo), np.empty((M, M))
+    weights = mode != "biases"
+
+    def step():
+        for l in range(L):
+            np.matmul(A[l], Ws[l].T, out=A[l + 1])
+        if cost == "input":
+            np.matmul(A[L], Winv.T, out=XT)
+            np.matmul(XT, Winv, out=G[L - 1])
+            np.matmul(G[L - 1].T, XT, out=AW)
+        else:
+            np.matmul(A[L], Wo.T, out=head)
+            np.matmul(head.T, A[L], out=gWo)
+            np.matmul(head, Wo, out=G[L - 1])
+        for l in range(L - 1, -1, -1):
+            if weights:
+                np.matmul(G[l].T, A[l], out=gW[l])
+            if l:
+                np.matmul(G[l], Ws[l], out=G[l - 1])
+
+    return step
+
+
+def repeat(fn, n):
+    for _ in range(n):
+        fn()
+
+
+def best_time(fn, repeats):
     best, out = np.inf, None
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - t0)
+        t0 = time.process_time()
+        out = fn()
+        best = min(best, time.process_time() - t0)
     return best, out
 
 
+def jax_step_time(Ws, bs, X, Y, Wo, bo, cost, n_steps, repeats):
+    """ms/step of a jitted full-batch step in JAX (float64), or None if JAX is not installed."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    jnp = jax.numpy
+    if cost == "input":
+        return None
+
+    def loss(p, X, Y):
+        x = X
+        for W, b in zip(p[0], p[1], strict=True):
+            x = jax.nn.relu(x @ W.T + b)
+        z = x @ p[2].T + p[3]
+        if cost == "output":
+            return 0.5 * jnp.mean(jnp.sum((z - Y) ** 2, axis=1))
+        return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), Y])
+
+    @jax.jit
+    def step(p):
+        g = jax.grad(loss)(p, X, Y)
+        return jax.tree_util.tree_map(lambda a, b: a - 0.01 * b, p, g)
+
+    p = ([jnp.asarray(W) for W in Ws], [jnp.asarray(b) for b in bs], jnp.asarray(Wo), jnp.asarray(bo))
+    jax.block_until_ready(step(p))
+
+    def run():
+        q = p
+        for _ in range(n_steps):
+            q = step(q)
+        return jax.block_until_ready(q)
+
+    return best_time(run, repeats)[0] / n_steps
+
+
+def peak_allocation(run):
+    import tracemalloc
+
+    tracemalloc.start()
+    run()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
 def main(args):
-    import torch
+    try:
+        import torch
 
-    from reluflow.testing.torch_peer import train_torch
+        from reluflow.testing.torch_peer import train_torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"numpy {np.__version__}, torch {torch.__version__}; threads: torch {torch.get_num_threads()}, "
-          f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; float64, CPU; "
-          f"best of {args.repeats}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    header = f"{'size':<7} {'N':>5} {'M':>3} {'L':>2} {'mode':<11} {'cost':<7} {'steps':>5} " \
-             f"{'ours ms/step':>13} {'torch ms/step':>14} {'torch/ours':>11} {'max rel diff':>13}"
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        tv = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        torch = train_torch = None
+        tv = "torch not installed (skipped)"
+    try:
+        import jax
+
+        jv = f"jax {jax.__version__}"
+    except ImportError:
+        jv = "jax not installed (skipped)"
+    print(f"numpy {np.__version__}, {tv}, {jv}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; "
+          f"float64, CPU; best of {args.repeats}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    header = (f"{'case':<8} {'widths':<15} {'Q':>2} {'N':>5} {'B':>4} {'mu':>3} {'mode':<10} {'cost':<13} "
+              f"{'steps':>5} {'ours ms':>8} {'step ms':>8} {'floor ms':>8} {'torch ms':>8} {'jax ms':>7} "
+              f"{'ours/floor':>10} {'step/floor':>10} {'torch/ours':>10} {'rel diff':>9}")
     print(header)
     print("-" * len(header))
-    for size, (N, M, L, Q, steps) in SIZES.items():
-        Ws, bs, X, Y_in, Y_out, Wo, bo = problem(N, M, L, Q)
-        for mode, cost in RUNS:
-            kw = dict(mode=mode, cost=cost, lr=0.01, weight_lr_ratio=0.5, n_steps=steps, record_every=steps,
-                      W_out=Wo, b_out=bo, train_terminal=cost == "output")
-            data = (Ws, bs, X, Y_in if cost == "input" else Y_out)
-            t_ours, ours = best_time(train, data, dict(kw, progress=False), args.repeats)
-            t_torch, peer = best_time(train_torch, data, kw, args.repeats)
+    for name, widths, Q, N, steps, mode, cost, B, mu in CASES:
+        if args.quick:
+            steps = max(steps // 10, 5)
+        Ws, bs, X, Y, Wo, bo = problem(widths, Q, N, cost)
+        kw = dict(mode=mode, cost=cost, lr=0.01, weight_lr_ratio=0.5, n_steps=steps, record_every=steps,
+                  W_out=Wo, b_out=bo, train_terminal=cost != "input", batch_size=B, momentum=mu, seed=1)
+        floor = floor_step(Ws, X, Wo, cost, mode, N if B is None else B)
+        floor()
+        t_floor, t_ours, t_torch = np.inf, np.inf, np.inf
+        ours = peer = None
+        t_one = np.inf
+        for _ in range(args.repeats):  # interleaved, so that load changes hit all alike
+            t, ours = best_time(functools.partial(train, Ws, bs, X, Y, progress=False, **kw), 1)
+            t_ours = min(t_ours, t)
+            t, _ = best_time(functools.partial(train, Ws, bs, X, Y, progress=False, **dict(kw, n_steps=1)), 1)
+            t_one = min(t_one, t)
+            t, _ = best_time(functools.partial(repeat, floor, steps), 1)
+            t_floor = min(t_floor, t)
+            if train_torch is not None:
+                t, peer = best_time(functools.partial(train_torch, Ws, bs, X, Y, **kw), 1)
+                t_torch = min(t_torch, t)
+        t_jax = jax_step_time(Ws, bs, X, Y, Wo, bo, cost, steps, args.repeats) if B is None and mu == 0 else None
+        diff = np.nan
+        if peer is not None:
+            keys = ["cost"] + (["cumulative_weights", "cumulative_biases"] if len(set(widths)) == 1
+                               else [f"weights_{l}" for l in range(1, len(widths))])
             diff = max(float(np.abs(ours[k].values[-1] - peer[k][-1]).max() / np.abs(peer[k][-1]).max())
-                       for k in ("cost", "cumulative_weights", "cumulative_biases"))
-            print(f"{size:<7} {N:>5} {M:>3} {L:>2} {mode:<11} {cost:<7} {steps:>5} {1e3 * t_ours / steps:>13.4f} "
-                  f"{1e3 * t_torch / steps:>14.4f} {t_torch / t_ours:>11.2f} {diff:>13.2e}")
-            sys.stdout.flush()
+                       for k in keys)
+        ms = 1e3 / steps
+        jax_txt = f"{1e3 * t_jax:>7.3f}" if t_jax is not None else f"{'-':>7}"
+        torch_txt = f"{ms * t_torch:>8.3f}" if np.isfinite(t_torch) else f"{'-':>8}"
+        t_step = (t_ours - t_one) / (steps - 1)  # the marginal step: run overheads (validation, recording) removed
+        print(f"{name:<8} {'-'.join(map(str, widths)):<15} {Q:>2} {N:>5} {B or N:>4} {mu:>3.1f} {mode:<10} "
+              f"{cost:<13} {steps:>5} {ms * t_ours:>8.3f} {1e3 * t_step:>8.3f} {ms * t_floor:>8.3f} {torch_txt} "
+              f"{jax_txt} {t_ours / t_floor:>10.2f} {t_step * steps / t_floor:>10.2f} {t_torch / t_ours:>10.2f} "
+              f"{diff:>9.1e}")
+        sys.stdout.flush()
+    print("\npeak traced allocation of one run (tracemalloc), by number of steps: equal peaks = no growth")
+    Ws, bs, X, Y, Wo, bo = problem((64, 128, 128), 10, 1200, "cross_entropy")
+    for B in (None, 120):
+        peaks = []
+        for n in (10, 100):
+            kw = dict(mode="full", cost="cross_entropy", lr=0.01, n_steps=n, record_every=n, W_out=Wo, b_out=bo,
+                      train_terminal=True, batch_size=B, momentum=0.9, progress=False)
+            peaks.append(peak_allocation(functools.partial(train, Ws, bs, X, Y, **kw)))
+        print(f"  64-128-128-10, N=1200, batch {B or 1200:>4}: {peaks[0] / 2**20:.2f} MiB at 10 steps, "
+              f"{peaks[1] / 2**20:.2f} MiB at 100 steps")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,35 @@ from reluflow.theory.adapted import (
     rotation,
 )
 from reluflow.theory.data import ClusteredData, clustered_data
+from reluflow.theory import collapse, generic  # noqa: F401  (the modules, as rf.generic and rf.collapse)
+
+# --- theory: any ReLU network (widths of any sizes) and neural-collapse measures
+from reluflow.theory.collapse import (
+    class_covariances,
+    class_means,
+    centred_class_means,
+    collapse_by_layer,
+    nc1_variability,
+    nc2_equiangularity,
+    nc2_equinorm,
+    nc2_etf_error,
+    nc3_self_duality,
+    nc4_ncc_mismatch,
+)
+from reluflow.theory.generic import (
+    dead_units,
+    effective_training_set,
+    frozen_layer,
+    general_cumulative_parameters,
+    gradient_path_mask,
+    layer_truncation_pattern,
+    pinv_truncated_data,
+    pinv_truncation_map,
+    rectangular_adaptedness,
+    representation_residual,
+    truncation_counts,
+    truncation_fractions,
+)
 
 # --- theory: costs (§3)
 from reluflow.theory.costs import (
@@ -89,6 +118,7 @@ from reluflow.dynamics.solutions import (
 
 # --- training: gradient descent and spectra (§4.5, §5 S6)
 from reluflow.training.gd import CostGradient, backprop_cumulative_gradient, backprop_gradient, train
+from reluflow.training.init import he_network  # noqa: F401  (generic networks; not yet in __all__)
 from reluflow.training.spectral import (
     bias_flow_gap,
     bias_flow_parameter_gram,
@@ -126,6 +156,12 @@ __all__ = [
     "train", "CostGradient", "backprop_gradient", "backprop_cumulative_gradient", "output_jacobian",
     "truncated_bias_jacobian", "flow_jacobian", "gram_eigenvalues", "spectral_gap", "spectral_trajectory",
     "bias_flow_rates", "bias_flow_gap", "bias_flow_parameter_gram",
+    # any ReLU network: truncation quantities and neural collapse
+    "layer_truncation_pattern", "truncation_counts", "truncation_fractions", "dead_units", "frozen_layer",
+    "effective_training_set", "gradient_path_mask", "general_cumulative_parameters", "pinv_truncation_map",
+    "pinv_truncated_data", "representation_residual", "rectangular_adaptedness",
+    "class_means", "centred_class_means", "class_covariances", "nc1_variability", "nc2_etf_error", "nc2_equinorm",
+    "nc2_equiangularity", "nc3_self_duality", "nc4_ncc_mismatch", "collapse_by_layer",
     # running
     "sweep", "grid_points",
 ]

@@ -106,6 +106,15 @@ def _builders():
     R = net.frames
     D = rf.truncated_bias_jacobian(Wc, bc, X)
     su = np.sort(X[:3, 0])
+    g_rng = np.random.default_rng(11)  # a rectangular network 2 -> 3 -> 2, and a narrowing one 3 -> 2 -> 2
+    GW, GB = [g_rng.standard_normal((3, 2)), g_rng.standard_normal((2, 3))], [g_rng.standard_normal(3) * 0.3,
+                                                                               g_rng.standard_normal(2) * 0.3]
+    GT = rf.layer_truncation_pattern(GW, GB, X)
+    GS = [g_rng.standard_normal((2, 3)), g_rng.standard_normal((2, 2)) + 2 * np.eye(2)]
+    GSc, GSb = rf.general_cumulative_parameters(GS, [np.array([0.1, -0.2]), np.array([0.3, 0.0])], surjective=True)
+    GX3 = g_rng.standard_normal((6, 3))
+    GH = np.abs(X) + np.where(lab[:, None] == 0, 1.0, -0.5)  # features with two well-separated classes
+    GWo = np.array([[1.0, -0.4], [-0.8, 0.6]])
     return {
         "relu": (rf.relu, lambda: _f(z=X.copy())),
         "forward": (rf.forward, lambda: _f(weights=W, biases=B, X=X)),
@@ -156,6 +165,25 @@ def _builders():
                                                 max_condition=1e8))
            for name in ("layer_gradient", "induced_cumulative_flow", "induced_bias_flow")},
         "bias_chain_matrix": (rf.bias_chain_matrix, lambda: _f(weights=W)),
+        # any ReLU network: a rectangular 2 -> 3 -> 2 network, its pattern, and features with labels
+        **{name: (getattr(rf, name), lambda: _f(weights=GW, biases=GB, X=X))
+           for name in ("layer_truncation_pattern", "effective_training_set", "representation_residual")},
+        **{name: (getattr(rf, name), lambda: _f(pattern=[t.copy() for t in GT]))
+           for name in ("truncation_counts", "truncation_fractions", "dead_units", "frozen_layer")},
+        "gradient_path_mask": (rf.gradient_path_mask, lambda: _f(weights=GW, pattern=[t.copy() for t in GT])),
+        "general_cumulative_parameters": (rf.general_cumulative_parameters,
+                                          lambda: _f(weights=GW, biases=GB, surjective=False)),
+        "pinv_truncation_map": (rf.pinv_truncation_map, lambda: _f(W=GS[1].copy(), b=GB[1].copy(), X=GH.copy())),
+        "pinv_truncated_data": (rf.pinv_truncated_data, lambda: _f(Wc=GSc, bc=GSb, X=GX3.copy())),
+        "rectangular_adaptedness": (rf.rectangular_adaptedness, lambda: _f(Wc=GSc)),
+        **{name: (getattr(rf, name), lambda: _f(H=GH.copy(), labels=lab.copy()))
+           for name in ("class_means", "centred_class_means", "class_covariances", "nc1_variability",
+                        "nc2_etf_error", "nc2_equinorm", "nc2_equiangularity")},
+        "nc3_self_duality": (rf.nc3_self_duality, lambda: _f(W=GWo.copy(), H=GH.copy(), labels=lab.copy())),
+        "nc4_ncc_mismatch": (rf.nc4_ncc_mismatch, lambda: _f(W=GWo.copy(), b=bo.copy(), H=GH.copy(),
+                                                             labels=lab.copy())),
+        "collapse_by_layer": (rf.collapse_by_layer, lambda: _f(weights=GW, biases=GB, X=X, labels=lab.copy(),
+                                                               W_out=GWo.copy(), b_out=bo.copy())),
         "induced_bias_kernel": (rf.induced_bias_kernel, lambda: _f(weights=W)),
         "solve": (rf.solve, lambda: _f(net=net, X=X, targets=Y, t_eval=np.array([0.0, 0.5, 1.0]), method="exact",
                                        point_weights=np.full(6, 0.2), rtol=1e-10, atol=1e-12, max_events=50)),
@@ -327,7 +355,7 @@ class Case:
     function: str
     argument: str
     label: str
-    expect: str  # "refuse" | "same" | "same_or_refuse" | "finite_or_refuse"
+    expect: str  # "refuse" | "same" | "same_or_refuse" | "finite_or_refuse" | "nan_where_documented"
     value: object
     reference: object = None  # the clean-equivalent value for "same" cases (None: the clean value itself)
     call: object = None  # an alternative thunk (in-place change of a network)
@@ -387,10 +415,10 @@ def _layer_list_mutations(name, v):
     for label, expect, bad, ref in _array_mutations(name, v[0]):
         yield f"layer 1: {label}", expect, [bad, *v[1:]], (None if ref is None else [ref, *v[1:]])
     if _is_weight_list(name):
-        M = np.asarray(v[0]).shape[0]
-        yield "layer 1 singular", "finite_or_refuse", [np.zeros((M, M)), *v[1:]], None
-        ill = np.eye(M)
-        ill[-1, -1] = 1e-13
+        shape = np.asarray(v[0]).shape  # (M, M) for square networks; rectangular layers keep their shape
+        yield "layer 1 singular", "finite_or_refuse", [np.zeros(shape), *v[1:]], None
+        ill = np.eye(*shape)
+        ill[min(shape) - 1, min(shape) - 1] = 1e-13
         yield "layer 1 ill-conditioned", "finite_or_refuse", [ill, *v[1:]], None
 
 
@@ -520,6 +548,9 @@ OVERRIDES: dict = {
     ("save_result", "parameters", "missing key"): "finite_or_refuse",  # any parameters
     ("save_result", "parameters", "empty"): "finite_or_refuse",
     ("save_result", "parameters", "NaN value"): "finite_or_refuse",
+    # zero first-layer weights make every feature above layer 0 the constant relu(b): the class means coincide
+    # there, and collapse_by_layer documents NaN for such a layer (NC1 and NC2 are undefined)
+    ("collapse_by_layer", "weights", "layer 1 singular"): "nan_where_documented",
 }
 #: Mutations of one argument that are reported by naming the argument they no longer match.
 COUPLED = ("empty", "mismatched shape", "one layer fewer", "layer 1: empty", "layer 1: mismatched shape",
@@ -700,6 +731,8 @@ def run_case(func, build, case: Case, clean, tmp):
         if _same(result, expected):
             return "correct", "same as the clean input"
         return "garbage", "differs from the result for the equivalent clean input"
+    if case.expect == "nan_where_documented":
+        return "correct", "NaN where the function documents it"
     if _nonfinite(_leaves(result, [])) > _nonfinite(_leaves(clean, [])):
         return "garbage", f"non-finite result {_short(result)}"
     return "correct", "finite result"

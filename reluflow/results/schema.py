@@ -59,6 +59,7 @@ COORDINATES: dict[str, tuple[str, str]] = {
     "input_coordinate": ("input_coordinate", "input-space coordinate (0-based)"),
     "output": ("output", "output coordinate (0-based)"),
     "event": ("event", "event index, in time order"),
+    "point": ("point", "training point i (row of X, 0-based)"),
     "mode": ("mode", "eigenvalue index, ascending"),
     "frame_row": ("frame_row", "row of the frame R_l"),
     "frame_column": ("frame_column", "column of the frame R_l"),

@@ -7,4 +7,5 @@
 - C_in, C_out, pulled-back targets (§3)                                    → :mod:`.costs`
 - threshold gradient (4.1), flows (4.2)–(4.5), the bias chain J and K = JJᵀ (§4) → :mod:`.flows`
 - clustered synthetic data                                                 → :mod:`.data`
+- any widths: truncation counts, dead units, frozen points, N_eff, W⁺ maps; NC1–NC4 → :mod:`.generic`, :mod:`.collapse`
 """

@@ -41,10 +41,9 @@ the failed assumption; ``check=False`` builds the network anyway (the negative c
 notebook 09). The geometric checks are *sufficient* cone conditions: a ball B_r(c) lies in the cone
 p + C_θ[h] when ∠(c − p, h) + arcsin(r/|c − p|) ≤ θ/2.
 
-Where to share: the rectangular truncation maps (:func:`pinv_truncation_map`,
-:func:`rectangular_truncated_data`, :func:`rectangular_cumulative_parameters`) belong with
-:mod:`reluflow.theory.truncation` and :mod:`reluflow.theory.network` once the generic-network work
-needs them.
+The rectangular truncation maps (:func:`pinv_truncation_map`, :func:`rectangular_truncated_data`,
+:func:`rectangular_cumulative_parameters`) call the shared implementation in
+:mod:`reluflow.theory.generic`, which also states when the representation fails (a widening layer).
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from reluflow.results.intervals import wilson_interval
+from reluflow.theory import generic
 from reluflow.theory.network import forward, haar_orthogonal
 from reluflow.validation import as_labels, as_points, as_real, as_real_array, check_positive_int
 
@@ -489,10 +489,6 @@ def ce23_local_minimum(X, labels, s, Y=None, *, mu=None, theta0=None, seed=None,
 # CE24: rectangular truncation maps
 
 
-def _pinv_truncate(W, Wp, b, X):
-    return (np.maximum(X @ W.T + b, 0.0) - b) @ Wp.T
-
-
 def _full_row_rank(W, name):
     W = as_real_array(W, name, ndim=2)
     if W.shape[0] > W.shape[1] or np.linalg.matrix_rank(W) < W.shape[0]:
@@ -501,31 +497,16 @@ def _full_row_rank(W, name):
     return W
 
 
-def pinv_truncation_map(W, b, X) -> np.ndarray:
-    """τ_{W,b}(x) = W⁺(σ(Wx + b) − b) for W (m, n) of full row rank, applied to each row of X (N, n)."""
-    W = _full_row_rank(W, "W")
-    b = as_real_array(b, "b", ndim=1)
-    if b.shape != (W.shape[0],):
-        raise ValueError(f"b must have shape ({W.shape[0]},); got {b.shape}")
-    X = as_points(X, "X", dim=W.shape[1])
-    return _pinv_truncate(W, np.linalg.pinv(W), b, X)
+# τ_{W,b}(x) = W⁺(σ(Wx + b) − b): the one implementation lives in reluflow.theory.generic (re-exported here).
+pinv_truncation_map = generic.pinv_truncation_map
 
 
 def rectangular_cumulative_parameters(weights, biases):
-    """W^(ℓ) = W_ℓ ⋯ W_1, b^(ℓ) = W_ℓ b^(ℓ−1) + b_ℓ for surjective W_ℓ of non-increasing widths."""
-    if len(weights) == 0 or len(weights) != len(biases):
-        raise ValueError("weights and biases must be non-empty lists of one length")
-    Wc, bc = [], []
-    for i, (W, b) in enumerate(zip(weights, biases)):
-        W = _full_row_rank(W, f"weights[{i}]")
-        b = as_real_array(b, f"biases[{i}]", ndim=1)
-        if b.shape != (W.shape[0],):
-            raise ValueError(f"biases[{i}] must have shape ({W.shape[0]},); got {b.shape}")
-        if Wc and W.shape[1] != Wc[-1].shape[0]:
-            raise ValueError(f"weights[{i}] must have {Wc[-1].shape[0]} columns; got {W.shape}")
-        Wc.append(W if not Wc else W @ Wc[-1])
-        bc.append(b if not bc else W @ bc[-1] + b)
-    return Wc, bc
+    """W^(ℓ) = W_ℓ ⋯ W_1, b^(ℓ) = W_ℓ b^(ℓ−1) + b_ℓ for surjective W_ℓ of non-increasing widths.
+
+    :func:`reluflow.theory.generic.general_cumulative_parameters` with ``surjective=True``.
+    """
+    return generic.general_cumulative_parameters(weights, biases, surjective=True)
 
 
 def rectangular_layer_parameters(Wc, bc):
@@ -551,16 +532,11 @@ def rectangular_layer_parameters(Wc, bc):
 
 
 def rectangular_truncated_data(Wc, bc, X) -> list[np.ndarray]:
-    """[x^(τ,1), …, x^(τ,L)], x^(τ,ℓ) = τ_{W^(ℓ),b^(ℓ)}(x^(τ,ℓ−1)) with pseudo-inverses (CE24 Prop 3.2)."""
-    X = as_points(X, "X")
-    out, x = [], X
-    for i, (W, b) in enumerate(zip(Wc, bc)):
-        W = _full_row_rank(W, f"Wc[{i}]")
-        if W.shape[1] != X.shape[1]:
-            raise ValueError(f"Wc[{i}] must have {X.shape[1]} columns (cumulative weights act on input space)")
-        x = _pinv_truncate(W, np.linalg.pinv(W), np.asarray(b, float), x)
-        out.append(x)
-    return out
+    """[x^(τ,1), …, x^(τ,L)], x^(τ,ℓ) = τ_{W^(ℓ),b^(ℓ)}(x^(τ,ℓ−1)) with pseudo-inverses (CE24 Prop 3.2).
+
+    :func:`reluflow.theory.generic.pinv_truncated_data` without its first entry x^(τ,0) = X.
+    """
+    return generic.pinv_truncated_data(Wc, bc, X)[1:]
 
 
 def projector_chain(Wc) -> tuple[np.ndarray, np.ndarray]:
