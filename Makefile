@@ -1,15 +1,16 @@
 # reluflow: the two commands a newcomer needs.
 #   make reproduce   regenerate every figure, result file and executed notebook
-#   make test        lint, unit/property/oracle tests, notebook validation (nbval)
+#   make test        lint, unit/property/oracle tests (the site's browser test among them), notebook validation (nbval)
+#   make site        the browsable site of the executed notebooks, in build/site (never executes them)
 # Both create .venv with python3 if it is missing and install the package with its extras.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.reluflow-installed
-EXTRAS := notebooks,test
+EXTRAS := notebooks,test,docs
 
-.PHONY: install reproduce test lint unit nbval lab clean
+.PHONY: install reproduce test lint unit nbval lab clean site
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +26,10 @@ reproduce: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reluflow tests $(wildcard benchmarks)
 
-# pytest exits 5 when it collects no tests: treat that as a failure, not a pass.
+# pytest exits 5 when it collects no tests: treat that as a failure, not a pass. -rs lists each skip with its
+# reason (the site's browser test says so when there is no /usr/bin/chromium).
 unit: $(STAMP)
-	@$(PY) -m pytest tests; rc=$$?; \
+	@$(PY) -m pytest -rs tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests in tests/ (exit 5): failing"; exit 1; fi; exit $$rc
 
 # nbval re-executes the committed notebooks in a scratch copy (so the repository's data/ and
@@ -41,6 +43,12 @@ nbval: $(STAMP)
 	if [ $$rc -eq 5 ]; then echo "make: nbval collected no notebook cells (exit 5): failing"; exit 1; fi; exit $$rc
 
 test: lint unit nbval
+
+# The site (docs/, reluflow/pipeline/site.py): built from the committed notebooks, offline. `make test` builds it
+# too, in the session fixture of tests/site/test_site.py, which then opens every page in Chromium (skipped, saying
+# why, when /usr/bin/chromium or playwright is missing). `.venv/bin/reluflow site --serve` serves it on 127.0.0.1.
+site: $(STAMP)
+	$(VENV)/bin/reluflow site
 
 # (JupyterLab refuses to run as root unless told; containers often run as root)
 lab: $(STAMP)

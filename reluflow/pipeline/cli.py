@@ -3,6 +3,7 @@
     reluflow list
     reluflow run 01_truncation_maps -p seed 3
     reluflow reproduce [--only NAME]... [--profile fast|paper]
+    reluflow site [--output-dir DIR] [--serve [--port PORT]]
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     sds.add_argument("--tabulate", nargs="+", default=None, metavar="FILE",
                      help="run nothing: print the table of the runs in these --log files (with --profile if they mix)")
     sds.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    ste = sub.add_parser("site", help="build the browsable site of the executed notebooks into build/site "
+                                      "(never executes them); --serve serves it on 127.0.0.1")
+    ste.add_argument("--output-dir", default=None, help="where the site is written (default build/site)")
+    ste.add_argument("--serve", action="store_true",
+                     help="serve the site on http://127.0.0.1:PORT/ (builds it first if it is missing)")
+    ste.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000; 0 picks a free one)")
+    ste.add_argument("--root", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -122,10 +130,44 @@ def cmd_seeds(args) -> int:
     return 0 if table.all_pass else 1
 
 
+def cmd_site(args) -> int:
+    from pathlib import Path
+
+    from reluflow.pipeline import site
+
+    # the checkout: --root, else the current folder when it is one (make site), else the package's own
+    cwd = Path.cwd()
+    root = Path(args.root) if args.root else cwd if (cwd / "docs" / "conf.py").exists() else site.ROOT
+    out = Path(args.output_dir) if args.output_dir else root / site.DEFAULT_OUTPUT
+    if not args.serve or not (out / "index.html").exists():
+        try:
+            build = site.build_site(out, root)
+        except (site.SiteError, ValueError) as exc:
+            print(f"reluflow: error: {exc}", file=sys.stderr)
+            return 1
+        print(f"site: {len(build.pages)} pages in {build.output_dir} ({build.seconds:.1f} s, "
+              f"{len(build.warnings)} Sphinx warnings)")
+    if args.serve:
+        try:
+            server = site.serve_site(out, args.port, quiet=False)
+        except (ValueError, OSError) as exc:
+            print(f"reluflow: error: {exc}", file=sys.stderr)
+            return 1
+        host, port = server.server_address[:2]
+        print(f"serving {out} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"list": cmd_list, "run": cmd_run, "reproduce": cmd_reproduce, "check": cmd_check,
-               "seeds": cmd_seeds}[args.command]
+               "seeds": cmd_seeds, "site": cmd_site}[args.command]
     try:
         return handler(args)
     except (pl.ParameterError, pl.NotebookFailed, pl.OutputError, FileNotFoundError) as exc:
