@@ -274,6 +274,8 @@ class PerturbationEnsemble:
     reference_index: int  # index of the ε nearest 1e-3
     first_order_share: dict  # statement → kind → max over draws of odd / change at ε[reference_index]
     slope: dict  # statement → kind → log-log slope of the median curve over ε ≥ 1e-4
+    conditioning: np.ndarray  # (draws,) κ(H) of Thm 2.4's last-layer least squares at ε = 0 (H = W^(L) x^(τ,L))
+    roundoff: np.ndarray  # (draws,) u κ(H) C(0 output)/C(0): the relative round-off of Thm 2.4's re-optimised value
 
 
 def ce23_perturbation_ensemble(n_draws: int, n_per_class: int, c0_range, epsilons, rng) -> PerturbationEnsemble:
@@ -297,12 +299,16 @@ def ce23_perturbation_ensemble(n_draws: int, n_per_class: int, c0_range, epsilon
     curves = {name: {kind: [] for kind in kinds} for name in CE23_STATEMENTS}
     odd = {name: {kind: [] for kind in kinds} for name in curves}  # |C(eps) - C(-eps)|/2: the first-order part
     base = {name: [] for name in curves}  # C(0) of each draw
+    kappa, scale = [], []
     for k in range(n_draws):
         Q = 2 + k % 4
         X, lab, _ = C.ce23_draw(Q, n_per_class, c0_range, seed=rng.integers(2**63))
         s = rng.permutation(np.arange(Q) < rng.integers(1, Q))  # a mix: some collapsed, some intact
         cons = {"Thm 2.3": C.ce23_global_minimum(X, lab), "Thm 2.4": C.ce23_local_minimum(X, lab, np.ones(Q, int)),
                 "Thm 2.5": C.ce23_local_minimum(X, lab, s.astype(int))}
+        kappa.append(_last_layer_conditioning(cons["Thm 2.4"], X))
+        zero_output = C.class_weighted_cost(np.zeros_like(cons["Thm 2.4"].output(X)), lab)
+        scale.append(zero_output / C.class_weighted_cost(cons["Thm 2.4"].output(X), lab))
         for name, con in cons.items():
             base[name].append(C.class_weighted_cost(con.output(X), lab))
             for kind in kinds:
@@ -317,7 +323,19 @@ def ce23_perturbation_ensemble(n_draws: int, n_per_class: int, c0_range, epsilon
     fit = eps >= 1e-4  # slopes from the largest sizes (round-off below)
     slope = {n: {k: np.polyfit(np.log(eps[fit]), np.log(np.median(v[:, fit], axis=0) + 1e-300), 1)[0]
                  for k, v in c.items()} for n, c in curves.items()}
-    return PerturbationEnsemble(eps, curves, odd, base, i3, ratio, slope)
+    kappa = np.array(kappa)
+    return PerturbationEnsemble(eps, curves, odd, base, i3, ratio, slope, kappa,
+                                np.finfo(float).eps * kappa * np.array(scale))
+
+
+def _last_layer_conditioning(con, X) -> float:
+    """κ(H), H = W^(L) x^(τ,L) = x^(L) − b^(L): the features the last layer's least squares acts on (ε = 0)."""
+    Ws, bs = con.weights, con.biases
+    bL = bs[0]
+    for w, v in zip(Ws[1:-1], bs[1:-1]):
+        bL = w @ bL + v
+    H = forward(Ws[:-1], bs[:-1], X)[-1] - bL
+    return float(np.linalg.cond(H))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -310,3 +310,18 @@ def test_every_public_name_is_documented():
               and getattr(getattr(S, n), "__module__", "") == S.__name__]
     assert sorted(public) == sorted(n for n in S.__all__ if callable(getattr(S, n)))
     assert all(getattr(S, n).__doc__ for n in public)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_thm24_hidden_perturbations_stay_within_the_roundoff_bound_and_real_changes_do_not(seed):
+    """Oracle: the perturbation curves themselves. Re-optimising the last layer after a hidden perturbation leaves
+    Thm 2.4's value unchanged up to ``roundoff`` (u κ(H) C(0 output)/C), for every draw and every ε ≤ 1e-3;
+    perturbing every parameter (the output bias too, a first-order change) exceeds that bound by far, so the bound
+    cannot hide a real change."""
+    eps = np.array([1e-6, 1e-4, 1e-3])
+    r = S.ce23_perturbation_ensemble(4, 6, [0.02, 0.08], eps, np.random.default_rng(seed))
+    rel = r.curves["Thm 2.4"]["hidden"] / r.base["Thm 2.4"][:, None]
+    assert np.all(rel <= r.roundoff[:, None])
+    assert np.all(r.roundoff < 1e-9) and np.all(r.conditioning >= 1.0)
+    moved = r.curves["Thm 2.4"]["all"][:, -1] / r.base["Thm 2.4"]
+    assert np.all(moved > 1e3 * r.roundoff)
