@@ -35,8 +35,8 @@ from reluflow.theory.generic import general_cumulative_parameters, rectangular_a
 from reluflow.theory.realdata import DataSplit
 from reluflow.validation import as_positive_float, check_positive_int
 
-__all__ = ["COSTS", "RealRun", "real_run", "study", "rate_count_correlation", "truncated_variability_share",
-           "bias_flow_prediction", "mean_interval"]
+__all__ = ["COSTS", "RealRun", "real_run", "study", "finding_lines", "rate_count_correlation",
+           "truncated_variability_share", "bias_flow_prediction", "mean_interval"]
 
 #: The two standard costs of the runs.
 COSTS = ("squared", "cross_entropy")
@@ -149,18 +149,20 @@ def rate_count_correlation(run: RealRun) -> float:
     return float(spearmanr(rate, n[:-1][ok]).statistic)
 
 
-def bias_flow_prediction(run: RealRun, split: DataSplit, *, checkpoint: int = -1, horizon: float = 1.0,
-                         lrs=(0.05, 0.005), rtol: float = 1e-9, atol: float = 1e-11) -> dict:
+def bias_flow_prediction(run: RealRun, split: DataSplit, *, checkpoint: int | None = None, horizon: float = 1.0,
+                         lrs=(0.05, 0.005), rtol: float = 1e-7, atol: float = 1e-10) -> dict:
     """From a recorded state of ``run`` with every weight frozen: gradient descent on the hidden and output biases
     for time ``horizon`` at each step size in ``lrs``, against ḃ = −∇_b C integrated by solve_ivp (RK45).
 
     Returns ``{"lr": array, "relative_error": array}``: |b_GD(T) − b_flow(T)| / |b_flow(T) − b(0)| at T =
     ``horizon`` (the error relative to how far the biases moved), one entry per step size, and ``moved``,
-    |b_flow(T) − b(0)|."""
+    |b_flow(T) − b(0)|. The default checkpoint is the middle recorded state (training still under way)."""
     from scipy.integrate import solve_ivp
 
     from reluflow.training.gd import backprop_gradient, train
 
+    if checkpoint is None:
+        checkpoint = run.trajectory.sizes["time"] // 2
     weights, biases, W_out, b_out = _parameters_at(run.trajectory, checkpoint)
     X, y = split.X_train, split.y_train
     Q = W_out.shape[0]
@@ -220,8 +222,6 @@ def study(split: DataSplit, *, seeds, hidden, n_steps: int, lr: float, batch_siz
     :func:`real_run` each. Returns the per-run numbers as a Dataset over (setting, seed[, layer][, flow_lr]) and
     the runs themselves, keyed by (setting name, seed). The bias-flow prediction (:func:`bias_flow_prediction`,
     from the last recorded state) is made for the full-batch runs."""
-    from tqdm.auto import tqdm
-
     seeds = [check_positive_int(s, "seeds[i]", minimum=0) for s in seeds]
     settings = [(c, b) for c in COSTS for b in (None, check_positive_int(batch_size, "batch_size"))]
     names = [_setting_name(c, b) for c, b in settings]
@@ -235,7 +235,10 @@ def study(split: DataSplit, *, seeds, hidden, n_steps: int, lr: float, batch_siz
     flow = np.full((len(settings), len(seeds), len(flow_lrs)), np.nan)
     runs = {}
     plan = [(i, j) for i in range(len(settings)) for j in range(len(seeds))]
-    for i, j in tqdm(plan, desc=f"{split.name} runs", disable=True if progress is None else not progress):
+    if progress:  # a bar for interactive use; quiet by default (papermill, tests)
+        from tqdm.auto import tqdm
+        plan = tqdm(plan, desc=f"{split.name} runs")
+    for i, j in plan:
         cost, b = settings[i]
         r = real_run(split, hidden=hidden, cost=cost, batch_size=b, seed=seeds[j], lr=lr, n_steps=n_steps,
                      record_every=record_every)
@@ -281,3 +284,27 @@ def study(split: DataSplit, *, seeds, hidden, n_steps: int, lr: float, batch_siz
                                                              "units": "1"})})
     ds.attrs.update(dataset=split.name, hidden=",".join(map(str, hidden)), n_steps=int(n_steps), lr=float(lr))
     return ds, runs
+
+
+def finding_lines(ds: xr.Dataset, variable: str, *, layer: int | None = None, flow_lr=None,
+                  digits: int = 2) -> list[str]:
+    """One line per setting: ``setting: mean [low, high]`` over the seeds (95 % t interval, :func:`mean_interval`)
+    of ``variable`` (at ``layer`` or ``flow_lr`` if the variable has that dimension), printed to ``digits``
+    decimals: the precision its interval supports, not more."""
+    if variable not in ds:
+        raise ValueError(f"variable must be one of {sorted(ds.data_vars)}; got {variable!r}")
+    da = ds[variable]
+    if "layer" in da.dims:
+        if layer is None:
+            raise ValueError(f"{variable} has a layer dimension: pass layer (one of {ds.layer.values.tolist()})")
+        da = da.sel(layer=layer)
+    if "flow_lr" in da.dims:
+        if flow_lr is None:
+            raise ValueError(f"{variable} has a flow_lr dimension: pass flow_lr (one of {ds.flow_lr.values.tolist()})")
+        da = da.sel(flow_lr=flow_lr)
+    out = []
+    for setting in ds.setting.values:
+        m, lo, hi = mean_interval(da.sel(setting=setting).values)
+        if np.isfinite(m):
+            out.append(f"{setting:<28s} {m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]")
+    return out
