@@ -54,8 +54,13 @@ __all__ = ["TOLERANCES", "DATA_OVERRIDES", "Deviation", "compare_artefact", "com
 TOLERANCES = {"data_rtol": 1e-7, "data_atol_scale": 1e-9, "data_roundoff": 1e-8, "figure_rms": 2.0,
               "text_rtol": 1e-2, "text_roundoff": 1e-8}
 #: Overrides ``{(file name, variable or "*"): {"rtol": ..., "atol_scale": ...}}`` for results whose spread
-#: across machines is larger (none needed so far).
-DATA_OVERRIDES: dict[tuple[str, str], dict[str, float]] = {}
+#: across machines is larger, each with its reason.
+DATA_OVERRIDES: dict[tuple[str, str], dict[str, float]] = {
+    # the distance between gradient descent and an adaptive solve_ivp solution (rtol 1e-7) of the bias flow: a small
+    # difference of two O(1) states, so the solver's own round-off-level path changes it by ~1e-6 relatively (0.8 of
+    # the default tolerance was seen under other BLAS kernels)
+    ("10_real_data.nc", "bias_flow_error"): {"rtol": 1e-4},
+}
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 
