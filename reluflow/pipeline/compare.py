@@ -60,6 +60,14 @@ DATA_OVERRIDES: dict[tuple[str, str], dict[str, float]] = {
     # difference of two O(1) states, so the solver's own round-off-level path changes it by ~1e-6 relatively (0.8 of
     # the default tolerance was seen under other BLAS kernels)
     ("10_real_data.nc", "bias_flow_error"): {"rtol": 1e-4},
+    # 02's trajectories come from solve_ivp (RK45, rtol 1e-10, atol 1e-12) over t = 60: other BLAS kernels change
+    # its accepted steps, and the two paths differ within the integrator's global error, ~4e-9 (1.9x the default
+    # tolerance under Nehalem kernels); 1e-7 of the largest value is the integrator's accuracy, not round-off
+    **{("02_effective_flow_equations.nc", v): {"atol_scale": 1e-7}
+       for v in ("bias_flow_theta", "scale_bias_b", "scale_bias_theta", "scale_bias_lambda")},
+    # the conservation bound counts solve_ivp's function evaluations (nfev 4 sqrt(2)(rtol + atol/rho)), and that
+    # count changes by a few in a thousand with the accepted steps
+    ("02_effective_flow_equations.nc", "scale_bias_bound"): {"rtol": 1e-2},
 }
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
