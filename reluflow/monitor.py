@@ -182,8 +182,7 @@ class Watch:
                              f"got {np.unique(self.labels).size}")
         self._model = _TorchModel(model, X) if _is_torch_module(model) else _ArrayModel(model, X)
         self.N = X.shape[0]
-        self.steps, self.records, self._count, self._open = [], [], 0, False
-        self._times = None  # set by from_trajectory: the trajectory's own time coordinate
+        self.steps, self.times, self.records, self._count, self._open = [], [], [], 0, False
 
     # context manager
     def __enter__(self) -> Watch:
@@ -205,7 +204,8 @@ class Watch:
         if self._count % self.every == 0:
             self._record()
 
-    def _record(self):
+    def _record(self, time: float | None = None):
+        """Evaluate the model on X and store the record of step ``self._count`` (at ``time``: default step·η)."""
         snap = self._model.snapshot()
         T = [z <= 0.0 for z in snap.pre]
         counts = generic.truncation_counts(T)
@@ -224,6 +224,7 @@ class Watch:
             rec["accuracy"] = (float(np.mean(snap.output.argmax(axis=1) == self.labels))
                                if snap.output is not None and snap.output.shape[1] > 1 else np.nan)
         self.steps.append(self._count)
+        self.times.append(float(self._count * (self.lr or 1.0) if time is None else time))
         self.records.append(rec)
 
     def result(self) -> xr.Dataset:
@@ -236,10 +237,7 @@ class Watch:
         for s, rec in enumerate(self.records):
             for l, c in enumerate(rec["counts"]):
                 n[s, l, :c.size] = c
-        steps = np.array(self.steps, dtype=np.int64)
-        time = steps * self.lr if self.lr is not None else steps.astype(float)
-        if self._times is not None:
-            time = np.asarray(self._times, dtype=float)
+        steps, time = np.array(self.steps, dtype=np.int64), np.array(self.times, dtype=float)
         extra = {
             "layer_width": (("layer",), widths, "width d_l of hidden layer l"),
             "dead_units": (("time", "layer"), np.array([r["dead"] for r in self.records]),
@@ -320,12 +318,9 @@ def from_trajectory(ds: xr.Dataset, X, labels=None) -> xr.Dataset:
     states = trajectory_parameters(ds)
     current = {"i": 0}
     mon = Watch(lambda: states[current["i"]], X, labels=labels)
-    mon._model.attach()
-    for i, step in enumerate(ds.step.values):
-        current["i"] = i
-        mon._count = int(step)
-        mon._record()
-    mon._times = ds.time.values
+    for i, (step, time) in enumerate(zip(ds.step.values, ds.time.values)):
+        current["i"], mon._count = i, int(step)
+        mon._record(time=float(time))
     return mon.result()
 
 

@@ -888,6 +888,15 @@ def clustered_classes(Q: int, M: int, n_per_class: int, c0: float, *, seed=None,
     return X, np.repeat(np.arange(Q), n), means
 
 
+def last_layer_features(weights, biases, X) -> np.ndarray:
+    """H = x^(L) − b^(L) = W^(L) x^(τ,L): what the last layer of ``weights, biases`` (hidden layers and the last
+    one) acts on with cumulative bias 0, b^(L) = W_L ⋯ W_2 b_1 + … + b_L the cumulative bias of the hidden layers."""
+    bL = biases[0]
+    for w, v in zip(weights[1:-1], biases[1:-1]):
+        bL = w @ bL + v
+    return forward(weights[:-1], biases[:-1], X)[-1] - bL
+
+
 def perturbation_curve(con: Construction, X, labels, Y, epsilons, *, kind: str, seed=None,
                        odd: bool = False) -> np.ndarray:
     """|C(ε) − C(0)| along a random unit direction of parameters, for each ε; with ``odd``, the odd part
@@ -922,10 +931,7 @@ def perturbation_curve(con: Construction, X, labels, Y, epsilons, *, kind: str, 
         b = [v + e * d for v, d in zip(bs, db)]
         if kind != "hidden":
             return class_weighted_cost(network_output(W, b, X), labels, Y)
-        bL = b[0]
-        for w, v in zip(W[1:-1], b[1:-1]):
-            bL = w @ bL + v
-        H = forward(W[:-1], b[:-1], X)[-1] - bL  # W^(L) x^(τ,L): the last layer acts on it with bias 0
+        H = last_layer_features(W, b, X)
         A = optimal_last_layer(H, labels, Y)
         return class_weighted_cost(H @ A.T, labels, Y)
 

@@ -329,13 +329,8 @@ def ce23_perturbation_ensemble(n_draws: int, n_per_class: int, c0_range, epsilon
 
 
 def _last_layer_conditioning(con, X) -> float:
-    """κ(H), H = W^(L) x^(τ,L) = x^(L) − b^(L): the features the last layer's least squares acts on (ε = 0)."""
-    Ws, bs = con.weights, con.biases
-    bL = bs[0]
-    for w, v in zip(Ws[1:-1], bs[1:-1]):
-        bL = w @ bL + v
-    H = forward(Ws[:-1], bs[:-1], X)[-1] - bL
-    return float(np.linalg.cond(H))
+    """κ(H), H the features of the last layer at ε = 0 (:func:`constructions.last_layer_features`)."""
+    return float(np.linalg.cond(C.last_layer_features(con.weights, con.biases, X)))
 
 
 # --------------------------------------------------------------------------------------------------------------

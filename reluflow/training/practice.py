@@ -32,6 +32,7 @@ import xarray as xr
 
 from reluflow import monitor
 from reluflow.theory.generic import general_cumulative_parameters, rectangular_adaptedness
+from reluflow.theory.network import forward
 from reluflow.theory.realdata import DataSplit
 from reluflow.validation import as_positive_float, check_positive_int
 
@@ -71,9 +72,7 @@ def _parameters_at(trajectory, index):
 
 def _accuracy(params, X, y):
     weights, biases, W_out, b_out = params
-    h = X
-    for W, b in zip(weights, biases):
-        h = np.maximum(h @ W.T + b, 0.0)
+    h = forward(weights, biases, X)[-1]
     return float(np.mean((h @ W_out.T + b_out).argmax(axis=1) == y))
 
 
