@@ -353,20 +353,25 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, f
     start = time.perf_counter()
     try:
         out_nb = stage / "notebooks" / path.name
-        try:
-            with _kernel_environment():
-                papermill.execute_notebook(
-                    str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(stage / "notebooks"),
-                    progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                    execution_timeout=timeout,
-                )
-        except PapermillExecutionError as exc:
-            saved = _keep_failed(out_nb, root, path.name)
-            raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,
-                                 exec_count=exc.exec_count) from None
-        except Exception as exc:  # kernel death, timeouts, missing kernel
-            saved = _keep_failed(out_nb, root, path.name)
-            raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None
+        for attempt in range(KERNEL_START_RETRIES + 1):
+            try:
+                with _kernel_environment():
+                    papermill.execute_notebook(
+                        str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(stage / "notebooks"),
+                        progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                        execution_timeout=timeout,
+                    )
+                break
+            except PapermillExecutionError as exc:
+                saved = _keep_failed(out_nb, root, path.name)
+                raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,
+                                     exec_count=exc.exec_count) from None
+            except Exception as exc:  # kernel death, timeouts, missing kernel
+                if attempt < KERNEL_START_RETRIES and "Kernel died" in str(exc) and not _cells_started(out_nb):
+                    out_nb.unlink(missing_ok=True)
+                    continue
+                saved = _keep_failed(out_nb, root, path.name)
+                raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None
         nb = nbformat.read(str(out_nb), as_version=4)
         nbformat.write(strip_volatile_metadata(nb), str(out_nb))
         files, deviations = _to_publish(stage, dest, force)
@@ -374,6 +379,23 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, f
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written, deviations=deviations)
+
+
+#: A kernel that dies before running any cell (seen when two runs start kernels at the same moment: the
+#: launcher's ports collide) is a fault of the machinery, not of the notebook: such a start is retried this often,
+#: by every caller of :func:`run_notebook` (``reproduce``, ``check``, ``seeds``).
+KERNEL_START_RETRIES = 2
+
+
+def _cells_started(out_nb: Path) -> bool:
+    """Whether the (partial) executed copy shows any code cell that ran; False when there is no copy."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(out_nb), as_version=4)
+    except Exception:  # missing or half-written: nothing ran that we can see
+        return False
+    return any(c.get("cell_type") == "code" and c.get("execution_count") is not None for c in nb.cells)
 
 
 def _keep_failed(out_nb: Path, root: Path, filename: str) -> Path | None:

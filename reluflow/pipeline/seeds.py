@@ -130,7 +130,8 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
             bar.set_postfix_str(f"{path.stem} seed {seed}")
             out = scratch / f"{path.stem}-{seed}"
             try:
-                _run_with_kernel_retry(path.stem, seed, profile, out, root, timeout)
+                run_notebook(path.stem, parameters={"seed": seed}, profile=profile, output_dir=out, root=root,
+                             timeout=timeout, force=True)
                 runs[(path.stem, seed)] = {RUNS: True, **check_lines(out / "notebooks" / path.name)}
             except NotebookFailed as exc:
                 table.errors[(path.stem, seed)] = str(exc).split(" (executed copy")[0]
@@ -148,22 +149,6 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
     _fill(table, runs)
     print(table.format(), file=stream)
     return table
-
-
-#: A kernel that dies before running any cell (seen when two sweeps start kernels at the same moment: the
-#: launcher's ports collide) is a fault of the machinery, not of the notebook: such a start is retried this often.
-KERNEL_START_RETRIES = 2
-
-
-def _run_with_kernel_retry(name, seed, profile, out, root, timeout):
-    for attempt in range(KERNEL_START_RETRIES + 1):
-        try:
-            return run_notebook(name, parameters={"seed": seed}, profile=profile, output_dir=out, root=root,
-                                timeout=timeout, force=True)
-        except NotebookFailed as exc:
-            if exc.cell is not None or "Kernel died" not in str(exc) or attempt == KERNEL_START_RETRIES:
-                raise
-            shutil.rmtree(out, ignore_errors=True)
 
 
 def _fill(table: SeedTable, runs: dict) -> None:

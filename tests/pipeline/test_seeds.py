@@ -80,22 +80,42 @@ def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path):
 
 
 def test_a_kernel_that_dies_before_the_first_cell_is_restarted_but_a_failing_cell_is_not(tmp_path, monkeypatch):
-    import reluflow.pipeline.seeds as seeds_module
-    from reluflow.pipeline.runner import NotebookFailed
+    # The retry lives in the runner (reluflow.pipeline.runner._execute), so reproduce, check and seeds share it:
+    # papermill itself is made to fail once, before any cell ran, for seed 0.
+    import papermill
 
     root = _toy_project(tmp_path / "project")
-    real, calls = seeds_module.run_notebook, []
+    real, calls = papermill.execute_notebook, []
 
-    def flaky(name, **kwargs):
-        calls.append(kwargs["parameters"]["seed"])
-        if calls.count(kwargs["parameters"]["seed"]) == 1 and kwargs["parameters"]["seed"] == 0:
-            raise NotebookFailed(name, None, "RuntimeError: Kernel died before replying to kernel_info")
-        return real(name, **kwargs)
+    def flaky(path, out, **kwargs):
+        seed = kwargs["parameters"]["seed"]
+        calls.append(seed)
+        if seed == 0 and calls.count(0) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(path, out, **kwargs)
 
-    monkeypatch.setattr(seeds_module, "run_notebook", flaky)
+    monkeypatch.setattr(papermill, "execute_notebook", flaky)
     table = seed_sweep(["01"], seeds=[0, 3], profile="paper", root=root, progress=False, stream=io.StringIO())
     assert calls == [0, 0, 3]  # seed 0 restarted once; seed 3's failing cell is a real failure, not retried
     assert table.failed_seeds[("01_toy", RUNS)] == [3] and table.passed[("01_toy", "check_always")] == 2
+
+
+def test_a_kernel_that_keeps_dying_fails_after_the_retries_with_a_clear_message(tmp_path, monkeypatch):
+    import papermill
+
+    from reluflow.pipeline.runner import KERNEL_START_RETRIES, NotebookFailed, run_notebook
+
+    root = _toy_project(tmp_path / "project")
+    calls = []
+
+    def dead(path, out, **kwargs):
+        calls.append(1)
+        raise RuntimeError("Kernel died before replying to kernel_info")
+
+    monkeypatch.setattr(papermill, "execute_notebook", dead)
+    with pytest.raises(NotebookFailed, match="before its first cell: RuntimeError: Kernel died"):
+        run_notebook("01", parameters={"seed": 0}, root=root, output_dir=tmp_path / "out")
+    assert len(calls) == KERNEL_START_RETRIES + 1
 
 
 @pytest.mark.parametrize("seeds", [[], [-1], [True], [1.5]])
