@@ -345,33 +345,13 @@ def _kernel_environment():
 
 def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False) -> RunResult:
     import nbformat
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
 
     dest = prepare_output(dest)
     stage = new_stage(dest)
     start = time.perf_counter()
     try:
         out_nb = stage / "notebooks" / path.name
-        for attempt in range(KERNEL_START_RETRIES + 1):
-            try:
-                with _kernel_environment():
-                    papermill.execute_notebook(
-                        str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(stage / "notebooks"),
-                        progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                        execution_timeout=timeout,
-                    )
-                break
-            except PapermillExecutionError as exc:
-                saved = _keep_failed(out_nb, root, path.name)
-                raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,
-                                     exec_count=exc.exec_count) from None
-            except Exception as exc:  # kernel death, timeouts, missing kernel
-                if attempt < KERNEL_START_RETRIES and "Kernel died" in str(exc) and not _cells_started(out_nb):
-                    out_nb.unlink(missing_ok=True)
-                    continue
-                saved = _keep_failed(out_nb, root, path.name)
-                raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None
+        _run_papermill(path, out_nb, values, root, timeout)
         nb = nbformat.read(str(out_nb), as_version=4)
         nbformat.write(strip_volatile_metadata(nb), str(out_nb))
         files, deviations = _to_publish(stage, dest, force)
@@ -379,6 +359,36 @@ def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, f
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written, deviations=deviations)
+
+
+def _run_papermill(path: Path, out_nb: Path, values: dict, root: Path, timeout: float) -> None:
+    """Execute ``path`` into ``out_nb`` (its folder is the kernel's working directory); raise NotebookFailed.
+
+    A kernel that dies before any cell ran is restarted up to :data:`KERNEL_START_RETRIES` times; a failing cell, a
+    timeout or a kernel that dies later is not retried. The failed copy is kept under ``build/failed``.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    for attempt in range(KERNEL_START_RETRIES + 1):
+        try:
+            with _kernel_environment():
+                papermill.execute_notebook(
+                    str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(out_nb.parent),
+                    progress_bar=False, log_output=False, request_save_on_cell_execute=False,
+                    execution_timeout=timeout,
+                )
+            return
+        except PapermillExecutionError as exc:
+            saved = _keep_failed(out_nb, root, path.name)
+            raise NotebookFailed(path.stem, exc.cell_index, f"{exc.ename}: {exc.evalue}", saved,
+                                 exec_count=exc.exec_count) from None
+        except Exception as exc:  # kernel death, timeouts, missing kernel
+            if attempt < KERNEL_START_RETRIES and "Kernel died" in str(exc) and not _cells_started(out_nb):
+                out_nb.unlink(missing_ok=True)
+                continue
+            saved = _keep_failed(out_nb, root, path.name)
+            raise NotebookFailed(path.stem, None, f"{type(exc).__name__}: {exc}", saved) from None
 
 
 #: A kernel that dies before running any cell (seen when two runs start kernels at the same moment: the

@@ -23,6 +23,7 @@ from reluflow.training.comparison import (
     convergence_slope,
     count_runs,
     effective_comparison,
+    errors_decrease,
     events_matched,
     gd_convergence,
     matched_time_error,
@@ -206,3 +207,26 @@ def test_events_matched_allows_late_and_merged_events_but_not_extra_ones():
         events_matched(fine, fine + fine)
     with pytest.raises(ValueError, match="n_truncated"):
         count_runs(xr.Dataset(coords={"time": [0.0]}))
+
+
+def test_errors_decrease_allows_event_phase_scatter_but_not_a_plateau_or_a_wrong_order():
+    """Separately derived: e = c(eta) eta with c in [0.13, 0.29] (notebook 06, fast profile, seed 201) passes;
+    a plateau, a growing error and an unmatched range fail."""
+    etas = 0.08 / 2.0 ** np.arange(8)
+    seen = np.array([1.31e-2, 8.99e-3, 5.72e-3, 2.21e-3, 6.71e-4, 6.96e-4, 2.61e-4, 1.22e-4])
+    ok, rise, fall = errors_decrease(etas, seen, np.ones(8, bool))
+    assert ok and rise == pytest.approx(6.96e-4 / 6.71e-4) and fall == pytest.approx(5.72e-3 / 1.31e-2)
+    assert not bool(np.all(np.diff(seen) < 0))  # the strict test this replaces fails on it
+    ok, rise, _ = errors_decrease(etas[::-1], seen[::-1], np.ones(8, bool))  # any order
+    assert ok and rise == pytest.approx(6.96e-4 / 6.71e-4)
+    plateau = np.r_[seen[:4], np.full(4, 6.7e-4)]
+    assert not errors_decrease(etas, plateau, np.ones(8, bool))[0]
+    assert not errors_decrease(etas, plateau, np.r_[np.zeros(4, bool), np.ones(4, bool)])[0]  # even when fitted alone
+    assert not errors_decrease(etas, 0.1 * etas**0.2, np.ones(8, bool))[0]  # order 0.2: 1.32x per quarter, too little
+    assert errors_decrease(etas, 0.1 * etas**0.5, np.ones(8, bool))[0]  # order 1/2 decreases (the slope check fails it)
+    assert errors_decrease(etas, 0.1 * etas, np.ones(8, bool))[0]
+    assert not errors_decrease(etas, seen[::-1], np.ones(8, bool))[0]  # growing
+    ok, rise, fall = errors_decrease(etas, seen, np.r_[np.zeros(6, bool), np.ones(2, bool)])  # 2 < min_points
+    assert not ok and np.isnan(rise) and np.isnan(fall)
+    with pytest.raises(ValueError, match="matched"):
+        errors_decrease(etas, seen, np.ones(8, int))
