@@ -52,6 +52,7 @@ class _Snapshot:
     pre: list  # pre-activations (N, d_ℓ) of the hidden layers
     weights: list  # W_1..W_L as numpy arrays
     output: np.ndarray | None  # (N, Q) or None
+    post: list | None = None  # activations x^(ℓ) = max(z, 0) when the model computed them
 
 
 def _is_torch_module(model) -> bool:
@@ -121,7 +122,7 @@ class _ArrayModel:
         self.model, self.X = model, X
         self._parameters()  # validate once up front
 
-    def _parameters(self):
+    def _parameters(self, check_points=True):
         m = self.model
         if hasattr(m, "weights") and hasattr(m, "biases"):
             got = (m.weights, m.biases, getattr(m, "W_out", None), getattr(m, "b_out", None))
@@ -137,7 +138,8 @@ class _ArrayModel:
                             f"callable returning them; got {type(m).__name__}")
         Ws, bs, W_out, b_out = got
         Ws, bs = validate_layers(Ws, bs, square=False, max_condition=np.inf)
-        as_points(self.X, "X", dim=Ws[0].shape[1])
+        if check_points or Ws[0].shape[1] != self.X.shape[1]:
+            as_points(self.X, "X", dim=Ws[0].shape[1])
         if (W_out is None) != (b_out is None):
             raise ValueError("W_out and b_out must be given together")
         if W_out is not None:
@@ -155,13 +157,15 @@ class _ArrayModel:
         pass
 
     def snapshot(self) -> _Snapshot:
-        Ws, bs, W_out, b_out = self._parameters()
-        pre, x = [], self.X
+        Ws, bs, W_out, b_out = self._parameters(check_points=False)  # X was checked once, in __init__
+        pre, post, x = [], [], self.X
         for W, b in zip(Ws, bs):
-            z = x @ W.T + b
+            z = x @ W.T
+            z += b
             pre.append(z)
             x = np.maximum(z, 0.0)
-        return _Snapshot(pre, Ws, None if W_out is None else x @ W_out.T + b_out)
+            post.append(x)
+        return _Snapshot(pre, Ws, None if W_out is None else x @ W_out.T + b_out, post)
 
 
 class Watch:
@@ -208,19 +212,12 @@ class Watch:
         """Evaluate the model on X and store the record of step ``self._count`` (at ``time``: default step·η)."""
         snap = self._model.snapshot()
         T = [z <= 0.0 for z in snap.pre]
-        counts = generic.truncation_counts(T)
-        _, overall = generic.truncation_fractions(T)
-        rec = {"counts": counts, "dead": [int(d.sum()) for d in generic.dead_units(T)], "fraction": overall,
-               "frozen": generic.frozen_layer(T), "effective": generic.gradient_path_mask(snap.weights, T),
-               "widths": [t.shape[1] for t in T]}
+        summary = generic.pattern_summary(T, snap.weights)
+        rec = {"counts": summary.counts, "dead": [int(d.sum()) for d in summary.dead], "fraction": summary.fractions,
+               "frozen": summary.frozen, "effective": summary.effective, "widths": [t.shape[1] for t in T]}
         if self.labels is not None:
-            nc1 = []
-            for z in snap.pre:
-                try:
-                    nc1.append(collapse.nc1_variability(np.maximum(z, 0.0), self.labels))
-                except ValueError:  # the class means coincide at this layer (e.g. every unit dead)
-                    nc1.append(np.nan)
-            rec["nc1"] = nc1
+            post = snap.post if snap.post is not None else [np.maximum(z, 0.0) for z in snap.pre]
+            rec["nc1"] = list(collapse.nc1_layers(post, self.labels))
             rec["accuracy"] = (float(np.mean(snap.output.argmax(axis=1) == self.labels))
                                if snap.output is not None and snap.output.shape[1] > 1 else np.nan)
         self.steps.append(self._count)

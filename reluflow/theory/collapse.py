@@ -7,6 +7,7 @@ present (Q ≥ 2), class sizes N_j, classifier rows W (Q, p) and bias b (Q,).
 - μ_G = (1/Q) Σ_j μ_j,  M̃ with rows μ̃_j = μ_j − μ_G                         → :func:`centred_class_means`
 - Σ_W = (1/N) Σ_i (h_i − μ_{y_i})(h_i − μ_{y_i})ᵀ,  Σ_B = (1/Q) Σ_j μ̃_j μ̃_jᵀ   → :func:`class_covariances`
 - NC1 = tr(Σ_W Σ_B⁺)/Q                                                     → :func:`nc1_variability`
+  (of several layers' features with one set of labels, NaN where undefined: :func:`nc1_layers`)
 - NC2 (ETF) = ‖ M̃M̃ᵀ/‖M̃M̃ᵀ‖_F − (1_Q − 𝟙𝟙ᵀ/Q)/√(Q−1) ‖_F                    → :func:`nc2_etf_error`
 - NC2 (equinorm) = std_j ‖μ̃_j‖ / mean_j ‖μ̃_j‖                              → :func:`nc2_equinorm`
 - NC2 (equiangularity) = mean_{j≠k} |cos∠(μ̃_j, μ̃_k) + 1/(Q−1)|             → :func:`nc2_equiangularity`
@@ -54,6 +55,7 @@ __all__ = [
     "centred_class_means",
     "class_covariances",
     "nc1_variability",
+    "nc1_layers",
     "nc2_etf_error",
     "nc2_equinorm",
     "nc2_equiangularity",
@@ -188,6 +190,28 @@ def nc1_variability(H, labels, *, n_classes=None) -> float:
     mu = _means(H, onehot, sizes)
     return _nc1(H, lab, mu, _centred(mu))
 
+
+
+def nc1_layers(features, labels, *, n_classes=None) -> np.ndarray:
+    """[NC1(H_1), …, NC1(H_L)] for feature matrices H_ℓ (N, p_ℓ) that share ``labels``, validated once.
+
+    The value of :func:`nc1_variability` for each H_ℓ, or NaN where its class means coincide (Σ_B = 0, e.g. a layer
+    whose units are all dead), so a training monitor can record every layer at every step. Shape (L,).
+    """
+    Hs = [as_points(H, f"features[{i}]") for i, H in enumerate(features)]
+    if not Hs:
+        raise ValueError("features must hold at least one (N, p) array; got none")
+    H0, lab, onehot, sizes = _features(Hs[0], labels, n_classes, name="features[0]")
+    out = np.empty(len(Hs))
+    for i, H in enumerate(Hs):
+        if H.shape[0] != H0.shape[0]:
+            raise ValueError(f"features[{i}] must have N = {H0.shape[0]} rows like features[0]; got shape {H.shape}")
+        mu = _means(H, onehot, sizes)
+        try:
+            out[i] = _nc1(H, lab, mu, _centred(mu))
+        except ValueError:  # the class means coincide: Σ_B = 0
+            out[i] = np.nan
+    return out
 
 def nc2_etf_error(H, labels, *, n_classes=None) -> float:
     """NC2 = ‖ M̃M̃ᵀ/‖M̃M̃ᵀ‖_F − (1_Q − 𝟙𝟙ᵀ/Q)/√(Q−1) ‖_F: distance of the centred means' normalised Gram matrix

@@ -17,6 +17,7 @@ Map from formula to function:
 - ℓ*(x_i) = min{ℓ : T_{ℓ,k}(x_i) = 1 for every k} (0 if none)         → :func:`frozen_layer`
 - N_eff = #{i : J_i = D_L(x_i) W_L D_{L-1}(x_i) ⋯ W_2 D_1(x_i) ≠ 0}    → :func:`effective_training_set`
   (from a pattern already computed: :func:`gradient_path_mask`)
+- all of the above from one pattern, each reduction once                  → :func:`pattern_summary`
 - W^(ℓ) = W_ℓ ⋯ W_1 (d_ℓ, M),  b^(ℓ) = W_ℓ b^(ℓ-1) + b_ℓ              → :func:`general_cumulative_parameters`
 - τ_{W,b}(x) = W⁺(σ(Wx + b) − b), W of full row rank (CE24 Def 3.1)   → :func:`pinv_truncation_map`
 - x^(τ,0) = x,  x^(τ,ℓ) = τ_{W^(ℓ),b^(ℓ)}(x^(τ,ℓ-1)) (CE24 Prop 3.2)   → :func:`pinv_truncated_data`
@@ -33,6 +34,8 @@ measures the failure: it is zero to round-off for non-increasing widths and O(1)
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,6 +57,8 @@ __all__ = [
     "frozen_layer",
     "effective_training_set",
     "gradient_path_mask",
+    "pattern_summary",
+    "PatternSummary",
     "general_cumulative_parameters",
     "pinv_truncation_map",
     "pinv_truncated_data",
@@ -129,23 +134,37 @@ def layer_truncation_pattern(weights, biases, X) -> list[np.ndarray]:
     return out
 
 
+def _unit_counts(T) -> list[np.ndarray]:
+    return [np.count_nonzero(t, axis=0).astype(np.int64) for t in T]
+
+
+def _point_counts(T) -> np.ndarray:
+    return np.stack([np.count_nonzero(t, axis=1) for t in T], axis=1).astype(np.int64)  # (N, L)
+
+
+def _frozen(point_counts, widths) -> np.ndarray:
+    full = point_counts == widths  # (N, L): every unit of layer ℓ truncates x_i
+    return np.where(full.any(axis=1), full.argmax(axis=1) + 1, 0)
+
+
 def truncation_counts(pattern) -> list[np.ndarray]:
     """[n_1, …, n_L], n_ℓ[k] = n_{ℓ,k} = Σ_i T_{ℓ,k}(x_i): how many points unit k of layer ℓ truncates."""
-    return [T.sum(axis=0, dtype=np.int64) for T in _as_pattern(pattern)]
+    return _unit_counts(_as_pattern(pattern))
 
 
 def truncation_fractions(pattern) -> tuple[np.ndarray, np.ndarray]:
     """Each point's truncated fraction: (per layer (N, L) with f_ℓ(x_i) = (1/d_ℓ) Σ_k T_{ℓ,k}(x_i),
     overall (N,) with f(x_i) = Σ_{ℓ,k} T_{ℓ,k}(x_i) / Σ_ℓ d_ℓ)."""
     T = _as_pattern(pattern)
-    counts = np.stack([t.sum(axis=1, dtype=np.int64) for t in T], axis=1)  # (N, L)
+    counts = _point_counts(T)
     widths = np.array([t.shape[1] for t in T])
     return counts / widths, counts.sum(axis=1) / widths.sum()
 
 
 def dead_units(pattern) -> list[np.ndarray]:
     """[D_1, …, D_L], D_ℓ[k] = 1 when unit k of layer ℓ truncates every point (n_{ℓ,k} = N)."""
-    return [T.all(axis=0) for T in _as_pattern(pattern)]
+    T = _as_pattern(pattern)
+    return [n == T[0].shape[0] for n in _unit_counts(T)]
 
 
 def frozen_layer(pattern) -> np.ndarray:
@@ -155,8 +174,37 @@ def frozen_layer(pattern) -> np.ndarray:
     From layer ℓ* on, x^(ℓ)(x_i) no longer depends on x_i (x^(ℓ*) = 0), and no gradient flows below ℓ*.
     """
     T = _as_pattern(pattern)
-    full = np.stack([t.all(axis=1) for t in T], axis=1)  # (N, L)
-    return np.where(full.any(axis=1), full.argmax(axis=1) + 1, 0)
+    return _frozen(_point_counts(T), np.array([t.shape[1] for t in T]))
+
+
+@dataclass(frozen=True, repr=False)
+class PatternSummary:
+    """Everything the counting functions give for one pattern, each reduction done once (:func:`pattern_summary`)."""
+
+    counts: list  # n_ℓ (d_ℓ,) per layer, as truncation_counts
+    layer_fractions: np.ndarray  # (N, L), as truncation_fractions()[0]
+    fractions: np.ndarray  # (N,), as truncation_fractions()[1]
+    dead: list  # boolean (d_ℓ,) per layer, as dead_units
+    frozen: np.ndarray  # (N,), as frozen_layer
+    effective: np.ndarray | None  # (N,) boolean, as gradient_path_mask (None without weights)
+
+    def __repr__(self) -> str:
+        eff = "" if self.effective is None else f", N_eff = {int(self.effective.sum())}"
+        return (f"<PatternSummary: N = {self.frozen.size}, widths {[c.size for c in self.counts]}, "
+                f"dead units {[int(d.sum()) for d in self.dead]}, frozen out {int((self.frozen > 0).sum())}{eff}>")
+
+
+def pattern_summary(pattern, weights=None) -> PatternSummary:
+    """The truncation counts, fractions, dead units, frozen layers and (with ``weights``) the gradient-path mask
+    of one pattern, with one validation and each reduction over points and units done once: the same values as
+    :func:`truncation_counts`, :func:`truncation_fractions`, :func:`dead_units`, :func:`frozen_layer` and
+    :func:`gradient_path_mask`, which share its kernels (the training monitor calls this at every record)."""
+    T = _as_pattern(pattern)
+    N, widths = T[0].shape[0], np.array([t.shape[1] for t in T])
+    units, points = _unit_counts(T), _point_counts(T)
+    effective = None if weights is None else _gradient_path_mask(_path_weights(weights, T), T)
+    return PatternSummary(units, points / widths, points.sum(axis=1) / widths.sum(), [n == N for n in units],
+                          _frozen(points, widths), effective)
 
 
 def effective_training_set(weights, biases, X) -> tuple[np.ndarray, int]:
@@ -186,11 +234,36 @@ def effective_training_set(weights, biases, X) -> tuple[np.ndarray, int]:
 
 def _probe(Ws, active):
     """vᵀ J_i ≠ 0 for the rows of the activation masks ``active`` (1 − T_ℓ), with the fixed probe v."""
+    return _probe_truncated(Ws, [~a for a in active])
+
+
+def _probe_truncated(Ws, T):
+    """vᵀ J_i ≠ 0 from the truncation masks T_ℓ (rows of one block of points), with the fixed probe v."""
     v = np.random.default_rng(_PROBE_SEED).standard_normal(Ws[-1].shape[0])
-    g = np.where(active[-1], v, 0.0)  # rows: vᵀ D_L
-    for W, a in zip(Ws[:0:-1], active[-2::-1]):  # g ← (g W_ℓ) D_{ℓ-1}, ℓ = L..2
-        g = np.where(a, g @ W, 0.0)
+    g = np.where(T[-1], 0.0, v)  # rows: vᵀ D_L
+    for W, t in zip(Ws[:0:-1], T[-2::-1]):  # g ← (g W_ℓ) D_{ℓ-1}, ℓ = L..2
+        g = np.where(t, 0.0, g @ W)
     return np.any(g != 0.0, axis=1)
+
+
+def _path_weights(weights, T):
+    Ws = as_layer_list(weights, "weights")
+    Ws = [as_real_array(W, f"weights[{i}]", ndim=2) for i, W in enumerate(Ws)]
+    if len(Ws) != len(T):
+        raise ValueError(f"weights and pattern must have the same number of layers; got {len(Ws)} and {len(T)}")
+    for i, (W, t) in enumerate(zip(Ws, T)):
+        if W.shape[0] != t.shape[1] or (i > 0 and W.shape[1] != Ws[i - 1].shape[0]):
+            raise ValueError(f"weights[{i}] (layer {i + 1}) has shape {W.shape}, which does not match the pattern's "
+                             f"width {t.shape[1]} or the layer below")
+    return Ws
+
+
+def _gradient_path_mask(Ws, T):
+    N = T[0].shape[0]
+    mask = np.empty(N, dtype=bool)
+    for sl in _blocks(N, max(W.shape[0] for W in Ws)):
+        mask[sl] = _probe_truncated(Ws, [t[sl] for t in T])
+    return mask
 
 
 def gradient_path_mask(weights, pattern) -> np.ndarray:
@@ -200,19 +273,7 @@ def gradient_path_mask(weights, pattern) -> np.ndarray:
     pattern of a forward pass (the training monitor): it needs the weights W_2..W_L and the masks only.
     """
     T = _as_pattern(pattern)
-    Ws = as_layer_list(weights, "weights")
-    Ws = [as_real_array(W, f"weights[{i}]", ndim=2) for i, W in enumerate(Ws)]
-    if len(Ws) != len(T):
-        raise ValueError(f"weights and pattern must have the same number of layers; got {len(Ws)} and {len(T)}")
-    for i, (W, t) in enumerate(zip(Ws, T)):
-        if W.shape[0] != t.shape[1] or (i > 0 and W.shape[1] != Ws[i - 1].shape[0]):
-            raise ValueError(f"weights[{i}] (layer {i + 1}) has shape {W.shape}, which does not match the pattern's "
-                             f"width {t.shape[1]} or the layer below")
-    N = T[0].shape[0]
-    mask = np.empty(N, dtype=bool)
-    for sl in _blocks(N, max(W.shape[0] for W in Ws)):
-        mask[sl] = _probe(Ws, [~t[sl] for t in T])
-    return mask
+    return _gradient_path_mask(_path_weights(weights, T), T)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -270,3 +270,21 @@ def test_bad_input_names_the_argument():
     for exc, msg, call in cases:
         with pytest.raises(exc, match=msg):
             call()
+
+
+def test_nc1_layers_is_nc1_per_layer_with_nan_where_the_means_coincide():
+    """Oracle: nc1_variability called layer by layer; a layer of coinciding class means gives NaN (it raises there)."""
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.arange(3), 5)
+    Hs = [rng.standard_normal((15, p)) + 3 * np.eye(3, p)[labels] for p in (3, 5)] + [np.ones((15, 2))]
+    got = NC.nc1_layers(Hs, labels)
+    assert got.shape == (3,) and np.isnan(got[2])
+    np.testing.assert_array_equal(got[:2], [NC.nc1_variability(H, labels) for H in Hs[:2]])
+    with pytest.raises(ValueError, match="class means must not coincide"):
+        NC.nc1_variability(Hs[2], labels)
+    with pytest.raises(ValueError, match=r"features\[1\] must have N = 15 rows"):
+        NC.nc1_layers([Hs[0], Hs[1][:4]], labels)
+    with pytest.raises(ValueError, match="at least one"):
+        NC.nc1_layers([], labels)
+    with pytest.raises(ValueError, match=r"features\[1\]"):
+        NC.nc1_layers([Hs[0], np.full((15, 2), np.nan)], labels)

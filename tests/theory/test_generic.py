@@ -422,3 +422,26 @@ def test_a_square_stack_pattern_is_accepted():
     Wc, bc = rf.cumulative_parameters(weights, biases)
     stack = rf.truncation_pattern(Wc, bc, X)
     assert [c.tolist() for c in G.truncation_counts(stack)] == [list(t.sum(axis=0)) for t in stack]
+
+
+@settings(max_examples=30)
+@given(widths=width_lists, seed=seeds, shift=st.sampled_from([0.0, -0.7, -1.5]))
+def test_pattern_summary_matches_a_brute_force_recount(widths, seed, shift):
+    """Oracle: brute force (per-point loops and the explicit mask product); every field of the one-pass summary."""
+    weights, biases = random_layers(widths, seed, shift)
+    X = np.random.default_rng(seed + 1).standard_normal((15, widths[0]))
+    ref = loop_pattern(weights, biases, X)
+    s = G.pattern_summary(G.layer_truncation_pattern(weights, biases, X), weights)
+    for l, r in enumerate(ref):
+        assert s.counts[l].tolist() == [int(sum(r[:, k])) for k in range(r.shape[1])]
+        assert s.dead[l].tolist() == [bool(all(r[:, k])) for k in range(r.shape[1])]
+        assert s.layer_fractions[:, l].tolist() == pytest.approx([sum(r[i]) / r.shape[1] for i in range(15)], abs=0)
+    frozen = [next((l + 1 for l, r in enumerate(ref) if all(r[i])), 0) for i in range(15)]
+    assert s.frozen.tolist() == frozen
+    total = sum(widths[1:])
+    np.testing.assert_allclose(s.fractions, [sum(int(v) for r in ref for v in r[i]) / total for i in range(15)],
+                               rtol=0, atol=1e-15)
+    assert s.effective.tolist() == [bool(np.any(mask_product(weights, biases, x) != 0)) for x in X]
+    assert G.pattern_summary(ref).effective is None and "PatternSummary" in repr(s)
+    with pytest.raises(ValueError, match="weights"):
+        G.pattern_summary(ref, [*weights, weights[-1]])
