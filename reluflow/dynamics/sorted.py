@@ -15,7 +15,20 @@ import numpy as np
 from reluflow.dynamics.base import Backend, Values
 from reluflow.dynamics.events import SLIDING, TRUNCATED, UNTRUNCATED
 
-__all__ = ["SortedBackend", "OneLayerSweep", "one_layer_sweep"]
+__all__ = ["SortedBackend", "OneLayerSweep", "one_layer_sweep", "memory_estimate"]
+
+
+def memory_estimate(N: int, M: int, n_times: int) -> float:
+    """Upper estimate of the sorted backend's peak bytes on N points in M coordinates, ``n_times`` output times.
+
+    97 bytes per (point, coordinate): the event log (time, point, kind: 17 bytes, at most one crossing per point
+    and coordinate) and the closed form kept per event (10 fields); 100 bytes per point: the working arrays of
+    one coordinate (the sort's complex pairs, prefix sums, targets); 41 bytes per (coordinate, output time): the
+    evaluated trajectory. With the event times recorded ``n_times`` counts the worst case, one event per point
+    and coordinate. Measured with tracemalloc on Gaussian data (N = 2e4 to 2e5, M = 2 to 4, event times
+    recorded): the peak is 0.3 to 0.6 of this estimate.
+    """
+    return 97.0 * N * M + 100.0 * N + 41.0 * M * n_times
 
 
 class SweepSegment:
@@ -39,6 +52,21 @@ class SortedBackend(Backend):
     """One layer (L = 1), bias flow, any weights: O(N log N) per coordinate, no loop over events."""
 
     algorithm = "sorted"
+
+    def __init__(self, problem):
+        from reluflow.dynamics.affine import MEMORY_BUDGET
+
+        super().__init__(problem)
+        _, N, M = problem.shape
+        n_times = len(problem.t_eval) + 1 + (N * M if problem.record_events else 0)
+        need = memory_estimate(N, M, n_times)
+        if need > MEMORY_BUDGET:
+            raise ValueError(
+                f"method='exact' on a one-layer network (the sorted backend) needs about {need / 1e9:.3g} GB for "
+                f"N = {N} points, M = {M} coordinates and up to {n_times} output times (reluflow.dynamics.sorted."
+                f"memory_estimate), more than reluflow.dynamics.affine.MEMORY_BUDGET = {MEMORY_BUDGET / 1e9:.3g} GB. "
+                "Use fewer points (identical points can be merged into point_weights), record_events=False, or "
+                "raise MEMORY_BUDGET")
 
     def step(self):
         p = self.problem

@@ -150,3 +150,33 @@ def test_former_early_stops_follow_gradient_descent(index):
     coarse = _restart_errors(p, ds, times, h)
     fine = _restart_errors(p, ds, times, h / 4)
     assert np.all((fine <= FIRST_ORDER * coarse) | (fine <= ROUNDING)), (coarse, fine)
+
+
+def test_sorted_backend_refuses_beyond_its_memory_budget_and_its_estimate_bounds_the_peak(monkeypatch):
+    """Oracle: tracemalloc's measured peak (the estimate must bound it, and not by more than 5x); the refusal comes
+    before any allocation and names the sizes."""
+    import tracemalloc
+
+    from reluflow.dynamics import sorted as sorted_backend
+
+    N, M = 20000, 3
+    net = rf.random_adapted_network(M, 1, seed=0)
+    X = np.random.default_rng(0).standard_normal((N, M))
+    t_eval = np.linspace(0.5, 5.0, 10)
+    need = sorted_backend.memory_estimate(N, M, len(t_eval) + 1 + N * M)
+    tracemalloc.start()
+    try:
+        ds = solve(net, X, np.zeros((N, M)), t_eval)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert ds.attrs["algorithm"] == "sorted" and ds.attrs["status"] == 0
+    assert need / 5 <= peak <= need, (peak, need)
+    monkeypatch.setattr(affine, "MEMORY_BUDGET", need / 2)
+    with pytest.raises(ValueError, match=rf"sorted backend\) needs about .* GB for N = {N} points, M = {M}.*"
+                                         "MEMORY_BUDGET"):
+        solve(net, X, np.zeros((N, M)), t_eval)
+    monkeypatch.setattr(affine, "MEMORY_BUDGET", 1.01 * sorted_backend.memory_estimate(N, M, len(t_eval) + 1))
+    with pytest.raises(ValueError, match="record_events=False"):
+        solve(net, X, np.zeros((N, M)), t_eval)
+    assert solve(net, X, np.zeros((N, M)), t_eval, record_events=False).attrs["status"] == 0  # fewer output times
