@@ -29,9 +29,10 @@ class sizes. NC1 uses the same pseudo-inverse cut-off as ``numpy.linalg.pinv(Σ_
 (‖M̃‖_F ≤ 1e-12 max_j ‖μ_j‖: Σ_B = 0 and the normalised means do not exist), a zero centred mean in the
 equiangularity (its angle is undefined), a zero classifier in NC3.
 
-The independent package ``neural-collapse`` (rhubarbwu/neural-collapse, torch) is not a dependency here; its
-``simplex_etf_error`` is the NC2 (ETF) formula above. The tests check each measure against analytic fixtures
-and a second formula instead.
+The tests check each measure against analytic fixtures, a second formula, and the independent package
+rhubarbwu/neural-collapse (torch; not on PyPI, so a copy of it serves as a test oracle in ``tests/third_party``;
+``tests/theory/test_collapse_peer.py`` maps each of its definitions onto ours: NC1, NC2 and NC4 agree on any
+features, NC3 where the rows of W and of M̃ each have one norm, since that package normalises row by row).
 """
 
 from __future__ import annotations
