@@ -307,8 +307,8 @@ def prune(scores, fraction: float, *, keep: str = "hardest", seed: int = 0, labe
     ``scores``: a 1-D array (high = hard) or a DataArray over ``point`` from :func:`scores` (e.g.
     ``ds.mean_score.sel(score="el2n")``), whose coordinate ``hard_when_high`` gives the direction. The points are
     ordered from easiest to hardest by (hardness, tie key), the tie key a random permutation from ``seed``; the
-    easiest n are the first n, the hardest n the last n, so ``keep="hardest"`` at f and ``keep="easiest"`` at
-    1 − f partition the points. With ``labels``, every class with at least ``min_per_class`` points keeps that many:
+    easiest n are the first n, the hardest n the last n, so the n hardest and the N − n easiest partition the
+    points. With ``labels``, every class with at least ``min_per_class`` points keeps that many:
     an absent class's best-ranked points replace the lowest-ranked kept points of the most-kept class (n does not
     change). ``fraction`` in (0, 1]; n ≥ 1."""
     sign = 1
