@@ -368,7 +368,8 @@ class CurationData:
     n_classes: int
 
     def __repr__(self) -> str:
-        return f"<CurationData {self.name}: {len(self.y_train)} train / {len(self.y_test)} test, {self.n_classes} classes>"
+        return (f"<CurationData {self.name}: {len(self.y_train)} train / {len(self.y_test)} test, "
+                f"{self.n_classes} classes>")
 
 
 def accuracy_on(trajectory: xr.Dataset, X, y) -> float:
@@ -418,7 +419,8 @@ def curation_sweep(data: CurationData, score_ds: xr.Dataset, *, fractions, seeds
                 if f == 1.0:
                     continue
                 for d, s in enumerate(seeds):
-                    sc = (score_ds.score_per_run.isel(run=d) if name == "random" else score_ds.mean_score).sel(score=name)
+                    source = score_ds.score_per_run.isel(run=d) if name == "random" else score_ds.mean_score
+                    sc = source.sel(score=name)
                     kept = prune(sc, f, keep=keep, seed=s, labels=data.y_train)
                     plan.append((data, kept, tuple(hidden), s, n_steps, lr))
                     where.append((a, b, c, d))
