@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -136,6 +136,9 @@ def test_determinism_and_executor_invariance(tiny):
     with ThreadPoolExecutor(2) as ex:
         s2 = cur.curation_sweep(data, a, executor=ex, **kw)
     xr.testing.assert_identical(s1, s2)
+    with ProcessPoolExecutor(2) as ex:  # the tasks are module-level functions of picklable arguments
+        xr.testing.assert_identical(a, cur.scores(runs, X, y, score_step=SCORE_STEP, seed=1, executor=ex))
+        xr.testing.assert_identical(s1, cur.curation_sweep(data, a, executor=ex, **kw))
     assert s1.accuracy.dims == ("score", "keep", "fraction", "seed") and np.isfinite(s1.accuracy.values).all()
     # f = 1 keeps every point: the retrain is the full run of that seed
     full = cur.engine_run(X, y, hidden=[5, 3], seed=1, n_steps=10, lr=0.3, record_every=10)
