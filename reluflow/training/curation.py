@@ -32,6 +32,25 @@ by a seeded random order, and (by default) at least one point of every class is 
 retrains from scratch on every kept subset with the same number of steps and measures the test accuracy, through
 any :class:`concurrent.futures.Executor` (serial by default): every retraining draws its initialisation from its
 own seed only, so the result does not depend on scheduling.
+
+With the project's engine::
+
+    runs = [engine_run(X, y, hidden=[32], seed=s, n_steps=300, lr=0.1, record_every=5) for s in range(5)]
+    ds = scores(runs, X, y, score_step=60)
+    kept = prune(ds.mean_score.sel(score="el2n"), 0.5, keep="hardest", labels=y)
+
+With a PyTorch ``nn.Sequential`` (float64), keep the parameters at the recorded steps, and the monitor gives the
+truncation fraction from its forward hooks::
+
+    pairs = [(0, network_parameters(model))]
+    with monitor.watch(model, X, every=5) as mon:
+        for step in range(1, 301):
+            ...                                   # forward, backward, optimiser step
+            mon.step()
+            if step % 5 == 0:
+                pairs.append((step, network_parameters(model)))
+    per_run = run_scores(pairs, X, y, score_step=60)          # every score of this run
+    tau = truncation_score(mon.result(), score_step=60)       # equals per_run["truncation"]
 """
 
 from __future__ import annotations
