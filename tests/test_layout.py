@@ -18,7 +18,11 @@ PACKAGE = ROOT / "reluflow"
 LAYERS = {"theory", "dynamics", "training", "testing", "results", "pipeline"}
 #: monitor.py is the one module above the layers: its public path reluflow.monitor.watch is the one a
 #: practitioner types, and it reads the quantities of theory/ from the runs of training/ or of PyTorch.
-TOP_LEVEL = {"__init__.py", "__main__.py", "validation.py", "monitor.py"}
+#: curation.py is a practitioner's path too (reluflow.curation.scores / prune): it only re-exports
+#: reluflow.training.curation, where the code lives (test_practitioner_paths_only_re_export).
+TOP_LEVEL = {"__init__.py", "__main__.py", "validation.py", "monitor.py", "curation.py"}
+#: Top-level modules that hold no code of their own: each re-exports one module of a layer.
+FACADES = {"curation.py": "reluflow.training.curation"}
 
 
 def _sources(*folders):
@@ -112,3 +116,14 @@ def test_formula_table_names_exist(row):
         nb, _, cell_id = ref.partition("#")
         ids = {c.get("id") for c in json.loads((ROOT / "notebooks" / f"{nb}.ipynb").read_text())["cells"]}
         assert cell_id in ids, f"notebook {nb} has no cell {cell_id}"
+
+
+def test_practitioner_paths_only_re_export():
+    """Oracle: identity of the implementation. Each facade's public names are the very objects of its module."""
+    for name, target in FACADES.items():
+        facade = importlib.import_module(f"reluflow.{name[:-3]}")
+        module = importlib.import_module(target)
+        assert list(facade.__all__) == list(module.__all__)
+        assert all(getattr(facade, n) is getattr(module, n) for n in module.__all__)
+        tree = ast.parse((PACKAGE / name).read_text())
+        assert all(isinstance(node, (ast.ImportFrom, ast.Expr)) for node in tree.body), name
