@@ -397,4 +397,4 @@ def monitor_figure(ds: xr.Dataset, layer: int = 1):
     return fig
 
 
-from reluflow.diagnosis import diagnose  # noqa: E402  (the diagnosis of a record, in its own module)
+from reluflow.training.diagnosis import diagnose  # noqa: E402  (the diagnosis of a record, in its own module)
