@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from reluflow import monitor, solve, train
-from reluflow.training.diagnosis import DEFAULT_THRESHOLDS, Diagnosis
 from reluflow.testing.problems import random_problem
 from reluflow.theory.realdata import load_split
+from reluflow.training.diagnosis import DEFAULT_THRESHOLDS, Diagnosis
 from reluflow.training.init import he_network
 
 SEEDS = range(5)
