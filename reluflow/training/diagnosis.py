@@ -34,7 +34,8 @@ import xarray as xr
 
 from reluflow.validation import as_real
 
-__all__ = ["DEFAULT_THRESHOLDS", "Flag", "Diagnosis", "diagnose"]
+__all__ = ["DEFAULT_THRESHOLDS", "FLAG_NAMES", "Flag", "Diagnosis", "diagnose", "BROKEN_KINDS", "KINDS",
+           "demonstration", "demonstration_point"]
 
 #: The thresholds of :func:`diagnose` and their defaults (module docstring).
 DEFAULT_THRESHOLDS = {"dead_share": 0.5, "frozen_share": 0.2, "rise_tol": 0.05, "tail": 0.25,
@@ -214,3 +215,77 @@ def diagnose(record: xr.Dataset, *, trajectory: xr.Dataset | None = None, predic
         flags.append(Flag("flow_gap", fired, float(gap), th["gap_share"], step, n > 0,
                           "GD vs flow thresholds, relative to the flow's move"))
     return Diagnosis(tuple(flags), N, int(record.sizes["time"]))
+
+
+# ------------------------------------------------------------------------------------------------ demonstration runs
+
+#: The broken runs of :func:`demonstration`, and the flags each must raise.
+BROKEN_KINDS = {"negative_biases": ("frozen_out",), "dying_layer": ("dead_units", "frozen_out"),
+                "large_step": ("unstable",)}
+#: The kinds of :func:`demonstration`: a healthy run and the broken ones.
+KINDS = ("healthy",) + tuple(BROKEN_KINDS)
+
+
+def demonstration(kind: str, run: int, split, *, seed: int, hidden=(32, 16), n_steps: int = 120, lr: float = 0.1,
+                  large_lr: float = 20.0, bias_shift: float = -3.0, layer_shift: float = -5.0, fixed: bool = False):
+    """A run of ``kind`` (:data:`KINDS`) on ``split`` with cross-entropy, full batch, He initialisation from
+    SeedSequence([seed, run]): ``"healthy"`` (step ``lr``); ``"negative_biases"`` (every hidden bias started at
+    ``bias_shift``); ``"dying_layer"`` (the second hidden layer's biases at ``layer_shift``); ``"large_step"`` (step
+    ``large_lr``). With ``fixed``, the fix runs instead: negative biases and a dying layer continue for ``n_steps``
+    from the stuck run's last state with the offending biases reset to 0; a step too large restarts from the same
+    initialisation with the flow step η = 1/r̂ (:func:`reluflow.training.schedules.output_layer_rate`); a healthy run
+    continues for ``n_steps``. Returns (record, trajectory, diagnosis, test accuracy); records every step for the
+    large step, else every 10 steps."""
+    import warnings
+
+    from reluflow import monitor
+    from reluflow.training.gd import train
+    from reluflow.training.init import he_network
+    from reluflow.training.schedules import accuracy, output_layer_rate
+
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+    Ws, bs, Wo, bo = he_network([split.n_features, *hidden], split.n_classes, seed=np.random.SeedSequence([seed, run]))
+    eta = lr
+    if kind == "negative_biases":
+        bs = [b + bias_shift for b in bs]
+    elif kind == "dying_layer":
+        bs[min(1, len(bs) - 1)] = bs[min(1, len(bs) - 1)] + layer_shift
+    elif kind == "large_step":
+        eta = large_lr
+    every = 1 if kind == "large_step" else 10
+
+    def go(state, step):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return train(state[0], state[1], split.X_train, split.y_train, mode="full", cost="cross_entropy", lr=step,
+                         n_steps=n_steps, record_every=every, W_out=state[2], b_out=state[3], train_terminal=True)
+
+    state = (Ws, bs, Wo, bo)
+    if fixed and kind == "large_step":
+        eta = 1.0 / output_layer_rate(Ws, bs, Wo, bo, split.X_train)
+        every = 10
+    elif fixed:
+        tr = go(state, eta)
+        weights, biases, W_out, b_out = monitor.trajectory_parameters(tr.isel(time=[-1]))[0]
+        if kind == "negative_biases":
+            biases = [np.zeros_like(b) for b in biases]
+        elif kind == "dying_layer":
+            biases[min(1, len(biases) - 1)] = np.zeros_like(biases[min(1, len(biases) - 1)])
+        state = (weights, biases, W_out, b_out)
+    tr = go(state, eta)
+    rec = monitor.from_trajectory(tr, split.X_train, split.y_train)
+    final = monitor.trajectory_parameters(tr.isel(time=[-1]))[0]
+    return rec, tr, diagnose(rec, trajectory=tr), accuracy(final, split.X_test, split.y_test)
+
+
+def demonstration_point(point, rng_seed, *, seed: int, split, **kwargs) -> dict:
+    """:func:`demonstration` at ``point = {"run", "kind", "fixed"}`` for :func:`reluflow.sweep`: each flag's verdict
+    (1/0) and value, whether every flag expected for the kind fired, and the test accuracy."""
+    kind, run, fixed = str(point["kind"]), int(point["run"]), bool(point["fixed"])
+    _, _, d, acc = demonstration(kind, run, split, seed=seed, fixed=fixed, **kwargs)
+    expected = BROKEN_KINDS.get(kind, ())
+    return {"fired": np.array([int(d[n].fired) for n in FLAG_NAMES]),
+            "value": np.array([d[n].value for n in FLAG_NAMES], dtype=float),
+            "expected_fired": int(all(d[n].fired for n in expected)) if expected else -1,
+            "healthy": int(d.healthy), "test_accuracy": acc}

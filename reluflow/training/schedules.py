@@ -37,12 +37,13 @@ import numpy as np
 
 from reluflow.theory.network import haar_orthogonal, layer_parameters
 from reluflow.training.gd import backprop_gradient, train
+from reluflow.training.init import he_network
 from reluflow.validation import as_points, as_real, as_real_array, check_positive_int
 
 __all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", "adapted_counts", "stability_limit",
            "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
-           "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold",
-           "contraction_factors"]
+           "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold", "steps_to_target",
+           "contraction_factors", "idealised_point", "idealised_rule_names", "accuracy", "digits_point"]
 
 #: The step-size rules of :func:`run_rule`.
 RULES = ("constant", "cosine", "curvature", "truncation")
@@ -482,3 +483,96 @@ def contraction_factors(problem: IdealisedProblem, lr: float, *, offset: float =
                    lr=lr, n_steps=n_steps, max_condition=np.inf)
     e = tr.thresholds.values[:, 0, :] - problem.equilibrium
     return e[1:] / e[:-1]
+
+
+# ------------------------------------------------------------------------------------------------ sweep points
+
+
+def steps_to_target(cost, target: float) -> int:
+    """The first step s with C_s ≤ target, or −1 if none."""
+    hit = np.flatnonzero(np.asarray(cost, dtype=float) <= target)
+    return int(hit[0]) if hit.size else -1
+
+
+def idealised_point(point, rng_seed, *, seed: int, M: int, n_clusters: int, n_per_cluster: int, grid,
+                    n_steps: int, threshold_steps: int, window: int, target_share: float, power_iterations: int,
+                    cosine_every: int = 10) -> dict:
+    """One idealised problem (:func:`idealised_problem` of SeedSequence([seed, run])): its observed and predicted
+    divergence thresholds, and every rule's run (the constants of ``grid``, cosine decay from each, the curvature
+    rule and the truncation schedule, both recomputed every step with c = 1). The target is an excess cost
+    C − C* ≤ ``target_share``·(C_0 − C*), C* the rest point's cost. For :func:`reluflow.sweep`."""
+    run = int(point["run"])
+    p = idealised_problem(np.random.SeedSequence([seed, run]), M=M, n_clusters=n_clusters, n_per_cluster=n_per_cluster)
+    out = {"observed_threshold": observed_threshold(p, n_steps=threshold_steps, window=window),
+           "predicted_threshold": p.final_limit,
+           "criterion_threshold": criterion_limit(2.0 / p.final_limit, window)}
+    Cstar = 0.5 * float(np.mean(np.sum((p.targets - p.targets.mean(axis=0)) ** 2, axis=1)))
+    state = (p.weights, p.biases, None, None)
+    kw = dict(n_steps=n_steps, cost="input", mode="biases", train_terminal=False)
+    runs = {}
+    for eta in grid:
+        runs[f"constant {eta:g}"] = run_rule("constant", state, p.X, p.targets, base_step=eta, **kw)
+        runs[f"cosine {eta:g}"] = run_rule("cosine", state, p.X, p.targets, base_step=eta, segment=cosine_every, **kw)
+    runs["curvature"] = run_rule("curvature", state, p.X, p.targets, segment=1, c=1.0, n_iter=power_iterations,
+                                 seed=run, **kw)
+    runs["truncation"] = run_rule("truncation", state, p.X, p.targets, segment=1, c=1.0, **kw)
+    names = list(runs)
+    excess = np.stack([runs[n].cost - Cstar for n in names])
+    target = target_share * (excess[:, 0])
+    out.update({
+        "excess_cost": excess,
+        "step_size": np.stack([runs[n].steps for n in names]),
+        "steps_to_target": np.array([steps_to_target(excess[i], target[i]) for i in range(len(names))]),
+        "diverged": np.array([runs[n].diverged for n in names], dtype=np.int8),
+        "gradient_evaluations": np.array([runs[n].gradient_evaluations for n in names]),
+        "rule_evaluations": np.array([runs[n].n_evaluations for n in names]),
+    })
+    return out
+
+
+def idealised_rule_names(grid) -> list:
+    """The rule labels of :func:`idealised_point`, in its order."""
+    names = []
+    for eta in grid:
+        names += [f"constant {eta:g}", f"cosine {eta:g}"]
+    return names + ["curvature", "truncation"]
+
+
+def accuracy(state, X, labels) -> float:
+    """The share of points whose output argmax is their label (a plain forward pass)."""
+    weights, biases, W_out, b_out = state
+    h = np.asarray(X, dtype=float)
+    for W, b in zip(weights, biases):
+        h = np.maximum(h @ np.asarray(W).T + np.asarray(b), 0.0)
+    z = h @ np.asarray(W_out).T + np.asarray(b_out)
+    with np.errstate(invalid="ignore"):
+        return float(np.mean(np.argmax(np.nan_to_num(z, nan=-np.inf), axis=1) == labels)) if np.isfinite(z).all() \
+            else float("nan")
+
+
+def digits_point(point, rng_seed, *, seed: int, split, hidden, n_steps: int, target_cost: float,
+                 base_step: float | None = None, curvature_every: int = 10, truncation_every: int = 10,
+                 power_iterations: int = 10, cosine_every: int = 10) -> dict:
+    """One run on a real split: He initialisation from SeedSequence([seed, run]) (the same for every rule), the
+    rule ``point["rule"]`` ("constant", "cosine", "curvature" with c = 1, "truncation" with c = 1), the step
+    ``point["step"]`` for a constant (else ``base_step``); cross-entropy, full batch, every parameter trained.
+    For :func:`reluflow.sweep`."""
+    run, rule = int(point["run"]), str(point["rule"])
+    state = he_network([split.n_features, *hidden], split.n_classes, seed=np.random.SeedSequence([seed, run]))
+    eta = float(point.get("step", base_step if base_step is not None else 0.0))
+    kw = dict(n_steps=n_steps, cost="cross_entropy", mode="full", train_terminal=True)
+    if rule == "constant":
+        r = run_rule("constant", state, split.X_train, split.y_train, base_step=eta, **kw)
+    elif rule == "cosine":
+        r = run_rule("cosine", state, split.X_train, split.y_train, base_step=eta, segment=cosine_every, **kw)
+    elif rule == "curvature":
+        r = run_rule("curvature", state, split.X_train, split.y_train, segment=curvature_every, c=1.0,
+                     n_iter=power_iterations, seed=run, **kw)
+    else:
+        r = run_rule("truncation", state, split.X_train, split.y_train, segment=truncation_every, c=1.0, **kw)
+    return {"cost": r.cost, "step_size": np.concatenate([r.steps, np.full(n_steps - r.steps.size, np.nan)]),
+            "steps_to_target": steps_to_target(r.cost, target_cost), "test_accuracy": accuracy(r.state,
+                                                                                                   split.X_test,
+                                                                                                   split.y_test),
+            "diverged": int(r.diverged), "gradient_evaluations": r.gradient_evaluations,
+            "rule_evaluations": r.n_evaluations}
