@@ -42,8 +42,9 @@ from reluflow.validation import as_points, as_real, as_real_array, check_positiv
 
 __all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", "adapted_counts", "stability_limit",
            "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
-           "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold", "steps_to_target",
-           "contraction_factors", "idealised_point", "idealised_rule_names", "accuracy", "digits_point"]
+           "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold",
+           "steps_to_target", "contraction_factors", "idealised_point", "idealised_rule_names", "accuracy",
+           "digits_point"]
 
 #: The step-size rules of :func:`run_rule`.
 RULES = ("constant", "cosine", "curvature", "truncation")
