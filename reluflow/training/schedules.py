@@ -275,7 +275,8 @@ def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str
 
     - ``"constant"``: η = ``base_step`` throughout (one segment);
     - ``"cosine"``: η_s = :func:`cosine_step` (s, S, base_step), recomputed every ``segment`` steps;
-    - ``"curvature"``: η = c / λ_max(∇²C) by :func:`hessian_lambda_max` (``n_iter``, ``eps``) every ``segment`` steps;
+    - ``"curvature"``: η = c / λ_max(∇²C) by :func:`hessian_lambda_max` (``n_iter``, ``eps``) every ``segment`` steps
+      (the previous step is kept when the estimate is not positive);
     - ``"truncation"``: η = :func:`flow_step` of the current counts for a one-layer network with ``cost="input"``
       (the idealised rule), else c / :func:`output_layer_rate` (the heuristic for generic networks); every
       ``segment`` steps, capped at ``max_step``.
@@ -312,15 +313,17 @@ def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str
         elif rule == "curvature":
             lam = hessian_lambda_max(state, X, targets, cost=cost, mode=mode, train_terminal=train_terminal,
                                      n_iter=n_iter, eps=eps, seed=seed)
-            eta = c / lam if lam > 0 else max_step
-            eta = min(eta, max_step)
+            # power iteration finds the eigenvalue of largest magnitude; when it is not positive (a saddle, or a
+            # cost flat to round-off) the previous step is kept (max_step at the first evaluation)
+            eta = min(c / lam, max_step) if lam > 0 and np.isfinite(lam) else (etas[-1] if etas else max_step)
             n_grad += 2 * n_iter
         elif one_layer_input:
             counts, scales = adapted_counts(state[0], state[1], X)
             eta = flow_step(counts, scales, X.shape[0], c=c, max_step=max_step)
         else:
             r = output_layer_rate(state[0], state[1], state[2], state[3], X, cost=cost)
-            eta = min(c / r, max_step)
+            # a saturated softmax can make the bound vanish to round-off: keep the previous step then
+            eta = min(c / r, max_step) if r > 0 else (etas[-1] if etas else max_step)
         seconds += time.perf_counter() - t0
         n_eval += rule != "constant" or s == 0
         if not np.isfinite(eta) or eta <= 0:
