@@ -150,3 +150,24 @@ def test_bad_input_names_the_argument():
         SC.converges(SC.idealised_problem(0), [0.1], n_steps=10, window=5)
     with pytest.raises(ValueError, match="cost"):
         SC.output_layer_rate([np.eye(2)], [np.zeros(2)], np.eye(2), np.zeros(2), np.ones((3, 2)), cost="input")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rest_pattern_of_an_s2_problem_truncates_everything(seed):
+    p = SC.idealised_problem(seed)
+    n, settled = SC.rest_pattern(p, lr=0.5 * p.final_limit, n_steps=3000, window=300)
+    assert settled and n.tolist() == [p.X.shape[0]] * p.X.shape[1]
+    assert SC.stability_limit(n, p.scales, p.X.shape[0]) == pytest.approx(p.final_limit, rel=1e-15)
+
+
+def test_interior_problems_and_their_points():
+    p = SC.idealised_problem(3, targets="interior", initial_share=0.3)
+    U, Yh = p.X @ p.frame.T, p.targets @ p.frame.T
+    assert np.all(Yh.min(axis=0) < U.max(axis=0))  # some target lies inside the data's range
+    out = SC.interior_point({"run": 1}, None, seed=0, M=3, n_clusters=3, n_per_cluster=20, threshold_steps=1200,
+                            window=150)
+    assert out["settled"] in (0, 1) and out["rest_counts"].shape == (3,)
+    if out["settled"]:
+        assert np.isfinite(out["observed_threshold"]) and out["observed_threshold"] > 0
+    with pytest.raises(ValueError, match="targets"):
+        SC.idealised_problem(0, targets="inside")

@@ -23,7 +23,9 @@ iff η r_k < 2. Map from formula to function:
 - gradient descent on the biases for many η at once, and whether it settles      → :func:`bias_descent`,
   :func:`converges`, :func:`criterion_limit`
 - the observed divergence threshold, by repeated grid bisection on η              → :func:`observed_threshold`
-- a random idealised problem: S2 sweeps, every target beyond every point        → :func:`idealised_problem`
+- a random idealised problem: S2 sweeps, every target beyond every point, or targets inside the data (S3/S5)
+                                                                                 → :func:`idealised_problem`
+- the rest pattern of small-step descent, and whether it settles                  → :func:`rest_pattern`
 """
 
 from __future__ import annotations
@@ -43,8 +45,8 @@ from reluflow.validation import as_points, as_real, as_real_array, check_positiv
 __all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", "adapted_counts", "stability_limit",
            "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
            "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold",
-           "steps_to_target", "contraction_factors", "idealised_point", "idealised_rule_names", "accuracy",
-           "digits_point"]
+           "rest_pattern", "interior_point", "steps_to_target", "contraction_factors", "idealised_point",
+           "idealised_rule_names", "accuracy", "digits_point"]
 
 #: The step-size rules of :func:`run_rule`.
 RULES = ("constant", "cosine", "curvature", "truncation")
@@ -376,11 +378,16 @@ class IdealisedProblem:
 
 
 def idealised_problem(seed, *, M: int = 3, n_clusters: int = 3, n_per_cluster: int = 20, initial_share: float = 0.1,
-                      margin: float = 0.5, scale_range=(0.5, 1.5)) -> IdealisedProblem:
-    """A random S2 problem: Haar frame R, scales λ_k ~ U(scale_range), Q Gaussian clusters (centres N(0, 4·1),
-    unit spread), class targets with R ỹ_j beyond every point in every coordinate (by ``margin`` + U(0, 1)), and
-    thresholds θ_0 at the ``initial_share`` quantile of each coordinate, so that some points are truncated at t = 0 and
-    every point is truncated at the rest point θ* = R mean(ỹ)."""
+                      margin: float = 0.5, scale_range=(0.5, 1.5), targets: str = "beyond") -> IdealisedProblem:
+    """A random one-layer problem: Haar frame R, scales λ_k ~ U(scale_range), Q Gaussian clusters (centres
+    N(0, 4·1), unit spread), and thresholds θ_0 at the ``initial_share`` quantile of each coordinate.
+
+    ``targets="beyond"`` (S2): class targets with R ỹ_j beyond every point in every coordinate (by ``margin`` +
+    U(0, 1)), so every point is truncated at the rest point θ* = R mean(ỹ). ``targets="interior"`` (S3/S5): R ỹ_j
+    uniform in [lo + 0.2 w, lo + 1.2 w] per coordinate (lo the smallest coordinate of the data, w its range), so the
+    rest point truncates part of the data, or sits on a point (a sliding rest point)."""
+    if targets not in ("beyond", "interior"):
+        raise ValueError(f"targets must be 'beyond' or 'interior'; got {targets!r}")
     M = check_positive_int(M, "M")
     Q = check_positive_int(n_clusters, "n_clusters")
     n = check_positive_int(n_per_cluster, "n_per_cluster")
@@ -397,7 +404,11 @@ def idealised_problem(seed, *, M: int = 3, n_clusters: int = 3, n_per_cluster: i
     X = centres[labels] + rng.standard_normal((Q * n, M))
     U = X @ R.T
     top = U.max(axis=0)
-    class_u = top + margin + rng.uniform(0.0, 1.0, size=(Q, M))  # R ỹ_j, beyond every point
+    if targets == "beyond":
+        class_u = top + margin + rng.uniform(0.0, 1.0, size=(Q, M))  # R ỹ_j, beyond every point
+    else:
+        low = U.min(axis=0)
+        class_u = low + (top - low) * rng.uniform(0.2, 1.2, size=(Q, M))
     Y = (class_u @ R)[labels]
     theta0 = np.quantile(U, share, axis=0)
     W = lam[:, None] * R
@@ -457,14 +468,15 @@ def criterion_limit(rate: float, window: int) -> float:
 
 
 def observed_threshold(problem: IdealisedProblem, *, n_rounds: int = 3, n_grid: int = 16, n_steps: int = 1500,
-                       window: int = 150) -> float:
-    """The divergence threshold of gradient descent on the biases: the bracket [0.25, 4] × :attr:`final_limit` is cut
-    into ``n_grid`` steps, evaluated at once by :func:`converges`, and narrowed to the first step that does not
-    converge and the one below it, ``n_rounds`` times; returns the bracket's midpoint (NaN if even the smallest
-    step does not converge, or the largest does)."""
+                       window: int = 150, reference: float | None = None) -> float:
+    """The divergence threshold of gradient descent on the biases: the bracket [0.25, 4] × ``reference`` (default
+    :attr:`final_limit`) is cut into ``n_grid`` steps, evaluated at once by :func:`converges`, and narrowed to the
+    first step that does not converge and the one below it, ``n_rounds`` times; returns the bracket's midpoint (NaN
+    if even the smallest step does not converge, or the largest does)."""
     n_rounds = check_positive_int(n_rounds, "n_rounds")
     n_grid = check_positive_int(n_grid, "n_grid", minimum=3)
-    lo, hi = 0.25 * problem.final_limit, 4.0 * problem.final_limit
+    ref = problem.final_limit if reference is None else as_real(reference, "reference", minimum=0.0, strict=True)
+    lo, hi = 0.25 * ref, 4.0 * ref
     for _ in range(n_rounds):
         grid = np.linspace(lo, hi, n_grid)
         ok = converges(problem, grid, n_steps=n_steps, window=window)
@@ -473,6 +485,34 @@ def observed_threshold(problem: IdealisedProblem, *, n_rounds: int = 3, n_grid: 
         j = int(np.argmin(ok))  # the first step that does not converge
         lo, hi = grid[j - 1], grid[j]
     return 0.5 * (lo + hi)
+
+
+def rest_pattern(problem: IdealisedProblem, *, lr: float = 0.02, n_steps: int = 20000,
+                 window: int = 2000) -> tuple[np.ndarray, bool]:
+    """(n, settled): the counts n_k at the end of small-step descent on the biases (:func:`bias_descent` with step
+    ``lr``), and whether it settled there (:func:`converges`); a sliding rest point never settles."""
+    th = bias_descent(problem, [lr], n_steps)
+    U = problem.X @ problem.frame.T
+    n = np.count_nonzero(U <= th[-1, 0], axis=0)
+    d = np.abs(np.diff(th[-2 * window - 1:, 0], axis=0)).max(axis=1)
+    last, before = d[window:].max(), d[:window].max()
+    alive = bool(np.all(n > 0))
+    return n, bool(alive and (last <= 1e-13 or last < 0.5 * before))
+
+
+def interior_point(point, rng_seed, *, seed: int, M: int, n_clusters: int, n_per_cluster: int, threshold_steps: int,
+                   window: int, initial_share: float = 0.3) -> dict:
+    """One problem with interior targets (:func:`idealised_problem` ``targets="interior"``, SeedSequence([seed, 1000 +
+    run])): whether small-step descent settles (:func:`rest_pattern`), the predicted threshold 2/max_k r_k at its
+    rest pattern, and the observed one (:func:`observed_threshold`, NaN when it does not settle)."""
+    run = int(point["run"])
+    p = idealised_problem(np.random.SeedSequence([seed, 1000 + run]), M=M, n_clusters=n_clusters,
+                          n_per_cluster=n_per_cluster, initial_share=initial_share, targets="interior")
+    n, settled = rest_pattern(p)
+    pred = stability_limit(n, p.scales, p.X.shape[0])
+    obs = observed_threshold(p, n_steps=threshold_steps, window=window, reference=pred) if settled else float("nan")
+    return {"settled": int(settled), "predicted_threshold": pred, "observed_threshold": obs,
+            "criterion_threshold": criterion_limit(2.0 / pred, window), "rest_counts": n}
 
 
 def contraction_factors(problem: IdealisedProblem, lr: float, *, offset: float = 0.05, n_steps: int = 3) -> np.ndarray:
