@@ -44,7 +44,7 @@ from reluflow.theory import collapse, generic
 from reluflow.validation import as_labels, as_points, as_positive_float, check_positive_int, validate_layers
 
 __all__ = ["Watch", "watch", "from_trajectory", "trajectory_parameters", "truncation_heatmap", "effective_set_plot",
-           "nc1_plot", "monitor_figure"]
+           "nc1_plot", "monitor_figure", "diagnose"]
 
 
 @dataclass
@@ -392,3 +392,6 @@ def monitor_figure(ds: xr.Dataset, layer: int = 1):
     if n == 3:
         nc1_plot(ds, ax=axes[2])
     return fig
+
+
+from reluflow.training.diagnosis import diagnose  # noqa: E402  (the diagnosis of a record, in its own module)

@@ -5,4 +5,6 @@
 - effective flows against gradient descent at matched times t = kη             → :mod:`.comparison`
 - Jacobians D, Gram spectra, spectral gaps, one spectrum along any trajectory   → :mod:`.spectral`
 - the experiments the notebooks 06–07 show, as tested functions               → :mod:`.experiments`
+- the diagnosis of a stuck run from the monitor's record (monitor.diagnose)    → :mod:`.diagnosis`
+- step sizes from the flow's rates, schedules and the rules they are compared with → :mod:`.schedules`
 """

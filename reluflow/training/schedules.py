@@ -1,0 +1,622 @@
+"""Step sizes from the flow's rates: the stability limit of gradient descent in a truncation pattern, a schedule that
+follows it as the counts grow, and the rules it is compared with.
+
+The idealised setting is one adapted layer, W = ΛR, b = −Λθ, with the input cost. In a fixed truncation pattern the
+threshold k relaxes at the rate r_k = n_k/(λ_k² N) (THEORY.md §4.2, A3): gradient descent on the bias with step η
+maps the error e_k = θ_k − ȳ_k (ȳ_k the mean target of the truncated points) to (1 − η r_k) e_k, so it contracts
+iff η r_k < 2. Map from formula to function:
+
+- r_k = n_k/(λ_k² N), n_k = #{i : (W x_i + b)_k ≤ 0}, λ_k = |row k of W|        → :func:`threshold_rates`,
+  :func:`adapted_counts`
+- η_max = 2 / max_k r_k, the stability limit of the current pattern             → :func:`stability_limit`
+- η = c / max_k r_k (0 < c < 2; c = 1 removes the fastest threshold's error in one step) → :func:`flow_step`
+- the schedule η_s = flow_step(counts at step s), recomputed every ``segment`` steps
+  (:func:`reluflow.train` in segments, each restarted from the last state)        → :func:`run_rule` ``"truncation"``
+- generic networks (heuristic): r̂ = λ_max((1/N) Σ_i κ_i h_i h_iᵀ), h_i = (x_i^(L), 1) the last hidden layer's
+  activations with a 1 appended (zero at truncated units), κ_i = min(1/2, max_q 2p_iq(1 − p_iq)) for the
+  cross-entropy (a Gershgorin bound on the largest eigenvalue of diag(p_i) − p_i p_iᵀ), 1 for the squared error:
+  the curvature bound of the output layer through the active units, and η = c / r̂ → :func:`output_layer_rate`
+- cosine decay η_s = η_0 (1 + cos(π s/S))/2                                      → :func:`cosine_step`
+- curvature-adaptive η = c / λ_max(∇²C) (edge-of-stability studies, Cohen et al. 2021), λ_max by power iteration on
+  Hessian-vector products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε)                   → :func:`hessian_lambda_max`,
+  :func:`finite_difference_hessian` (the dense matrix, for checks)
+- gradient descent on the biases for many η at once, and whether it settles      → :func:`bias_descent`,
+  :func:`converges`, :func:`criterion_limit`
+- the observed divergence threshold, by repeated grid bisection on η              → :func:`observed_threshold`
+- a random idealised problem: S2 sweeps, every target beyond every point, or targets inside the data (S3/S5)
+                                                                                 → :func:`idealised_problem`
+- the rest pattern of small-step descent, and whether it settles                  → :func:`rest_pattern`
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from reluflow.theory.network import haar_orthogonal, layer_parameters
+from reluflow.training.gd import backprop_gradient, train
+from reluflow.training.init import he_network
+from reluflow.validation import as_points, as_real, as_real_array, check_positive_int
+
+__all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", "adapted_counts", "stability_limit",
+           "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
+           "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold",
+           "rest_pattern", "interior_point", "steps_to_target", "contraction_factors", "idealised_point",
+           "idealised_rule_names", "accuracy", "digits_point"]
+
+#: The step-size rules of :func:`run_rule`.
+RULES = ("constant", "cosine", "curvature", "truncation")
+
+
+# ------------------------------------------------------------------------------------------------ the idealised rule
+
+
+def threshold_rates(counts, scales, n_points) -> np.ndarray:
+    """r_k = n_k/(λ_k² N): the relaxation rate of threshold k in its current truncation pattern."""
+    counts = as_real_array(counts, "counts", ndim=1)
+    scales = as_real_array(scales, "scales", ndim=1)
+    N = check_positive_int(n_points, "n_points")
+    if counts.shape != scales.shape:
+        raise ValueError(f"counts and scales must have the same shape; got {counts.shape} and {scales.shape}")
+    if np.any(counts < 0) or np.any(counts > N) or np.any(counts != np.round(counts)):
+        raise ValueError(f"counts must be integers in [0, n_points={N}]; got {counts.tolist()}")
+    if np.any(scales <= 0):
+        raise ValueError(f"scales must be positive; got {scales.tolist()}")
+    return counts / (scales ** 2 * N)
+
+
+def adapted_counts(weights, biases, X) -> tuple[np.ndarray, np.ndarray]:
+    """(n, λ) of a one-layer network from a plain forward pass: n_k = #{i : (W x_i + b)_k ≤ 0}, λ_k = |row k of W|."""
+    if len(weights) != 1 or len(biases) != 1:
+        raise ValueError(f"weights and biases must describe one layer (the rate n_k/(λ_k² N) is the one-layer bias "
+                         f"flow's); got {len(weights)} and {len(biases)} layers")
+    W = as_real_array(weights[0], "weights[0]", ndim=2)
+    b = as_real_array(biases[0], "biases[0]", ndim=1)
+    X = as_points(X, "X", dim=W.shape[1])
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"biases[0] must have shape ({W.shape[0]},); got {b.shape}")
+    counts = np.count_nonzero(X @ W.T + b <= 0.0, axis=0)
+    return counts, np.linalg.norm(W, axis=1)
+
+
+def stability_limit(counts, scales, n_points) -> float:
+    """η_max = 2 / max_k r_k, r_k = n_k/(λ_k² N); inf when no point is truncated (then no threshold moves)."""
+    r = threshold_rates(counts, scales, n_points)
+    top = float(r.max()) if r.size else 0.0
+    return math.inf if top == 0 else 2.0 / top
+
+
+def flow_step(counts, scales, n_points, *, c: float = 1.0, max_step: float = math.inf) -> float:
+    """η = min(c / max_k r_k, max_step): c = 1 (default) removes the fastest threshold's local error in one step;
+    descent is stable in the pattern iff c < 2, so c must lie in (0, 2)."""
+    c = as_real(c, "c", minimum=0.0, strict=True, maximum=2.0)
+    if c >= 2.0:
+        raise ValueError(f"c must lie in (0, 2) (c = 2 is the stability limit); got {c!r}")
+    max_step = as_real(max_step, "max_step", minimum=0.0, strict=True, allow_inf=True)
+    lim = stability_limit(counts, scales, n_points)
+    return float(min(c * lim / 2.0, max_step))
+
+
+def output_layer_rate(weights, biases, W_out, b_out, X, *, cost: str = "cross_entropy") -> float:
+    """r̂ = λ_max((1/N) Σ_i κ_i h_i h_iᵀ), h_i = (x_i^(L), 1), κ_i = min(1/2, max_q 2 p_iq (1 − p_iq)) for the
+    cross-entropy (p_i = softmax of the output), κ_i = 1 for the squared error.
+
+    An upper bound on the curvature of the cost in the output layer's parameters (W_out, b_out): that block of the
+    Hessian is (1/N) Σ_i A_i ⊗ h_i h_iᵀ with A_i = diag(p_i) − p_i p_iᵀ ≤ κ_i (Gershgorin) for the cross-entropy,
+    A_i = 1 for the squared error. The counts enter through h_i, zero at the units that truncate point i. A heuristic
+    extension of n_k/(λ_k² N) to generic networks: it ignores the hidden layers' own curvature."""
+    if cost not in ("cross_entropy", "output"):
+        raise ValueError(f"cost must be 'cross_entropy' or 'output'; got {cost!r}")
+    X = as_points(X, "X")
+    h = X
+    for W, b in zip(weights, biases):
+        h = np.maximum(h @ np.asarray(W).T + np.asarray(b), 0.0)
+    if W_out is None or b_out is None:
+        raise ValueError("W_out and b_out must be given (the rate is the output layer's); got None")
+    if cost == "cross_entropy":
+        z = h @ np.asarray(W_out).T + np.asarray(b_out)
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        kappa = np.minimum(0.5, (2.0 * p * (1.0 - p)).max(axis=1))
+    else:
+        kappa = np.ones(h.shape[0])
+    H = np.hstack([h, np.ones((h.shape[0], 1))])
+    G = (H * kappa[:, None]).T @ H / H.shape[0]
+    return float(np.linalg.eigvalsh(G)[-1])
+
+
+def cosine_step(step, n_steps, base_step) -> float:
+    """η_s = η_0 (1 + cos(π s/S))/2."""
+    s = check_positive_int(step, "step", minimum=0)
+    S = check_positive_int(n_steps, "n_steps")
+    eta0 = as_real(base_step, "base_step", minimum=0.0, strict=True)
+    return float(eta0 * 0.5 * (1.0 + math.cos(math.pi * min(s, S) / S)))
+
+
+# ------------------------------------------------------------------------------------------------ curvature
+
+
+def _pack(state, mode, train_terminal):
+    weights, biases, W_out, b_out = state
+    parts = [] if mode == "biases" else [np.ravel(W) for W in weights]
+    parts += [np.ravel(b) for b in biases]
+    if train_terminal and W_out is not None:
+        if mode != "biases":
+            parts.append(np.ravel(W_out))
+        parts.append(np.ravel(b_out))
+    return np.concatenate(parts)
+
+
+def _unpack(vec, state, mode, train_terminal):
+    weights, biases, W_out, b_out = state
+    i = 0
+
+    def take(a):
+        nonlocal i
+        out = vec[i:i + a.size].reshape(a.shape)
+        i += a.size
+        return out
+
+    new_w = list(weights) if mode == "biases" else [take(np.asarray(W)) for W in weights]
+    new_b = [take(np.asarray(b)) for b in biases]
+    Wo, bo = W_out, b_out
+    if train_terminal and W_out is not None:
+        if mode != "biases":
+            Wo = take(np.asarray(W_out))
+        bo = take(np.asarray(b_out))
+    return new_w, new_b, Wo, bo
+
+
+def _gradient_vector(state, X, targets, cost, mode, train_terminal):
+    weights, biases, W_out, b_out = state
+    g = backprop_gradient(weights, biases, X, targets, cost=cost, W_out=W_out, b_out=b_out, max_condition=np.inf)
+    return _pack((g.weights, g.biases, g.W_out, g.b_out), mode, train_terminal)
+
+
+def _hvp(state, X, targets, cost, mode, train_terminal, v, eps):
+    p = _pack(state, mode, train_terminal)
+    gp = _gradient_vector(_unpack(p + eps * v, state, mode, train_terminal), X, targets, cost, mode, train_terminal)
+    gm = _gradient_vector(_unpack(p - eps * v, state, mode, train_terminal), X, targets, cost, mode, train_terminal)
+    return (gp - gm) / (2.0 * eps)
+
+
+def _check_rule_inputs(mode, cost):
+    if mode not in ("biases", "full"):
+        raise ValueError(f"mode must be 'biases' or 'full'; got {mode!r}")
+    if cost not in ("input", "output", "cross_entropy"):
+        raise ValueError(f"cost must be 'input', 'output' or 'cross_entropy'; got {cost!r}")
+
+
+def hessian_lambda_max(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
+                       n_iter: int = 20, eps: float = 1e-5, seed=0) -> float:
+    """λ_max(∇²C) over the trained parameters by power iteration v ← Hv/|Hv| on finite-difference Hessian-vector
+    products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε); returns the Rayleigh quotient vᵀHv of the last iterate.
+    ``state`` = (weights, biases, W_out, b_out); 2·n_iter gradient evaluations."""
+    _check_rule_inputs(mode, cost)
+    n_iter = check_positive_int(n_iter, "n_iter")
+    eps = as_real(eps, "eps", minimum=0.0, strict=True)
+    p = _pack(state, mode, train_terminal)
+    v = np.random.default_rng(seed).standard_normal(p.size)
+    v /= np.linalg.norm(v)
+    lam = 0.0
+    for _ in range(n_iter):
+        hv = _hvp(state, X, targets, cost, mode, train_terminal, v, eps)
+        lam = float(v @ hv)
+        nrm = np.linalg.norm(hv)
+        if nrm == 0 or not np.isfinite(nrm):
+            return lam
+        v = hv / nrm
+    return lam
+
+
+def finite_difference_hessian(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
+                              eps: float = 1e-5) -> np.ndarray:
+    """The dense H_{ij} ≈ (∂_i C(p + ε e_j) − ∂_i C(p − ε e_j))/(2ε), symmetrised (H + Hᵀ)/2 (small problems only)."""
+    _check_rule_inputs(mode, cost)
+    p = _pack(state, mode, train_terminal)
+    E = np.eye(p.size)
+    H = np.stack([_hvp(state, X, targets, cost, mode, train_terminal, E[j], eps) for j in range(p.size)], axis=1)
+    return 0.5 * (H + H.T)
+
+
+# ------------------------------------------------------------------------------------------------ running a rule
+
+
+@dataclass(frozen=True, repr=False)
+class RuleRun:
+    """One run of a step-size rule: the cost C_s at steps 0..S (NaN after a stop), the step η_s used at steps
+    0..S−1, the run's ``status`` (0 completed, else the engine's code of the segment that stopped), the final
+    ``state`` (weights, biases, W_out, b_out), the number of rule evaluations and the gradient evaluations they took,
+    and the wall time spent in them (seconds; not deterministic, not saved)."""
+
+    cost: np.ndarray
+    steps: np.ndarray
+    status: int
+    state: tuple
+    n_evaluations: int
+    gradient_evaluations: int
+    rule_seconds: float
+
+    @property
+    def diverged(self) -> bool:
+        """A stop, a non-finite final cost or a final cost above the initial one."""
+        c = self.cost
+        return bool(self.status != 0 or not np.isfinite(c[-1]) or c[-1] > c[0])
+
+    def __repr__(self) -> str:
+        return f"<RuleRun {self.cost.size - 1} steps, status {self.status}, final cost {self.cost[-1]:.4g}>"
+
+
+def _last_state(tr, state):
+    """The (weights, biases, W_out, b_out) at the last recorded time of a train trajectory."""
+    s = tr.sizes["time"] - 1
+    if "cumulative_weights" in tr:
+        weights, biases = layer_parameters(list(tr.cumulative_weights.values[s]), list(tr.cumulative_biases.values[s]),
+                                           max_condition=np.inf)
+    else:
+        L = int(tr.attrs["n_layers"])
+        weights = [tr[f"weights_{l}"].values[s] for l in range(1, L + 1)]
+        biases = [tr[f"biases_{l}"].values[s] for l in range(1, L + 1)]
+    W_out, b_out = state[2], state[3]
+    if "output_weights" in tr:
+        W_out, b_out = tr.output_weights.values[s], tr.output_biases.values[s]
+    return [np.array(W) for W in weights], [np.array(b) for b in biases], W_out, b_out
+
+
+def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str = "full",
+             train_terminal: bool = True, base_step: float | None = None, segment: int = 10, c: float = 1.0,
+             max_step: float = math.inf, n_iter: int = 20, eps: float = 1e-5, seed=0) -> RuleRun:
+    """Full-batch gradient descent with step-size rule ``rule``, through :func:`reluflow.train` in segments.
+
+    ``rule`` is one of :data:`RULES`:
+
+    - ``"constant"``: η = ``base_step`` throughout (one segment);
+    - ``"cosine"``: η_s = :func:`cosine_step` (s, S, base_step), recomputed every ``segment`` steps;
+    - ``"curvature"``: η = c / λ_max(∇²C) by :func:`hessian_lambda_max` (``n_iter``, ``eps``) every ``segment`` steps
+      (the previous step is kept when the estimate is not positive);
+    - ``"truncation"``: η = :func:`flow_step` of the current counts for a one-layer network with ``cost="input"``
+      (the idealised rule), else c / :func:`output_layer_rate` (the heuristic for generic networks); every
+      ``segment`` steps, capped at ``max_step``.
+
+    ``state`` = (weights, biases, W_out, b_out) (W_out, b_out None for ``cost="input"``). A segment that stops (the
+    engine's status ≠ 0) ends the run. Weights and terminal layer, when trained, use the same step as the biases.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
+    _check_rule_inputs(mode, cost)
+    S = check_positive_int(n_steps, "n_steps")
+    K = check_positive_int(segment, "segment")
+    if rule in ("constant", "cosine"):
+        if base_step is None:
+            raise ValueError(f"base_step must be given for rule {rule!r}; got None")
+        base_step = as_real(base_step, "base_step", minimum=0.0, strict=True)
+        if rule == "constant":
+            K = S
+    c = as_real(c, "c", minimum=0.0, strict=True)
+    weights, biases, W_out, b_out = state
+    state = ([np.array(W, dtype=float) for W in weights], [np.array(b, dtype=float) for b in biases],
+             None if W_out is None else np.array(W_out, dtype=float),
+             None if b_out is None else np.array(b_out, dtype=float))
+    one_layer_input = cost == "input" and len(state[0]) == 1
+    costs, etas = [np.nan] * (S + 1), []
+    status, s, n_eval, n_grad, seconds = 0, 0, 0, 0, 0.0
+    while s < S:
+        k = min(K, S - s)
+        t0 = time.perf_counter()
+        if rule == "constant":
+            eta = base_step
+        elif rule == "cosine":
+            eta = cosine_step(s, S, base_step)  # > 0 for s < S
+        elif rule == "curvature":
+            lam = hessian_lambda_max(state, X, targets, cost=cost, mode=mode, train_terminal=train_terminal,
+                                     n_iter=n_iter, eps=eps, seed=seed)
+            # power iteration finds the eigenvalue of largest magnitude; when it is not positive (a saddle, or a
+            # cost flat to round-off) the previous step is kept (max_step at the first evaluation)
+            eta = min(c / lam, max_step) if lam > 0 and np.isfinite(lam) else (etas[-1] if etas else max_step)
+            n_grad += 2 * n_iter
+        elif one_layer_input:
+            counts, scales = adapted_counts(state[0], state[1], X)
+            eta = flow_step(counts, scales, X.shape[0], c=c, max_step=max_step)
+        else:
+            r = output_layer_rate(state[0], state[1], state[2], state[3], X, cost=cost)
+            # a saturated softmax can make the bound vanish to round-off: keep the previous step then
+            eta = min(c / r, max_step) if r > 0 else (etas[-1] if etas else max_step)
+        seconds += time.perf_counter() - t0
+        n_eval += rule != "constant" or s == 0
+        if not np.isfinite(eta) or eta <= 0:
+            raise ValueError(f"rule {rule!r} gave the step {eta!r} at step {s}: no point is truncated and max_step is "
+                             "inf (pass a finite max_step)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tr = train(state[0], state[1], X, targets, mode=mode, cost=cost, lr=eta, n_steps=k, record_every=1,
+                       W_out=state[2], b_out=state[3], train_terminal=train_terminal and state[2] is not None,
+                       weight_lr_ratio=1.0, max_condition=np.inf)
+        C = tr.cost.values
+        steps = tr.step.values
+        for st, cv in zip(steps, C):
+            costs[s + int(st)] = float(cv)
+        etas += [eta] * k
+        status = int(tr.attrs["status"])
+        state = _last_state(tr, state)
+        if status != 0:
+            break
+        s += k
+    return RuleRun(np.array(costs), np.array(etas), status, state, int(n_eval), int(n_grad), seconds)
+
+
+# ------------------------------------------------------------------------------------------------ the idealised problem
+
+
+@dataclass(frozen=True, repr=False)
+class IdealisedProblem:
+    """A one-layer adapted network W = ΛR, b = −Λθ_0, points X (N, M) and input-space targets (N, M)."""
+
+    weights: list
+    biases: list
+    X: np.ndarray
+    targets: np.ndarray
+    scales: np.ndarray
+    frame: np.ndarray
+
+    @property
+    def equilibrium(self) -> np.ndarray:
+        """θ* = R mean(ỹ): the rest point once every point is truncated in every coordinate."""
+        return self.frame @ self.targets.mean(axis=0)
+
+    @property
+    def final_limit(self) -> float:
+        """2 / max_k r_k with n_k = N (every point truncated at the rest point): 2 min_k λ_k²."""
+        return stability_limit(np.full(self.scales.size, self.X.shape[0]), self.scales, self.X.shape[0])
+
+    def __repr__(self) -> str:
+        return f"<IdealisedProblem M={self.X.shape[1]}, N={self.X.shape[0]}, scales {np.round(self.scales, 3)}>"
+
+
+def idealised_problem(seed, *, M: int = 3, n_clusters: int = 3, n_per_cluster: int = 20, initial_share: float = 0.1,
+                      margin: float = 0.5, scale_range=(0.5, 1.5), targets: str = "beyond") -> IdealisedProblem:
+    """A random one-layer problem: Haar frame R, scales λ_k ~ U(scale_range), Q Gaussian clusters (centres
+    N(0, 4·1), unit spread), and thresholds θ_0 at the ``initial_share`` quantile of each coordinate.
+
+    ``targets="beyond"`` (S2): class targets with R ỹ_j beyond every point in every coordinate (by ``margin`` +
+    U(0, 1)), so every point is truncated at the rest point θ* = R mean(ỹ). ``targets="interior"`` (S3/S5): R ỹ_j
+    uniform in [lo + 0.2 w, lo + 1.2 w] per coordinate (lo the smallest coordinate of the data, w its range), so the
+    rest point truncates part of the data, or sits on a point (a sliding rest point)."""
+    if targets not in ("beyond", "interior"):
+        raise ValueError(f"targets must be 'beyond' or 'interior'; got {targets!r}")
+    M = check_positive_int(M, "M")
+    Q = check_positive_int(n_clusters, "n_clusters")
+    n = check_positive_int(n_per_cluster, "n_per_cluster")
+    share = as_real(initial_share, "initial_share", minimum=0.0, strict=True, maximum=1.0)
+    margin = as_real(margin, "margin", minimum=0.0)
+    lo, hi = (as_real(v, f"scale_range[{i}]", minimum=0.0, strict=True) for i, v in enumerate(scale_range))
+    if hi < lo:
+        raise ValueError(f"scale_range must satisfy low <= high; got {scale_range!r}")
+    rng = np.random.default_rng(seed)
+    R = haar_orthogonal(rng, M)
+    lam = rng.uniform(lo, hi, size=M)
+    centres = 2.0 * rng.standard_normal((Q, M))
+    labels = np.repeat(np.arange(Q), n)
+    X = centres[labels] + rng.standard_normal((Q * n, M))
+    U = X @ R.T
+    top = U.max(axis=0)
+    if targets == "beyond":
+        class_u = top + margin + rng.uniform(0.0, 1.0, size=(Q, M))  # R ỹ_j, beyond every point
+    else:
+        low = U.min(axis=0)
+        class_u = low + (top - low) * rng.uniform(0.2, 1.2, size=(Q, M))
+    Y = (class_u @ R)[labels]
+    theta0 = np.quantile(U, share, axis=0)
+    W = lam[:, None] * R
+    return IdealisedProblem([W], [-lam * theta0], X, Y, lam, R)
+
+
+def bias_descent(problem: IdealisedProblem, lrs, n_steps: int) -> np.ndarray:
+    """Thresholds θ_s (n_steps + 1, E, M) of gradient descent on the biases for E steps η_e at once:
+    θ_k ← θ_k − (η/(λ_k² N)) Σ_{i : u_ik ≤ θ_k} (θ_k − ŷ_ik), u = R x, ŷ = R ỹ (the one-layer input cost; ties
+    u = θ count as truncated). Vectorised over steps η, points and coordinates; :func:`reluflow.train` runs the same
+    iteration one η at a time."""
+    lrs = as_real_array(lrs, "lrs", ndim=1)
+    if lrs.size == 0 or np.any(lrs <= 0):
+        raise ValueError(f"lrs must be a non-empty list of positive steps; got {lrs.tolist()}")
+    n_steps = check_positive_int(n_steps, "n_steps")
+    U = problem.X @ problem.frame.T
+    Yh = problem.targets @ problem.frame.T
+    N = U.shape[0]
+    theta0 = -problem.biases[0] / problem.scales
+    gain = lrs[:, None] / (problem.scales ** 2 * N)  # (E, M)
+    out = np.empty((n_steps + 1, lrs.size, U.shape[1]))
+    theta = np.broadcast_to(theta0, (lrs.size, U.shape[1])).copy()
+    out[0] = theta
+    with np.errstate(over="ignore", invalid="ignore"):
+        for s in range(n_steps):
+            mask = U[None, :, :] <= theta[:, None, :]  # (E, N, M)
+            g = np.einsum("enm,enm->em", mask, theta[:, None, :] - Yh[None])
+            theta = theta - gain * g
+            out[s + 1] = theta
+    return out
+
+
+def converges(problem: IdealisedProblem, lrs, *, n_steps: int = 1500, window: int = 150) -> np.ndarray:
+    """For each step η in ``lrs``: whether gradient descent on the biases (:func:`bias_descent`) settles. After
+    ``n_steps`` no coordinate may be dead (some u_ik ≤ θ_k) and the largest threshold change over the last
+    ``window`` steps must be ≤ 1e-13 or below half that of the window before it. In a fixed pattern the change
+    decays by |1 − η r| per step, so the test accepts η r < 1 + 2^(−1/window) (:func:`criterion_limit`)."""
+    n_steps = check_positive_int(n_steps, "n_steps")
+    window = check_positive_int(window, "window")
+    if 2 * window >= n_steps:
+        raise ValueError(f"window must be below n_steps/2 = {n_steps / 2}; got {window}")
+    th = bias_descent(problem, lrs, n_steps)
+    U = problem.X @ problem.frame.T
+    with np.errstate(invalid="ignore"):
+        alive = np.all(np.any(U[None, :, :] <= th[-1][:, None, :], axis=1), axis=1)
+        d = np.abs(np.diff(th[-2 * window - 1:], axis=0)).max(axis=2)  # (2 window, E)
+        last, before = d[window:].max(axis=0), d[:window].max(axis=0)
+        ok = np.isfinite(th[-1]).all(axis=1) & alive & ((last <= 1e-13) | (last < 0.5 * before))
+    return ok
+
+
+def criterion_limit(rate: float, window: int) -> float:
+    """The largest η that :func:`converges` accepts in a fixed pattern of rate r: (1 + 2^(−1/window))/r
+    (|1 − η r|^window = 1/2), which tends to the stability limit 2/r as the window grows."""
+    return (1.0 + 0.5 ** (1.0 / check_positive_int(window, "window"))) / as_real(rate, "rate", minimum=0.0,
+                                                                                   strict=True)
+
+
+def observed_threshold(problem: IdealisedProblem, *, n_rounds: int = 3, n_grid: int = 16, n_steps: int = 1500,
+                       window: int = 150, reference: float | None = None) -> float:
+    """The divergence threshold of gradient descent on the biases: the bracket [0.25, 4] × ``reference`` (default
+    :attr:`final_limit`) is cut into ``n_grid`` steps, evaluated at once by :func:`converges`, and narrowed to the
+    first step that does not converge and the one below it, ``n_rounds`` times; returns the bracket's midpoint (NaN
+    if even the smallest step does not converge, or the largest does)."""
+    n_rounds = check_positive_int(n_rounds, "n_rounds")
+    n_grid = check_positive_int(n_grid, "n_grid", minimum=3)
+    ref = problem.final_limit if reference is None else as_real(reference, "reference", minimum=0.0, strict=True)
+    lo, hi = 0.25 * ref, 4.0 * ref
+    for _ in range(n_rounds):
+        grid = np.linspace(lo, hi, n_grid)
+        ok = converges(problem, grid, n_steps=n_steps, window=window)
+        if not ok[0] or ok[-1]:
+            return float("nan")
+        j = int(np.argmin(ok))  # the first step that does not converge
+        lo, hi = grid[j - 1], grid[j]
+    return 0.5 * (lo + hi)
+
+
+def rest_pattern(problem: IdealisedProblem, *, lr: float = 0.02, n_steps: int = 20000,
+                 window: int = 2000) -> tuple[np.ndarray, bool]:
+    """(n, settled): the counts n_k at the end of small-step descent on the biases (:func:`bias_descent` with step
+    ``lr``), and whether it settled there (:func:`converges`); a sliding rest point never settles."""
+    th = bias_descent(problem, [lr], n_steps)
+    U = problem.X @ problem.frame.T
+    n = np.count_nonzero(U <= th[-1, 0], axis=0)
+    d = np.abs(np.diff(th[-2 * window - 1:, 0], axis=0)).max(axis=1)
+    last, before = d[window:].max(), d[:window].max()
+    alive = bool(np.all(n > 0))
+    return n, bool(alive and (last <= 1e-13 or last < 0.5 * before))
+
+
+def interior_point(point, rng_seed, *, seed: int, M: int, n_clusters: int, n_per_cluster: int, threshold_steps: int,
+                   window: int, initial_share: float = 0.3) -> dict:
+    """One problem with interior targets (:func:`idealised_problem` ``targets="interior"``, SeedSequence([seed, 1000 +
+    run])): whether small-step descent settles (:func:`rest_pattern`), the predicted threshold 2/max_k r_k at its
+    rest pattern, and the observed one (:func:`observed_threshold`, NaN when it does not settle)."""
+    run = int(point["run"])
+    p = idealised_problem(np.random.SeedSequence([seed, 1000 + run]), M=M, n_clusters=n_clusters,
+                          n_per_cluster=n_per_cluster, initial_share=initial_share, targets="interior")
+    n, settled = rest_pattern(p)
+    pred = stability_limit(n, p.scales, p.X.shape[0])
+    obs = observed_threshold(p, n_steps=threshold_steps, window=window, reference=pred) if settled else float("nan")
+    return {"settled": int(settled), "predicted_threshold": pred, "observed_threshold": obs,
+            "criterion_threshold": criterion_limit(2.0 / pred, window), "rest_counts": n}
+
+
+def contraction_factors(problem: IdealisedProblem, lr: float, *, offset: float = 0.05, n_steps: int = 3) -> np.ndarray:
+    """Measured per-step factors (θ_{s+1} − θ*)/(θ_s − θ*) (n_steps, M) of gradient descent on the biases started at
+    θ* − ``offset``·1 (every point truncated: the final pattern), with θ* = R mean(ỹ)."""
+    lr = as_real(lr, "lr", minimum=0.0, strict=True)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    theta = problem.equilibrium - as_real(offset, "offset", minimum=0.0, strict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        tr = train(problem.weights, [-problem.scales * theta], problem.X, problem.targets, mode="biases", cost="input",
+                   lr=lr, n_steps=n_steps, max_condition=np.inf)
+    e = tr.thresholds.values[:, 0, :] - problem.equilibrium
+    return e[1:] / e[:-1]
+
+
+# ------------------------------------------------------------------------------------------------ sweep points
+
+
+def steps_to_target(cost, target: float) -> int:
+    """The first step s with C_s ≤ target, or −1 if none."""
+    hit = np.flatnonzero(np.asarray(cost, dtype=float) <= target)
+    return int(hit[0]) if hit.size else -1
+
+
+def idealised_point(point, rng_seed, *, seed: int, M: int, n_clusters: int, n_per_cluster: int, grid,
+                    n_steps: int, threshold_steps: int, window: int, target_share: float, power_iterations: int,
+                    cosine_every: int = 10) -> dict:
+    """One idealised problem (:func:`idealised_problem` of SeedSequence([seed, run])): its observed and predicted
+    divergence thresholds, and every rule's run (the constants of ``grid``, cosine decay from each, the curvature
+    rule and the truncation schedule, both recomputed every step with c = 1). The target is an excess cost
+    C − C* ≤ ``target_share``·(C_0 − C*), C* the rest point's cost. For :func:`reluflow.sweep`."""
+    run = int(point["run"])
+    p = idealised_problem(np.random.SeedSequence([seed, run]), M=M, n_clusters=n_clusters, n_per_cluster=n_per_cluster)
+    out = {"observed_threshold": observed_threshold(p, n_steps=threshold_steps, window=window),
+           "predicted_threshold": p.final_limit,
+           "criterion_threshold": criterion_limit(2.0 / p.final_limit, window)}
+    Cstar = 0.5 * float(np.mean(np.sum((p.targets - p.targets.mean(axis=0)) ** 2, axis=1)))
+    state = (p.weights, p.biases, None, None)
+    kw = dict(n_steps=n_steps, cost="input", mode="biases", train_terminal=False)
+    runs = {}
+    for eta in grid:
+        runs[f"constant {eta:g}"] = run_rule("constant", state, p.X, p.targets, base_step=eta, **kw)
+        runs[f"cosine {eta:g}"] = run_rule("cosine", state, p.X, p.targets, base_step=eta, segment=cosine_every, **kw)
+    runs["curvature"] = run_rule("curvature", state, p.X, p.targets, segment=1, c=1.0, n_iter=power_iterations,
+                                 seed=run, **kw)
+    runs["truncation"] = run_rule("truncation", state, p.X, p.targets, segment=1, c=1.0, **kw)
+    names = list(runs)
+    excess = np.stack([runs[n].cost - Cstar for n in names])
+    target = target_share * (excess[:, 0])
+    out.update({
+        "excess_cost": excess,
+        "step_size": np.stack([runs[n].steps for n in names]),
+        "steps_to_target": np.array([steps_to_target(excess[i], target[i]) for i in range(len(names))]),
+        "diverged": np.array([runs[n].diverged for n in names], dtype=np.int8),
+        "gradient_evaluations": np.array([runs[n].gradient_evaluations for n in names]),
+        "rule_evaluations": np.array([runs[n].n_evaluations for n in names]),
+    })
+    return out
+
+
+def idealised_rule_names(grid) -> list:
+    """The rule labels of :func:`idealised_point`, in its order."""
+    names = []
+    for eta in grid:
+        names += [f"constant {eta:g}", f"cosine {eta:g}"]
+    return names + ["curvature", "truncation"]
+
+
+def accuracy(state, X, labels) -> float:
+    """The share of points whose output argmax is their label (a plain forward pass)."""
+    weights, biases, W_out, b_out = state
+    h = np.asarray(X, dtype=float)
+    for W, b in zip(weights, biases):
+        h = np.maximum(h @ np.asarray(W).T + np.asarray(b), 0.0)
+    z = h @ np.asarray(W_out).T + np.asarray(b_out)
+    with np.errstate(invalid="ignore"):
+        return float(np.mean(np.argmax(np.nan_to_num(z, nan=-np.inf), axis=1) == labels)) if np.isfinite(z).all() \
+            else float("nan")
+
+
+def digits_point(point, rng_seed, *, seed: int, split, hidden, n_steps: int, target_cost: float,
+                 base_step: float | None = None, curvature_every: int = 10, truncation_every: int = 10,
+                 power_iterations: int = 10, cosine_every: int = 10) -> dict:
+    """One run on a real split: He initialisation from SeedSequence([seed, run]) (the same for every rule), the
+    rule ``point["rule"]`` ("constant", "cosine", "curvature" with c = 1, "truncation" with c = 1), the step
+    ``point["step"]`` for a constant (else ``base_step``); cross-entropy, full batch, every parameter trained.
+    For :func:`reluflow.sweep`."""
+    run, rule = int(point["run"]), str(point["rule"])
+    state = he_network([split.n_features, *hidden], split.n_classes, seed=np.random.SeedSequence([seed, run]))
+    eta = float(point.get("step", base_step if base_step is not None else 0.0))
+    kw = dict(n_steps=n_steps, cost="cross_entropy", mode="full", train_terminal=True)
+    if rule == "constant":
+        r = run_rule("constant", state, split.X_train, split.y_train, base_step=eta, **kw)
+    elif rule == "cosine":
+        r = run_rule("cosine", state, split.X_train, split.y_train, base_step=eta, segment=cosine_every, **kw)
+    elif rule == "curvature":
+        r = run_rule("curvature", state, split.X_train, split.y_train, segment=curvature_every, c=1.0,
+                     n_iter=power_iterations, seed=run, **kw)
+    else:
+        r = run_rule("truncation", state, split.X_train, split.y_train, segment=truncation_every, c=1.0, **kw)
+    return {"cost": r.cost, "step_size": np.concatenate([r.steps, np.full(n_steps - r.steps.size, np.nan)]),
+            "steps_to_target": steps_to_target(r.cost, target_cost), "test_accuracy": accuracy(r.state,
+                                                                                                   split.X_test,
+                                                                                                   split.y_test),
+            "diverged": int(r.diverged), "gradient_evaluations": r.gradient_evaluations,
+            "rule_evaluations": r.n_evaluations}

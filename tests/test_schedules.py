@@ -1,0 +1,173 @@
+"""Step sizes from the flow's rates (reluflow.training.schedules): the rule against closed forms, the schedule's
+recomputation from the counts, the curvature rule against a dense Hessian, bad input, determinism."""
+
+import math
+
+import numpy as np
+import pytest
+
+from reluflow import train
+from reluflow.training import schedules as SC
+from reluflow.training.init import he_network
+
+SEEDS = range(5)
+
+
+def test_rates_and_limits_closed_form():
+    counts, scales, N = np.array([3, 0, 10]), np.array([0.5, 1.0, 2.0]), 10
+    r = SC.threshold_rates(counts, scales, N)
+    np.testing.assert_allclose(r, [3 / (0.25 * 10), 0.0, 10 / (4 * 10)], rtol=1e-15)
+    assert SC.stability_limit(counts, scales, N) == pytest.approx(2 / 1.2, rel=1e-15)
+    assert SC.flow_step(counts, scales, N) == pytest.approx(1 / 1.2, rel=1e-15)
+    assert SC.flow_step(counts, scales, N, c=0.5, max_step=0.1) == 0.1
+    assert SC.stability_limit([0, 0], [1.0, 1.0], 5) == math.inf
+    with pytest.raises(ValueError, match="max_step"):
+        SC.flow_step([0, 0], [1.0, 1.0], 5, max_step=-1.0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_contraction_factor_is_one_minus_eta_rate(seed):
+    p = SC.idealised_problem(seed)
+    for frac in (0.3, 0.7, 1.6):
+        eta = frac * p.final_limit
+        f = SC.contraction_factors(p, eta)
+        np.testing.assert_allclose(f, np.broadcast_to(1 - eta / p.scales ** 2, f.shape), rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bias_descent_is_the_engine(seed):
+    p = SC.idealised_problem(seed)
+    th = SC.bias_descent(p, [0.3, 0.9 * p.final_limit], 40)
+    for e, eta in enumerate([0.3, 0.9 * p.final_limit]):
+        tr = train(p.weights, p.biases, p.X, p.targets, mode="biases", cost="input", lr=eta, n_steps=40,
+                   max_condition=np.inf)
+        np.testing.assert_allclose(tr.thresholds.values[:, 0, :], th[:, e, :], rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_converges_switches_at_the_criterion_limit(seed):
+    p = SC.idealised_problem(seed)
+    lim = SC.criterion_limit(2 / p.final_limit, 150)
+    ok = SC.converges(p, [0.5 * lim, 0.99 * lim, 1.01 * lim, 1.5 * lim], n_steps=1200, window=150)
+    assert ok.tolist() == [True, True, False, False]
+    obs = SC.observed_threshold(p, n_steps=1200, window=150)
+    assert abs(obs / lim - 1) < 2e-3
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_truncation_schedule_recomputes_from_the_counts(seed):
+    p = SC.idealised_problem(seed)
+    run = SC.run_rule("truncation", (p.weights, p.biases, None, None), p.X, p.targets, n_steps=12, cost="input",
+                      mode="biases", train_terminal=False, segment=1)
+    # recompute every step's η by hand: replay the steps with the engine, count by a forward pass
+    W, b = p.weights[0], p.biases[0].copy()
+    lam = np.linalg.norm(W, axis=1)
+    for s in range(12):
+        n = np.count_nonzero(p.X @ W.T + b <= 0, axis=0)
+        eta = 1.0 / (n / (lam ** 2 * p.X.shape[0])).max()
+        assert run.steps[s] == pytest.approx(eta, rel=1e-12)
+        tr = train([W], [b], p.X, p.targets, mode="biases", cost="input", lr=eta, n_steps=1, max_condition=np.inf)
+        b = tr.cumulative_biases.values[-1][0]
+    assert run.n_evaluations == 12 and run.gradient_evaluations == 0
+    # it reaches the rest point's cost; the counts only grow in an S2 sweep, so the steps only shrink
+    run = SC.run_rule("truncation", (p.weights, p.biases, None, None), p.X, p.targets, n_steps=300, cost="input",
+                      mode="biases", train_terminal=False, segment=1)
+    Cstar = 0.5 * np.mean(np.sum((p.targets - p.targets.mean(axis=0)) ** 2, axis=1))
+    assert run.cost[-1] == pytest.approx(Cstar, rel=1e-9)
+    assert np.all(np.diff(run.steps) <= 1e-12 * run.steps[0])
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+def test_power_iteration_matches_dense_hessian(seed):
+    split_X = np.random.default_rng(seed).standard_normal((40, 5))
+    y = np.random.default_rng(seed + 100).integers(0, 3, 40)
+    state = he_network([5, 4], 3, seed=seed)
+    H = SC.finite_difference_hessian(state, split_X, y, cost="cross_entropy")
+    top = np.linalg.eigvalsh(H)[-1]
+    lam = SC.hessian_lambda_max(state, split_X, y, cost="cross_entropy", n_iter=200, seed=seed)
+    assert lam == pytest.approx(top, rel=1e-4)
+
+
+def test_idealised_hessian_is_the_rate():
+    """In the idealised setting the Hessian in the biases is diag(r_k): λ_max = max r_k."""
+    p = SC.idealised_problem(0)
+    st = (p.weights, p.biases, None, None)
+    H = SC.finite_difference_hessian(st, p.X, p.targets, cost="input", mode="biases", train_terminal=False)
+    n, lam = SC.adapted_counts(p.weights, p.biases, p.X)
+    np.testing.assert_allclose(H, np.diag(SC.threshold_rates(n, lam, p.X.shape[0])), atol=1e-8)
+
+
+def test_output_layer_rate_bounds_the_output_block():
+    X = np.random.default_rng(1).standard_normal((30, 4))
+    y = np.random.default_rng(2).integers(0, 3, 30)
+    W, b, Wo, bo = he_network([4, 6], 3, seed=1)
+    r = SC.output_layer_rate(W, b, Wo, bo, X)
+    # the output block of the Hessian, from the dense finite-difference Hessian of the output layer alone
+    h = np.maximum(X @ W[0].T + b[0], 0)
+    block = SC.finite_difference_hessian(([np.eye(6)], [np.zeros(6)], Wo, bo), h, y, cost="cross_entropy")
+    assert block.shape == (36 + 6 + 18 + 3,) * 2
+    top = np.linalg.eigvalsh(block[42:, 42:])[-1]  # (W_out, b_out) after the 36 + 6 hidden parameters
+    assert top > 0 and r >= top * (1 - 1e-6)
+
+
+def test_rules_deterministic_and_named():
+    W, b, Wo, bo = he_network([6, 5], 3, seed=0)
+    X = np.random.default_rng(0).standard_normal((50, 6))
+    y = np.random.default_rng(1).integers(0, 3, 50)
+    for rule in SC.RULES:
+        kw = {"base_step": 0.5} if rule in ("constant", "cosine") else {}
+        a = SC.run_rule(rule, (W, b, Wo, bo), X, y, n_steps=20, cost="cross_entropy", segment=5, **kw)
+        c = SC.run_rule(rule, (W, b, Wo, bo), X, y, n_steps=20, cost="cross_entropy", segment=5, **kw)
+        np.testing.assert_array_equal(a.cost, c.cost)
+        np.testing.assert_array_equal(a.steps, c.steps)
+        assert a.cost.shape == (21,) and a.steps.shape == (20,) and not a.diverged
+    cos = SC.run_rule("cosine", (W, b, Wo, bo), X, y, n_steps=20, cost="cross_entropy", segment=1, base_step=0.5)
+    np.testing.assert_allclose(cos.steps, 0.25 * (1 + np.cos(np.pi * np.arange(20) / 20)), rtol=1e-14)
+
+
+def test_bad_input_names_the_argument():
+    with pytest.raises(ValueError, match="counts"):
+        SC.threshold_rates([1, 20], [1.0, 1.0], 10)
+    with pytest.raises(ValueError, match="scales"):
+        SC.threshold_rates([1, 2], [1.0, 0.0], 10)
+    with pytest.raises(ValueError, match="counts and scales"):
+        SC.threshold_rates([1, 2], [1.0], 10)
+    with pytest.raises(ValueError, match="c must"):
+        SC.flow_step([1], [1.0], 10, c=2.0)
+    with pytest.raises(ValueError, match="n_points"):
+        SC.stability_limit([1], [1.0], 0)
+    with pytest.raises(ValueError, match="rule"):
+        SC.run_rule("adam", ([np.eye(2)], [np.zeros(2)], None, None), np.ones((3, 2)), np.ones((3, 2)), n_steps=2,
+                    cost="input", mode="biases")
+    with pytest.raises(ValueError, match="base_step"):
+        SC.run_rule("constant", ([np.eye(2)], [np.zeros(2)], None, None), np.ones((3, 2)), np.ones((3, 2)),
+                    n_steps=2, cost="input", mode="biases")
+    with pytest.raises(ValueError, match="one layer"):
+        SC.adapted_counts([np.eye(2)] * 2, [np.zeros(2)] * 2, np.ones((3, 2)))
+    with pytest.raises(ValueError, match="lrs"):
+        SC.bias_descent(SC.idealised_problem(0), [0.1, -1.0], 3)
+    with pytest.raises(ValueError, match="window"):
+        SC.converges(SC.idealised_problem(0), [0.1], n_steps=10, window=5)
+    with pytest.raises(ValueError, match="cost"):
+        SC.output_layer_rate([np.eye(2)], [np.zeros(2)], np.eye(2), np.zeros(2), np.ones((3, 2)), cost="input")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_rest_pattern_of_an_s2_problem_truncates_everything(seed):
+    p = SC.idealised_problem(seed)
+    n, settled = SC.rest_pattern(p, lr=0.5 * p.final_limit, n_steps=3000, window=300)
+    assert settled and n.tolist() == [p.X.shape[0]] * p.X.shape[1]
+    assert SC.stability_limit(n, p.scales, p.X.shape[0]) == pytest.approx(p.final_limit, rel=1e-15)
+
+
+def test_interior_problems_and_their_points():
+    p = SC.idealised_problem(3, targets="interior", initial_share=0.3)
+    U, Yh = p.X @ p.frame.T, p.targets @ p.frame.T
+    assert np.all(Yh.min(axis=0) < U.max(axis=0))  # some target lies inside the data's range
+    out = SC.interior_point({"run": 1}, None, seed=0, M=3, n_clusters=3, n_per_cluster=20, threshold_steps=1200,
+                            window=150)
+    assert out["settled"] in (0, 1) and out["rest_counts"].shape == (3,)
+    if out["settled"]:
+        assert np.isfinite(out["observed_threshold"]) and out["observed_threshold"] > 0
+    with pytest.raises(ValueError, match="targets"):
+        SC.idealised_problem(0, targets="inside")
