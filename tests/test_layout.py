@@ -18,11 +18,12 @@ PACKAGE = ROOT / "reluflow"
 LAYERS = {"theory", "dynamics", "training", "testing", "results", "pipeline"}
 #: monitor.py is the one module above the layers: its public path reluflow.monitor.watch is the one a
 #: practitioner types, and it reads the quantities of theory/ from the runs of training/ or of PyTorch.
-#: curation.py is a practitioner's path too (reluflow.curation.scores / prune): it only re-exports
-#: reluflow.training.curation, where the code lives (test_practitioner_paths_only_re_export).
-TOP_LEVEL = {"__init__.py", "__main__.py", "validation.py", "monitor.py", "curation.py"}
+#: curation.py and schedules.py are practitioners' paths too (reluflow.curation.scores / prune,
+#: reluflow.schedules.flow_step): they only re-export the modules of training/ where the code lives
+#: (test_practitioner_paths_only_re_export).
+TOP_LEVEL = {"__init__.py", "__main__.py", "validation.py", "monitor.py", "curation.py", "schedules.py"}
 #: Top-level modules that hold no code of their own: each re-exports one module of a layer.
-FACADES = {"curation.py": "reluflow.training.curation"}
+FACADES = {"curation.py": "reluflow.training.curation", "schedules.py": "reluflow.training.schedules"}
 
 
 def _sources(*folders):
