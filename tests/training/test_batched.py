@@ -77,8 +77,9 @@ def test_a_diverging_network_is_frozen_and_the_others_go_on():
     rng = np.random.default_rng(1)
     X = 50.0 * rng.standard_normal((20, 4))
     Y = np.eye(3)[rng.integers(0, 3, 20)]
-    run = train_many(Ws, bs, Wo, bo, X, Y, cost="output", lr=np.array([1e-5, 50.0, 1e-5]), n_steps=60,
-                     record_every=1)
+    with pytest.warns(RuntimeWarning, match=r"1 of 3 networks diverged .* networks \[1\]"):
+        run = train_many(Ws, bs, Wo, bo, X, Y, cost="output", lr=np.array([1e-5, 50.0, 1e-5]), n_steps=60,
+                         record_every=1)
     assert run.status.tolist() == [0, -2, 0] and run.diverged_step[1] > 0
     assert np.isnan(run.cost[1, run.diverged_step[1]:]).all() and np.isfinite(run.cost[[0, 2]]).all()
     ref = train(nets[0][0], nets[0][1], X, Y, mode="full", cost="output", lr=1e-5, n_steps=60, W_out=nets[0][2],
