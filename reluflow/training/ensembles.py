@@ -281,11 +281,18 @@ def deep_coupling(cfg: Configuration, sol: xr.Dataset) -> dict:
 # --------------------------------------------------------------------------------------------------- A5
 
 
+#: :func:`collapse_outcome`: a point whose activation coordinate u lies within TIE_RTOL (1 + max(|u|, |θ|)) above
+#: the threshold θ is on it (a tie, counted as truncated): the solver's thresholds and the forward pass agree to
+#: ~1e-12, data are O(1) apart.
+TIE_RTOL = 1e-9
+
+
 def collapse_outcome(cfg: Configuration, sol: xr.Dataset) -> dict:
     """A5 at the last time T of ``sol``: is every cluster one point, and is the loss zero?
 
     - ``clusters_collapsed``: the clusters j for which some layer truncates every coordinate of every point of j
-      at θ(T) (ties count as truncated); such a cluster is sent to that layer's apex, one point.
+      at θ(T) (ties count as truncated, and a tie is u ≤ θ + TIE_RTOL (1 + max(|u|, |θ|)), so that round-off at a
+      threshold that rests on a collapse point does not decide it); such a cluster is sent to that layer's apex.
     - ``variability_ratio``: tr Σ_W(T) / tr Σ_W(0) of the images x^(τ,L) (within-class variability).
     - ``cost_ratio``: C(T)/C(0).
     - ``reason``: 0 zero loss and every cluster collapsed (C(T) ≤ 1e-8 C(0), variability ratio ≤ 1e-8);
@@ -294,8 +301,12 @@ def collapse_outcome(cfg: Configuration, sol: xr.Dataset) -> dict:
     """
     sol = _solution(sol)
     theta = sol.thresholds.values[-1]
-    _, patterns, _ = adapted_forward(cfg.net.frames, theta, cfg.X)
-    full = np.stack([p.all(axis=1) for p in patterns])  # (L, N): every coordinate of layer ℓ truncated
+    _, _, u = adapted_forward(cfg.net.frames, theta, cfg.X, keep_activations=True)
+    # a point within round-off of a threshold is a tie, and ties count as truncated: at the end of a collapse the
+    # thresholds rest on the apex they sent the cluster to, so u - θ is a few ulps of either sign (which sign
+    # depends on the BLAS kernels; the exact test made this count differ between machines)
+    full = np.stack([(u_l <= theta[l] + TIE_RTOL * (1.0 + np.maximum(np.abs(u_l), np.abs(theta[l])))).all(axis=1)
+                     for l, u_l in enumerate(u)])  # (L, N): every coordinate of layer ℓ truncated
     Q = int(cfg.labels.max()) + 1
     onehot = cfg.labels[None, :] == np.arange(Q)[:, None]  # (Q, N)
     collapsed = np.array([np.any(np.all(full[:, onehot[j]], axis=1)) for j in range(Q)])
