@@ -202,6 +202,14 @@ def test_single_cluster_run_and_event_time_error(cluster):
     assert event_time_error(shifted, ds) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="events"):
         event_time_error(ds.isel(event=slice(1, None)), ds)
+    # a run that ends before the explicit solution's last events: only the events up to its end are compared
+    last = float(np.sort(ds.event_time.values)[-1])
+    early = cluster.run(cluster.theta_sweep, cluster.y_hat, np.linspace(0.0, 0.5 * last, 41))
+    assert early.attrs["n_events"] < ds.attrs["n_events"]
+    assert event_time_error(early, explicit) <= 1e-10
+    assert event_time_error(early, ds) <= 1e-10  # a Dataset reference is cut at the shorter horizon too
+    with pytest.raises(ValueError, match=r"events in solution, .* in reference up to t ="):
+        event_time_error(early.isel(event=slice(1, None)), explicit)  # one missing inside the horizon
     with pytest.raises(TypeError, match="OneClusterSolution"):
         event_time_error(ds, [1.0, 2.0])
 
