@@ -171,3 +171,17 @@ def test_interior_problems_and_their_points():
         assert np.isfinite(out["observed_threshold"]) and out["observed_threshold"] > 0
     with pytest.raises(ValueError, match="targets"):
         SC.idealised_problem(0, targets="inside")
+
+
+def test_lambda_max_is_the_largest_eigenvalue_when_a_negative_one_dominates(monkeypatch):
+    """Separately derived closed form: H = Q diag(-5, 1, 2) Qᵀ; power iteration alone converges to -5 (largest
+    magnitude), the shifted second pass to 2; a positive-dominant H needs no shift."""
+    Q = np.linalg.qr(np.random.default_rng(0).standard_normal((3, 3)))[0]
+    for eigs, want, evals in (([-5.0, 1.0, 2.0], 2.0, 4 * 200), ([5.0, 1.0, -2.0], 5.0, 2 * 200)):
+        H = Q @ np.diag(eigs) @ Q.T
+        monkeypatch.setattr(SC, "_pack", lambda *a, **k: np.zeros(3))
+        monkeypatch.setattr(SC, "_hvp", lambda state, X, t, cost, mode, tt, v, eps, H=H: H @ v)
+        monkeypatch.setattr(SC, "_check_rule_inputs", lambda *a: None)
+        lam, used = SC._lambda_max(None, None, None, "input", "biases", False, 200, 1e-5, 0)
+        assert lam == pytest.approx(want, rel=1e-9) and used == evals
+        assert SC.hessian_lambda_max(None, None, None, cost="input", mode="biases", n_iter=200) == pytest.approx(want)

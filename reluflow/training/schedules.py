@@ -196,22 +196,39 @@ def hessian_lambda_max(state, X, targets, *, cost: str, mode: str = "full", trai
                        n_iter: int = 20, eps: float = 1e-5, seed=0) -> float:
     """λ_max(∇²C) over the trained parameters by power iteration v ← Hv/|Hv| on finite-difference Hessian-vector
     products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε); returns the Rayleigh quotient vᵀHv of the last iterate.
-    ``state`` = (weights, biases, W_out, b_out); 2·n_iter gradient evaluations."""
+
+    Power iteration finds the eigenvalue of largest *magnitude*. The Hessian of a ReLU network's cost is indefinite,
+    so that one can be negative (a saddle direction); then a second power iteration on H − μI, μ the negative
+    eigenvalue found, whose eigenvalues λ_i − μ ≥ 0 put λ_max − μ on top, gives λ_max (the shift that Lanczos-free
+    edge-of-stability measurements use). ``state`` = (weights, biases, W_out, b_out); 2·n_iter gradient evaluations,
+    4·n_iter with the shift (:func:`run_rule` counts them)."""
+    return _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed)[0]
+
+
+def _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed):
+    """(λ_max, gradient evaluations) of :func:`hessian_lambda_max`."""
     _check_rule_inputs(mode, cost)
     n_iter = check_positive_int(n_iter, "n_iter")
     eps = as_real(eps, "eps", minimum=0.0, strict=True)
     p = _pack(state, mode, train_terminal)
-    v = np.random.default_rng(seed).standard_normal(p.size)
-    v /= np.linalg.norm(v)
-    lam = 0.0
-    for _ in range(n_iter):
-        hv = _hvp(state, X, targets, cost, mode, train_terminal, v, eps)
-        lam = float(v @ hv)
-        nrm = np.linalg.norm(hv)
-        if nrm == 0 or not np.isfinite(nrm):
-            return lam
-        v = hv / nrm
-    return lam
+
+    def power(shift):
+        v = np.random.default_rng(seed).standard_normal(p.size)
+        v /= np.linalg.norm(v)
+        lam = 0.0
+        for _ in range(n_iter):
+            hv = _hvp(state, X, targets, cost, mode, train_terminal, v, eps) - shift * v
+            lam = float(v @ hv)
+            nrm = np.linalg.norm(hv)
+            if nrm == 0 or not np.isfinite(nrm):
+                break
+            v = hv / nrm
+        return lam + shift
+
+    lam = power(0.0)
+    if lam < 0 and np.isfinite(lam):
+        return power(lam), 4 * n_iter
+    return lam, 2 * n_iter
 
 
 def finite_difference_hessian(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
@@ -313,12 +330,11 @@ def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str
         elif rule == "cosine":
             eta = cosine_step(s, S, base_step)  # > 0 for s < S
         elif rule == "curvature":
-            lam = hessian_lambda_max(state, X, targets, cost=cost, mode=mode, train_terminal=train_terminal,
-                                     n_iter=n_iter, eps=eps, seed=seed)
-            # power iteration finds the eigenvalue of largest magnitude; when it is not positive (a saddle, or a
-            # cost flat to round-off) the previous step is kept (max_step at the first evaluation)
+            lam, used = _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed)
+            # when even λ_max is not positive (a cost flat to round-off, or a maximum) the previous step is kept
+            # (max_step at the first evaluation)
             eta = min(c / lam, max_step) if lam > 0 and np.isfinite(lam) else (etas[-1] if etas else max_step)
-            n_grad += 2 * n_iter
+            n_grad += used
         elif one_layer_input:
             counts, scales = adapted_counts(state[0], state[1], X)
             eta = flow_step(counts, scales, X.shape[0], c=c, max_step=max_step)
@@ -329,7 +345,8 @@ def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str
         seconds += time.perf_counter() - t0
         n_eval += rule != "constant" or s == 0
         if not np.isfinite(eta) or eta <= 0:
-            raise ValueError(f"rule {rule!r} gave the step {eta!r} at step {s}: no point is truncated and max_step is "
+            raise ValueError(f"rule {rule!r} gave the step {eta!r} at step {s}: its rate or curvature estimate was not "
+                             "positive at its first evaluation (no point truncated, or a flat cost) and max_step is "
                              "inf (pass a finite max_step)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
