@@ -32,19 +32,17 @@ import os
 import sys
 import time
 
+from pinning import pin_threads
+
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description="reluflow gradient descent vs its matmul floor, PyTorch and JAX")
     parser.add_argument("--repeats", type=int, default=5, help="best of this many runs (default 5)")
-    parser.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
     parser.add_argument("--quick", action="store_true", help="fewer steps (a smoke run)")
-    return parser.parse_args(argv)
+    return pin_threads(parser, argv)
 
 
-ARGS = parse() if __name__ == "__main__" else None
-if ARGS is not None and ARGS.threads:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+ARGS = parse() if __name__ == "__main__" else None  # pins the BLAS threads before numpy loads
 
 import numpy as np  # noqa: E402  (after the thread settings)
 

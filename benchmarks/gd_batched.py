@@ -21,18 +21,16 @@ import argparse
 import os
 import time
 
+from pinning import pin_threads
+
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description="train_many against train in a loop, JAX and the floor")
     p.add_argument("--repeats", type=int, default=3, help="best of this many runs (default 3)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
-    return p.parse_args(argv)
+    return pin_threads(p, argv)
 
 
-ARGS = parse() if __name__ == "__main__" else None
-if ARGS is not None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+ARGS = parse() if __name__ == "__main__" else None  # pins the BLAS threads before numpy loads
 
 import numpy as np  # noqa: E402
 

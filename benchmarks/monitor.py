@@ -17,22 +17,19 @@ Usage: .venv/bin/python benchmarks/monitor.py [--steps 300] [--repeats 3] [--thr
 from __future__ import annotations
 
 import argparse
-import os
 import time
+
+from pinning import pin_threads
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description="reluflow.monitor overhead against the same loop without it")
     p.add_argument("--steps", type=int, default=300, help="training steps per loop (default 300)")
     p.add_argument("--repeats", type=int, default=3, help="best of this many loops (default 3)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS and torch threads (default 1)")
-    return p.parse_args(argv)
+    return pin_threads(p, argv)
 
 
-ARGS = parse() if __name__ == "__main__" else None
-if ARGS is not None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+ARGS = parse() if __name__ == "__main__" else None  # pins the BLAS threads before numpy loads
 
 import numpy as np  # noqa: E402
 

@@ -18,22 +18,19 @@ Usage: .venv/bin/python benchmarks/schedules.py [--repeats 20] [--iterations 10]
 from __future__ import annotations
 
 import argparse
-import os
 import time
+
+from pinning import pin_threads
 
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description="cost of one evaluation of each step-size rule")
     p.add_argument("--repeats", type=int, default=20, help="best of this many evaluations (default 20)")
     p.add_argument("--iterations", type=int, default=10, help="power iterations of the curvature rule (default 10)")
-    p.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1)")
-    return p.parse_args(argv)
+    return pin_threads(p, argv)
 
 
-ARGS = parse() if __name__ == "__main__" else None
-if ARGS is not None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(ARGS.threads)
+ARGS = parse() if __name__ == "__main__" else None  # pins the BLAS threads before numpy loads
 
 import numpy as np  # noqa: E402
 
