@@ -62,6 +62,7 @@ import numpy as np
 import xarray as xr
 
 from reluflow import monitor
+from reluflow.theory.kernels import forward_pass
 from reluflow.validation import as_labels, as_points, as_positive_float, as_real, check_positive_int
 
 __all__ = ["SCORES", "KEEPS", "HARD_WHEN_HIGH", "network_parameters", "engine_run", "run_scores", "truncation_score",
@@ -164,13 +165,9 @@ def engine_run(X, y, *, hidden, seed: int, n_steps: int, lr: float, record_every
 
 
 def _forward(params, X):
-    """Pre-activations [(N, d_ℓ)], activations [X, a_1, …, a_L] and logits (N, Q) of one state."""
+    """Pre-activations [(N, d_ℓ)], activations [X, a_1, …, a_L] (the shared unvalidated pass) and logits (N, Q)."""
     weights, biases, W_out, b_out = params
-    pre, acts = [], [X]
-    for W, b in zip(weights, biases):
-        z = acts[-1] @ W.T + b
-        pre.append(z)
-        acts.append(np.maximum(z, 0.0))
+    pre, acts = forward_pass(weights, biases, X)
     return pre, acts, acts[-1] @ W_out.T + b_out
 
 
