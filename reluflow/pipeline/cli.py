@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="append each finished run to FILE as a JSON line (a split or stopped sweep loses nothing)")
     sds.add_argument("--tabulate", nargs="+", default=None, metavar="FILE",
                      help="run nothing: print the table of the runs in these --log files (with --profile if they mix)")
+    sds.add_argument("--jobs", type=int, default=1, metavar="K",
+                     help="runs at once, each in its own process with one BLAS thread (default 1)")
     sds.add_argument("--root", default=None, help=argparse.SUPPRESS)
     ste = sub.add_parser("site", help="build the browsable site of the executed notebooks into build/site "
                                       "(never executes them); --serve serves it on 127.0.0.1")
@@ -126,7 +128,7 @@ def cmd_seeds(args) -> int:
     if args.first < 0 or args.last < args.first:
         raise pl.ParameterError(f"seeds: need 0 <= --from <= --to; got --from {args.first} --to {args.last}")
     table = seed_sweep(args.only, seeds=range(args.first, args.last + 1), profile=args.profile or "fast",
-                       root=args.root, timeout=args.timeout, log=args.log)
+                       root=args.root, timeout=args.timeout, log=args.log, jobs=args.jobs)
     return 0 if table.all_pass else 1
 
 

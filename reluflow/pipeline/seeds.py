@@ -2,9 +2,11 @@
 
 A check is a claim, not one lucky draw: every ``check_<name>: True`` line a notebook prints must hold
 for any value of its ``seed`` parameter. :func:`seed_sweep` executes each selected notebook once per
-seed (one after another, into a scratch folder, so the published results are untouched), reads the
+seed (by default one after another, each into a scratch folder, so the published results are untouched), reads the
 ``check_*`` lines of its check cells (cells tagged ``nbval-check-output``), and tabulates the pass
-rate of each check with the seeds where it failed. A notebook that raises counts as a failure of its
+rate of each check with the seeds where it failed. With ``jobs=k`` up to k runs go at once, each in its own
+process and scratch folder (every kernel keeps one BLAS thread), so the table is the same for any ``jobs``.
+A notebook that raises counts as a failure of its
 pseudo-check ``notebook_runs`` (its checks after the failing cell are then missing for that seed and
 count as failures too).
 
@@ -16,10 +18,12 @@ the moment it finishes, so a long sweep split over several processes (or interru
 from __future__ import annotations
 
 import json
+import multiprocessing
 import re
 import shutil
 import sys
 import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,8 +101,21 @@ class SeedTable:
         return "\n".join(lines)
 
 
+def _one_run(stem: str, seed: int, profile: str, out: Path, root: Path, timeout: float) -> tuple[dict, str]:
+    """Run one notebook at one seed into ``out``; return its verdicts and its error ("" when it ran)."""
+    try:
+        run_notebook(stem, parameters={"seed": seed}, profile=profile, output_dir=out, root=root,
+                     timeout=timeout, force=True)
+        return {RUNS: True, **check_lines(out / "notebooks" / f"{stem}.ipynb")}, ""
+    except NotebookFailed as exc:
+        saved = exc.saved if exc.saved is not None and Path(exc.saved).exists() else None
+        return {RUNS: False, **(check_lines(saved) if saved else {})}, str(exc).split(" (executed copy")[0]
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None, timeout: float = DEFAULT_TIMEOUT,
-               progress: bool | None = None, stream=None, log=None) -> SeedTable:
+               progress: bool | None = None, stream=None, log=None, jobs: int = 1) -> SeedTable:
     """Execute each selected notebook once per seed (``-p seed s``) and tabulate its checks.
 
     Parameters
@@ -107,6 +124,7 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
     seeds : iterable of non-negative ints
     profile : ``"fast"`` (default) or ``"paper"``
     log : optional path of a JSON-lines file; each finished run is appended to it at once
+    jobs : how many runs go at once (default 1), each in its own worker process; the table does not depend on it
     """
     from tqdm.auto import tqdm
 
@@ -114,6 +132,8 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ParameterError(f"seeds must be a non-empty list of integers >= 0; got {seeds!r}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"jobs must be an integer >= 1; got {jobs!r}")
     stream = stream if stream is not None else sys.stdout
     root = project_root(root)
     paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)
@@ -122,27 +142,33 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
         raise ParameterError(f"log must be a file in an existing folder; got {str(log)!r}")
     table = SeedTable(seeds)
     scratch = Path(tempfile.mkdtemp(prefix="reluflow-seeds-"))
-    plan = [(p, s) for p in paths for s in seeds]
-    bar = tqdm(plan, desc="seeds", unit="run", disable=None if progress is None else not progress, file=sys.stderr)
+    plan = [(p.stem, s) for p in paths for s in seeds]
+    bar = tqdm(total=len(plan), desc="seeds", unit="run", disable=None if progress is None else not progress,
+               file=sys.stderr)
     runs: dict[tuple[str, int], dict[str, bool]] = {}
+
+    def record(stem, seed, verdicts, error):
+        runs[(stem, seed)] = verdicts
+        if error:
+            table.errors[(stem, seed)] = error
+        if log is not None:
+            with log.open("a") as fh:
+                fh.write(json.dumps({"notebook": stem, "seed": seed, "profile": profile,
+                                     "verdicts": verdicts, "error": error}) + "\n")
+        bar.set_postfix_str(f"{stem} seed {seed}")
+        bar.update()
+
     try:
-        for path, seed in bar:
-            bar.set_postfix_str(f"{path.stem} seed {seed}")
-            out = scratch / f"{path.stem}-{seed}"
-            try:
-                run_notebook(path.stem, parameters={"seed": seed}, profile=profile, output_dir=out, root=root,
-                             timeout=timeout, force=True)
-                runs[(path.stem, seed)] = {RUNS: True, **check_lines(out / "notebooks" / path.name)}
-            except NotebookFailed as exc:
-                table.errors[(path.stem, seed)] = str(exc).split(" (executed copy")[0]
-                saved = exc.saved if exc.saved is not None and Path(exc.saved).exists() else None
-                runs[(path.stem, seed)] = {RUNS: False, **(check_lines(saved) if saved else {})}
-            shutil.rmtree(out, ignore_errors=True)
-            if log is not None:
-                with log.open("a") as fh:
-                    fh.write(json.dumps({"notebook": path.stem, "seed": seed, "profile": profile,
-                                         "verdicts": runs[(path.stem, seed)],
-                                         "error": table.errors.get((path.stem, seed), "")}) + "\n")
+        if jobs == 1:
+            for stem, seed in plan:
+                record(stem, seed, *_one_run(stem, seed, profile, scratch / f"{stem}-{seed}", root, timeout))
+        else:
+            # spawn, not fork: the parent may hold threads (a progress bar, a test runner's)
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(_one_run, stem, seed, profile, scratch / f"{stem}-{seed}", root, timeout):
+                           (stem, seed) for stem, seed in plan}
+                for future in as_completed(futures):
+                    record(*futures[future], *future.result())
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)

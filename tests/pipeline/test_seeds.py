@@ -79,6 +79,21 @@ def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path):
         table_from_logs(logs, profile="fast")
 
 
+def test_two_jobs_give_the_same_table_and_log_lines_as_one(tmp_path):
+    """Oracle: the serial sweep of the same toy project (order of finishing must not matter)."""
+    root = _toy_project(tmp_path / "project")
+    serial = seed_sweep(["01"], seeds=range(4), profile="paper", root=root, progress=False, stream=io.StringIO())
+    log = tmp_path / "par.jsonl"
+    par = seed_sweep(["01"], seeds=range(4), profile="paper", root=root, progress=False, stream=io.StringIO(),
+                     log=log, jobs=2)
+    assert par.passed == serial.passed and par.failed_seeds == serial.failed_seeds and par.errors == serial.errors
+    assert par.format() == serial.format()
+    assert sorted(json.loads(line)["seed"] for line in log.read_text().splitlines()) == [0, 1, 2, 3]
+    for jobs in (0, -1, True, 1.5):
+        with pytest.raises(ParameterError, match="jobs must be an integer >= 1"):
+            seed_sweep(["01"], seeds=[0], root=root, jobs=jobs)
+
+
 def test_a_kernel_that_dies_before_the_first_cell_is_restarted_but_a_failing_cell_is_not(tmp_path, monkeypatch):
     # The retry lives in the runner (reluflow.pipeline.runner._execute), so reproduce, check and seeds share it:
     # papermill itself is made to fail once, before any cell ran, for seed 0.
@@ -132,7 +147,8 @@ MORE_SEEDS = (1, 2, 3, 4, 5)
 
 def test_every_check_of_every_notebook_holds_for_five_more_seeds():
     out = io.StringIO()
-    table = seed_sweep(seeds=MORE_SEEDS, profile="fast", progress=False, stream=out)
+    # two runs at once (each kernel has one BLAS thread; the table does not depend on jobs, see the test above)
+    table = seed_sweep(seeds=MORE_SEEDS, profile="fast", progress=False, stream=out, jobs=2)
     print(out.getvalue())
     assert not table.errors, table.errors
     failing = {key: seeds for key, seeds in table.failed_seeds.items() if seeds}
