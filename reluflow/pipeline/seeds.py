@@ -2,13 +2,12 @@
 
 A check is a claim, not one lucky draw: every ``check_<name>: True`` line a notebook prints must hold
 for any value of its ``seed`` parameter. :func:`seed_sweep` executes each selected notebook once per
-seed (by default one after another, each into a scratch folder, so the published results are untouched), reads the
-``check_*`` lines of its check cells (cells tagged ``nbval-check-output``), and tabulates the pass
-rate of each check with the seeds where it failed. With ``jobs=k`` up to k runs go at once, each in its own
-process and scratch folder (every kernel keeps one BLAS thread), so the table is the same for any ``jobs``.
-A notebook that raises counts as a failure of its
-pseudo-check ``notebook_runs`` (its checks after the failing cell are then missing for that seed and
-count as failures too).
+seed (by default one after another, each into a scratch folder, so the published results are untouched),
+reads the ``check_*`` lines of its check cells (cells tagged ``nbval-check-output``), and tabulates the
+pass rate of each check with the seeds where it failed. With ``jobs=k`` up to k runs go at once, each in
+its own process and scratch folder (every kernel keeps one BLAS thread), so the table is the same for any
+``jobs``. A notebook that raises counts as a failure of its pseudo-check ``notebook_runs`` (its checks
+after the failing cell are then missing for that seed and count as failures too).
 
 With ``log=FILE`` every run is appended to FILE as one JSON line (notebook, seed, profile, verdicts, error)
 the moment it finishes, so a long sweep split over several processes (or interrupted) loses nothing:
@@ -159,16 +158,19 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
         bar.update()
 
     try:
-        if jobs == 1:
-            for stem, seed in plan:
-                record(stem, seed, *_one_run(stem, seed, profile, scratch / f"{stem}-{seed}", root, timeout))
+        args = {(stem, seed): (stem, seed, profile, scratch / f"{stem}-{seed}", root, timeout) for stem, seed in plan}
+        if jobs == 1:  # in this process (tests patch papermill here)
+            for key in plan:
+                record(*key, *_one_run(*args[key]))
         else:
             # spawn, not fork: the parent may hold threads (a progress bar, a test runner's)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {pool.submit(_one_run, stem, seed, profile, scratch / f"{stem}-{seed}", root, timeout):
-                           (stem, seed) for stem, seed in plan}
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+            try:
+                futures = {pool.submit(_one_run, *args[key]): key for key in plan}
                 for future in as_completed(futures):
                     record(*futures[future], *future.result())
+            finally:  # an error or an interrupt does not wait for the runs not yet started
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)
