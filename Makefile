@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# JOBS notebooks run at once (each its own kernel with one BLAS thread); the outputs do not depend on it.
+JOBS ?= 2
 reproduce: $(STAMP)
-	$(VENV)/bin/reluflow reproduce
+	$(VENV)/bin/reluflow reproduce --jobs $(JOBS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reluflow tests $(wildcard benchmarks)

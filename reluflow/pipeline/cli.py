@@ -2,7 +2,9 @@
 
     reluflow list
     reluflow run 01_truncation_maps -p seed 3
-    reluflow reproduce [--only NAME]... [--profile fast|paper]
+    reluflow reproduce [--only NAME]... [--profile fast|paper] [--jobs K]
+    reluflow check [--only NAME]... [--jobs K]
+    reluflow seeds --from A --to B [--jobs K]
     reluflow site [--output-dir DIR] [--serve [--port PORT]]
 """
 
@@ -49,16 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="execute one notebook")
     run.add_argument("name", help="notebook name, e.g. 01_truncation_maps or 01")
     _add_common(run)
-    rep = sub.add_parser("reproduce", help="execute every notebook, one after another")
+    rep = sub.add_parser("reproduce", help="execute every notebook (one after another unless --jobs)")
     rep.add_argument("--only", action="append", metavar="NAME", default=None,
                      help="run only this notebook (repeatable)")
     rep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    rep.add_argument("--jobs", type=int, default=1, metavar="K",
+                     help="notebooks at once, each in its own process; the outputs do not depend on it (default 1)")
     _add_common(rep)
     chk = sub.add_parser("check", help="re-execute the notebooks in scratch and compare every artefact with the "
                                        "committed one, within the tolerances of reluflow.pipeline.compare")
     chk.add_argument("--only", action="append", metavar="NAME", default=None,
                      help="check only this notebook (repeatable)")
     chk.add_argument("--timeout", type=float, default=pl.DEFAULT_TIMEOUT, help="per-cell timeout in seconds")
+    chk.add_argument("--jobs", type=int, default=1, metavar="K",
+                     help="notebooks at once, each in its own process (default 1)")
     chk.add_argument("--root", default=None, help=argparse.SUPPRESS)
     sds = sub.add_parser("seeds", help="run the notebooks over a range of seeds and print the pass rate of every check")
     sds.add_argument("--from", dest="first", type=int, default=0, help="first seed (default 0)")
@@ -109,12 +115,12 @@ def cmd_run(args) -> int:
 def cmd_reproduce(args) -> int:
     results = pl.reproduce(args.only, profile=args.profile, parameters=_overrides(args.parameter),
                            output_dir=args.output_dir, root=args.root, timeout=args.timeout,
-                           progress=False if args.no_progress else None, force=args.force)
+                           progress=False if args.no_progress else None, force=args.force, jobs=args.jobs)
     return 0 if results and all(r.status == "ok" for r in results) else 1
 
 
 def cmd_check(args) -> int:
-    agrees, _ = pl.check(args.only, root=args.root, timeout=args.timeout)
+    agrees, _ = pl.check(args.only, root=args.root, timeout=args.timeout, jobs=args.jobs)
     return 0 if agrees else 1
 
 

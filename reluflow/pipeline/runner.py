@@ -39,6 +39,7 @@ __all__ = [
     "NotebookFailed",
     "OutputError",
     "check",
+    "check_jobs",
     "check_timeout",
     "prepare_output",
     "RunResult",
@@ -343,22 +344,92 @@ def _kernel_environment():
             os.environ.pop(k, None)
 
 
-def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False) -> RunResult:
+def _stage_notebook(path: Path, values: dict, stage: Path, root: Path, timeout: float) -> None:
+    """Execute ``path`` with its working directory in ``stage/notebooks`` and strip the volatile metadata of the
+    executed copy; raise :class:`NotebookFailed`. Writes nothing outside ``stage`` (and ``build/failed``)."""
     import nbformat
 
+    out_nb = stage / "notebooks" / path.name
+    _run_papermill(path, out_nb, values, root, timeout)
+    nb = nbformat.read(str(out_nb), as_version=4)
+    nbformat.write(strip_volatile_metadata(nb), str(out_nb))
+
+
+def _publish(path: Path, stage: Path, dest: Path, force: bool, seconds: float) -> RunResult:
+    """Move the staged outputs of ``path`` that differ beyond tolerance (all if ``force``) into ``dest``."""
+    files, deviations = _to_publish(stage, dest, force)
+    written = promote(stage, dest, files)
+    return RunResult(path.stem, "ok", seconds, dest, written, deviations=deviations)
+
+
+def _execute(path: Path, values: dict, dest: Path, root: Path, timeout: float, force: bool = False) -> RunResult:
     dest = prepare_output(dest)
     stage = new_stage(dest)
     start = time.perf_counter()
     try:
-        out_nb = stage / "notebooks" / path.name
-        _run_papermill(path, out_nb, values, root, timeout)
-        nb = nbformat.read(str(out_nb), as_version=4)
-        nbformat.write(strip_volatile_metadata(nb), str(out_nb))
-        files, deviations = _to_publish(stage, dest, force)
-        written = promote(stage, dest, files)
+        _stage_notebook(path, values, stage, root, timeout)
+        return _publish(path, stage, dest, force, time.perf_counter() - start)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    return RunResult(path.stem, "ok", time.perf_counter() - start, dest, written, deviations=deviations)
+
+
+def _stage_in_worker(path: Path, values: dict, stage: Path, root: Path, timeout: float) -> tuple[str, float]:
+    """:func:`_stage_notebook` in a worker process: ``(error, seconds)``, the error "" when the notebook ran."""
+    start = time.perf_counter()
+    try:
+        _stage_notebook(path, values, stage, root, timeout)
+        return "", time.perf_counter() - start
+    except NotebookFailed as exc:
+        return str(exc), time.perf_counter() - start
+
+
+def _execute_parallel(plan: list, dest: Path, root: Path, timeout: float, force: bool, jobs: int,
+                      stop_on_error: bool, bar) -> list[RunResult]:
+    """Run the notebooks of ``plan`` (``[(path, values)]``) ``jobs`` at a time, each in a spawned worker process.
+
+    Only this process touches ``dest``: it gives every run its own stage (owned by this process, so a
+    concurrent :func:`~reluflow.pipeline.promote.recover` leaves it alone) and publishes each finished
+    notebook as it comes, exactly as a serial run does. Results are in ``plan`` order. After a failure with
+    ``stop_on_error`` the runs not yet started are cancelled and those under way are not published.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    dest = prepare_output(dest)
+    stages: dict[int, Path] = {}
+    done: dict[int, RunResult] = {}
+    # spawn, not fork: the parent may hold threads (a progress bar, a test runner's)
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(plan)), mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {}
+        for i, (path, values) in enumerate(plan):
+            stages[i] = new_stage(dest)
+            futures[pool.submit(_stage_in_worker, path, values, stages[i], root, timeout)] = i
+        for future in as_completed(futures):
+            i = futures[future]
+            path = plan[i][0]
+            error, seconds = future.result()
+            if error:
+                done[i] = RunResult(path.stem, "failed", seconds, dest, error=error)
+            else:
+                done[i] = _publish(path, stages[i], dest, force, seconds)
+            shutil.rmtree(stages.pop(i), ignore_errors=True)
+            bar.set_postfix_str(path.stem)
+            bar.update()
+            if error and stop_on_error:
+                break
+    finally:  # an error, an interrupt or a stop does not wait for the runs not yet started
+        pool.shutdown(wait=True, cancel_futures=True)
+        for stage in stages.values():
+            shutil.rmtree(stage, ignore_errors=True)
+    return [done[i] for i in sorted(done)]
+
+
+def check_jobs(jobs) -> int:
+    """How many notebook runs go at once: an integer >= 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"jobs must be an integer >= 1; got {jobs!r}")
+    return jobs
 
 
 def _run_papermill(path: Path, out_nb: Path, values: dict, root: Path, timeout: float) -> None:
@@ -420,18 +491,26 @@ def _keep_failed(out_nb: Path, root: Path, filename: str) -> Path | None:
 
 def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = None, output_dir=None, root=None,
               timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None, stop_on_error: bool = True,
-              stream=None, force: bool = False) -> list[RunResult]:
-    """Execute notebooks one after another (all of them by default) and print a summary.
+              stream=None, force: bool = False, jobs: int = 1) -> list[RunResult]:
+    """Execute notebooks (all of them by default) and print a summary.
 
     All parameter overrides are checked for every selected notebook before any kernel starts.
     Returns one :class:`RunResult` per notebook attempted; a failure is recorded with status
     ``"failed"`` and, when ``stop_on_error`` (the default), ends the run. Only outputs that differ from
     the existing files beyond tolerance are rewritten, unless ``force``; each result carries the
     deviation of every artefact from the existing file.
+
+    With ``jobs=k`` up to k notebooks run at once, each in its own worker process with its own kernel (one BLAS
+    thread unless the caller set one, as in a serial run), so every artefact is the same for any ``jobs``; this
+    process alone publishes the outputs, one notebook at a time. Leave the kernels at one thread when
+    ``jobs > 1``: on a 2-core machine two processes with two OpenBLAS threads each ran a matrix-product loop
+    in 37.8 s, against 6.9 s with one thread each (idle threads spin), and a ``check`` of every notebook at
+    ``jobs=2`` with two threads per kernel went past the cell timeout in notebook 10.
     """
     from tqdm.auto import tqdm
 
     timeout = check_timeout(timeout)
+    jobs = check_jobs(jobs)
     stream = stream if stream is not None else sys.stdout
     root = project_root(root)
     paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)
@@ -446,29 +525,38 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
     prepare_output(dest)  # refuse an unwritable destination before any kernel starts
     results: list[RunResult] = []
     disable = None if progress is None else not progress  # None: show only on a terminal
-    bar = tqdm(plan, desc="reproduce", unit="notebook", disable=disable, file=sys.stderr)
-    for p, values in bar:
-        bar.set_postfix_str(p.stem)
-        t0 = time.perf_counter()
-        try:
-            results.append(_execute(p, values, dest, root, timeout, force=force))
-        except NotebookFailed as exc:
-            results.append(RunResult(p.stem, "failed", time.perf_counter() - t0, dest, error=str(exc)))
-            if stop_on_error:
-                break
-    bar.close()
-    print(format_summary(results), file=stream)
+    bar = tqdm(total=len(plan), desc="reproduce", unit="notebook", disable=disable, file=sys.stderr)
+    start = time.perf_counter()
+    try:
+        if jobs > 1 and len(plan) > 1:
+            results = _execute_parallel(plan, dest, root, timeout, force, jobs, stop_on_error, bar)
+        else:
+            for p, values in plan:
+                bar.set_postfix_str(p.stem)
+                t0 = time.perf_counter()
+                try:
+                    results.append(_execute(p, values, dest, root, timeout, force=force))
+                except NotebookFailed as exc:
+                    results.append(RunResult(p.stem, "failed", time.perf_counter() - t0, dest, error=str(exc)))
+                    if stop_on_error:
+                        break
+                finally:
+                    bar.update()
+    finally:
+        bar.close()
+    print(format_summary(results, wall=time.perf_counter() - start if jobs > 1 else None), file=stream)
     return results
 
 
 def check(names=None, *, root=None, timeout: float = DEFAULT_TIMEOUT, progress: bool | None = None,
-          stream=None, scratch=None) -> tuple[bool, list]:
+          stream=None, scratch=None, jobs: int = 1) -> tuple[bool, list]:
     """Re-execute notebooks (paper profile) into scratch and compare every artefact with the committed one.
 
     Prints, per artefact, its largest deviation as a ratio to its tolerance (:mod:`reluflow.pipeline.compare`)
     and returns ``(agrees, deviations)``: ``agrees`` is False if a notebook failed, an artefact differs beyond
     tolerance, or a committed artefact was not produced. The repository is not written; the fresh
-    artefacts stay in ``scratch`` if one is given (else a temporary folder, removed afterwards).
+    artefacts stay in ``scratch`` if one is given (else a temporary folder, removed afterwards). ``jobs`` runs
+    that many notebooks at once, as in :func:`reproduce`.
     """
     from reluflow.pipeline.compare import compare_artefact
 
@@ -478,7 +566,7 @@ def check(names=None, *, root=None, timeout: float = DEFAULT_TIMEOUT, progress: 
     out = Path(scratch if scratch is not None else tmp)
     try:
         results = reproduce(names, root=root, timeout=timeout, progress=progress, stream=io.StringIO(),
-                            stop_on_error=False, force=True, output_dir=out)
+                            stop_on_error=False, force=True, output_dir=out, jobs=jobs)
         ok = all(r.status == "ok" for r in results)
         prefixes = {r.name.split("_")[0] for r in results}
         deviations = []
@@ -507,15 +595,17 @@ def check(names=None, *, root=None, timeout: float = DEFAULT_TIMEOUT, progress: 
     return ok, deviations
 
 
-def format_summary(results: list[RunResult]) -> str:
-    """A plain-text table: notebook, status, seconds, files written."""
+def format_summary(results: list[RunResult], wall: float | None = None) -> str:
+    """A plain-text table: notebook, status, seconds, files written; ``wall``, when given (runs that went at
+    once), is the elapsed time, printed beside the sum of the notebooks' seconds."""
     width = max([len("notebook")] + [len(r.name) for r in results])
     lines = [f"{'notebook':<{width}}  {'status':<6}  {'seconds':>7}  files written", "-" * (width + 34)]
     for r in results:
         lines.append(f"{r.name:<{width}}  {r.status:<6}  {r.seconds:7.1f}  {len(r.written)}")
     total = sum(r.seconds for r in results)
     n_ok = sum(r.status == "ok" for r in results)
-    lines.append(f"{n_ok}/{len(results)} notebooks ok in {total:.1f} s; outputs under {results[0].output_root}"
+    took = f"{total:.1f} s" if wall is None else f"{total:.1f} s of runs, {wall:.1f} s elapsed"
+    lines.append(f"{n_ok}/{len(results)} notebooks ok in {took}; outputs under {results[0].output_root}"
                  if results else "no notebooks run")
     for r in results:
         if r.error:

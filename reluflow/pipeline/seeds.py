@@ -30,6 +30,7 @@ from reluflow.pipeline.runner import (
     DEFAULT_TIMEOUT,
     NotebookFailed,
     ParameterError,
+    check_jobs,
     check_timeout,
     list_notebooks,
     project_root,
@@ -131,8 +132,7 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
     seeds = list(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
         raise ParameterError(f"seeds must be a non-empty list of integers >= 0; got {seeds!r}")
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise ParameterError(f"jobs must be an integer >= 1; got {jobs!r}")
+    jobs = check_jobs(jobs)
     stream = stream if stream is not None else sys.stdout
     root = project_root(root)
     paths = [resolve_notebook(n, root) for n in names] if names else list_notebooks(root)

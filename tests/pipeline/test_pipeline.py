@@ -4,6 +4,7 @@ These tests execute notebooks through papermill, always into temporary folders: 
 into the repository's data/, figures/ or notebooks/.
 """
 
+import io
 import json
 import re
 import shutil
@@ -137,7 +138,9 @@ def _check_artefacts(out: Path, names):
 
 def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
     out = tmp_path / "fast"
-    results = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False)
+    # two notebooks at once (the outputs do not depend on jobs: see the test above; by hand, the whole fast
+    # profile with jobs=1 and jobs=2 gave byte-identical trees)
+    results = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False, jobs=2)
     assert [r.status for r in results] == ["ok"] * len(NOTEBOOKS)
     names = [p.stem for p in NOTEBOOKS]
     _check_artefacts(out, names)
@@ -146,9 +149,47 @@ def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
     assert {p.name for p in (ROOT / "figures").glob("*.png")} <= {p.name for p in (out / "figures").glob("*.png")}
     # rerunning changes no file
     before = snapshot(out)
-    again = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False)
+    again = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False, jobs=2)
     assert all(r.written == [] for r in again)
     assert snapshot(out) == before
+
+
+def _toy_notebooks(root: Path) -> Path:
+    """Three one-cell notebooks: two print a seed-dependent line (their executed copy is their artefact), the
+    third raises."""
+    (root / "notebooks").mkdir(parents=True)
+    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    for stem, body in [("01_a", "print(f'a {seed * 7}')"), ("02_b", "print(f'b {seed + 1}')"),
+                       ("03_bad", "raise ValueError('03 is bad')")]:
+        cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+                 nbformat.v4.new_code_cell(body)]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=meta), root / "notebooks" / f"{stem}.ipynb")
+    return root
+
+
+def test_parallel_reproduce_publishes_the_same_files_as_a_serial_one(tmp_path):
+    """Oracle: the serial run of the same toy project. ``jobs=2`` must give the same statuses, errors and files,
+    byte for byte, leave no stage behind, and a rerun must write nothing."""
+    root = _toy_notebooks(tmp_path / "project")
+    runs = {}
+    for jobs in (1, 2):
+        out = tmp_path / f"jobs{jobs}"
+        results = pl.reproduce(root=root, output_dir=out, parameters={"seed": 3}, progress=False,
+                               stop_on_error=False, stream=io.StringIO(), jobs=jobs)
+        runs[jobs] = ([(r.name, r.status, r.error.split(" (executed copy")[0], len(r.written)) for r in results],
+                      snapshot(out))
+    assert runs[2] == runs[1]
+    statuses = [(name, status) for name, status, _, _ in runs[1][0]]
+    assert statuses == [("01_a", "ok"), ("02_b", "ok"), ("03_bad", "failed")]
+    assert "03 is bad" in runs[1][0][2][2]
+    assert '"a 21' in runs[1][1]["notebooks/01_a.ipynb"].decode()  # the seed reached the kernel
+    assert not [p for p in (tmp_path / "jobs2").iterdir() if p.name.startswith(".staging")]
+    again = pl.reproduce(["01", "02"], root=root, output_dir=tmp_path / "jobs2", parameters={"seed": 3},
+                         progress=False, stream=io.StringIO(), jobs=2)
+    assert [r.written for r in again] == [[], []] and snapshot(tmp_path / "jobs2") == runs[1][1]
+    for jobs in (0, -2, True, 2.0):
+        with pytest.raises(pl.ParameterError, match="jobs must be an integer >= 1"):
+            pl.reproduce(root=root, output_dir=tmp_path / "x", jobs=jobs)
 
 
 def test_committed_artefacts_match_what_the_notebooks_produce_with_another_thread_count_and_blas_core(tmp_path):
