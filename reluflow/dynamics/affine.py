@@ -737,7 +737,13 @@ class AffineBackend(Backend):
         hb = np.concatenate((s[reg, None] * bt.beta[reg], bt.ex_beta))
         tie = np.concatenate((Z[reg] | self.protected[reg] | (sg <= ztol), bt.ex_h0 <= bt.ex_noise))
         slope_tol = self._slope_tol(reg)
-        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie, slope_tol=slope_tol)
+        # An exit function's value carries the rounding of the field it is computed from (``ex_noise``), far more
+        # than next_crossing's 64 ε (|α| + Σ|β|) when the push back decays towards 0 at an equilibrium: its
+        # asymptote α = h0 − Σβ is then the rounding of 0, and a dip within ex_noise is no exit (issue 9: such
+        # units left the surface near t = 100–200 under one BLAS and not under another, configs 129, 149, 196)
+        floor = np.concatenate((np.zeros(reg.size), bt.ex_noise))
+        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie, slope_tol=slope_tol,
+                            noise_floor=floor)
         if hit is not None and self._steepest_now and hit[0] <= 1e-13 * max(1.0, self.t):
             rows = hit[1]
             if np.all(rows < reg.size) and np.all(self.pinned[reg[rows]]):
@@ -751,7 +757,8 @@ class AffineBackend(Backend):
                 h0p[rows] = _PROBE_DEPTH * ztol
                 tiep[rows] = False
                 self.n_probes += 1
-                hit = next_crossing(h0p, hb, bt.cf.mu, self.problem.t_end - self.t, tiep, slope_tol=slope_tol)
+                hit = next_crossing(h0p, hb, bt.cf.mu, self.problem.t_end - self.t, tiep, slope_tol=slope_tol,
+                                    noise_floor=floor)
                 if hit is None:
                     return None
                 return hit[0], np.setdiff1d(hit[1], rows), reg
