@@ -175,6 +175,7 @@ class _Built:
     rate: np.ndarray  # (L, M)
     reported: np.ndarray  # (F,) the pattern with sliding units counted as truncated
     slope_tol: np.ndarray  # (F,) rounding of dg/dτ at τ = 0: 64 ε Σ_j (|d| |V_j|) |z_j| μ_j
+    rest_tol: np.ndarray  # (F,) the same, normwise (64 ε |n_f| |(|S| |ψ| + |b|)|): below it a tied row is at rest
 
 
 class AffineBackend(Backend):
@@ -270,8 +271,10 @@ class AffineBackend(Backend):
         cf, Q = self.metric.closed_form(S_eff, b_eff, self.theta)
         g = c + d @ self.theta
         beta = (d @ cf.V) * cf.z
-        if self.pinned.any():  # rows a settlement fixed at this instant: their rounding does not move them
-            beta[self.pinned] = _at_rest(beta[self.pinned], self._ztol())
+        # rows whose whole motion is below the rounding of g are at rest (see _at_rest): rows a settlement fixed at
+        # this instant, and any other, e.g. a point on a threshold that no truncated point drives (frozen where
+        # it released the point: its β is the rounding of the eigenvectors, of either sign, issue 9)
+        beta = _at_rest(beta, self._ztol())
         ex_h0, ex_beta, ex_noise = self._exit_functions(Pref, normals, S_ref, b_ref, psi0, Q, cf)
         reported = self.Pf.copy()
         for u in self.units:
@@ -283,11 +286,16 @@ class AffineBackend(Backend):
         # onto a sliding surface removes keeps a velocity of that size)
         C_abs = np.diag(1.0 / self.metric.lam) if self.metric.chol is None else np.abs(self.metric.chol)
         size = np.abs(S_ref) @ np.abs(psi0) + np.abs(b_ref)
+        # The eigen-decomposition behind the closed form spreads the rounding of every component of ψ̇ over all
+        # of them, so the normwise bound is what a slope computed from it can be trusted to: a row whose
+        # threshold does not move in exact arithmetic (an empty truncation set freezes it) gets a slope of
+        # ~1e-17 of either sign, whichever the BLAS kernels give (issue 9).
+        rest_tol = 64 * _EPS * np.linalg.norm(np.abs(d) @ C_abs, axis=1) * np.linalg.norm(size)
         if self.units and self._steepest_now:  # the projection spreads the rounding of every component over all
-            slope_tol = 64 * _EPS * np.linalg.norm(np.abs(d) @ C_abs, axis=1) * np.linalg.norm(size)
+            slope_tol = rest_tol
         else:
             slope_tol = 64 * _EPS * ((np.abs(d) @ C_abs) @ size)
-        self.built = _Built(cf, g, beta, ex_h0, ex_beta, ex_noise, rate, reported, slope_tol)
+        self.built = _Built(cf, g, beta, ex_h0, ex_beta, ex_noise, rate, reported, slope_tol, rest_tol)
 
     def _exit_functions(self, Pref, normals, S, b, psi0, Q, cf):
         """h = −dg_j/dt under the "out" field and +dg_j/dt under the "in" field, for each unit j.
@@ -411,7 +419,12 @@ class AffineBackend(Backend):
                 continue
             s = np.where(self.Pf, -1.0, 1.0)
             slope = initial_slopes(s, self.built.beta, self.built.cf.mu)  # d(s g)/dτ at τ = 0
-            bad = Z & ((slope < 0) | (self.forced & ~flipped & (slope <= 0)))
+            # a tied row is pushed across only by a slope beyond its rounding (``_Built.rest_tol``): within it the
+            # row is at rest (e.g. a threshold frozen on the point it just released) and keeps its side, whatever
+            # the sign the rounding gives; a row the crossing search found crossing (``forced``) flips unless the
+            # field carries it back beyond that rounding
+            rest = self.built.rest_tol
+            bad = Z & ((slope < -rest) | (self.forced & ~flipped & (slope <= rest)))
             if not bad.any():
                 return Z | self.pinned, ztol
             f = int(np.flatnonzero(bad)[np.argmin(slope[bad])])
@@ -724,7 +737,13 @@ class AffineBackend(Backend):
         hb = np.concatenate((s[reg, None] * bt.beta[reg], bt.ex_beta))
         tie = np.concatenate((Z[reg] | self.protected[reg] | (sg <= ztol), bt.ex_h0 <= bt.ex_noise))
         slope_tol = self._slope_tol(reg)
-        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie, slope_tol=slope_tol)
+        # An exit function's value carries the rounding of the field it is computed from (``ex_noise``), far more
+        # than next_crossing's 64 ε (|α| + Σ|β|) when the push back decays towards 0 at an equilibrium: its
+        # asymptote α = h0 − Σβ is then the rounding of 0, and a dip within ex_noise is no exit (issue 9: such
+        # units left the surface near t = 100–200 under one BLAS and not under another, configs 129, 149, 196)
+        floor = np.concatenate((np.zeros(reg.size), bt.ex_noise))
+        hit = next_crossing(h0, hb, bt.cf.mu, self.problem.t_end - self.t, tie, slope_tol=slope_tol,
+                            noise_floor=floor)
         if hit is not None and self._steepest_now and hit[0] <= 1e-13 * max(1.0, self.t):
             rows = hit[1]
             if np.all(rows < reg.size) and np.all(self.pinned[reg[rows]]):
@@ -738,7 +757,8 @@ class AffineBackend(Backend):
                 h0p[rows] = _PROBE_DEPTH * ztol
                 tiep[rows] = False
                 self.n_probes += 1
-                hit = next_crossing(h0p, hb, bt.cf.mu, self.problem.t_end - self.t, tiep, slope_tol=slope_tol)
+                hit = next_crossing(h0p, hb, bt.cf.mu, self.problem.t_end - self.t, tiep, slope_tol=slope_tol,
+                                    noise_floor=floor)
                 if hit is None:
                     return None
                 return hit[0], np.setdiff1d(hit[1], rows), reg

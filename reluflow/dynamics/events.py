@@ -219,7 +219,7 @@ def _exp_terms(mu, taus):
     return np.exp(-np.outer(mu, taus))
 
 
-def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, slope_tol=None, max_rounds: int = 400,
+def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, slope_tol=None, noise_floor=None, max_rounds: int = 400,
                   subdivisions: int = 8, max_cells: int = 8, max_grid: int = 20_000):
     """Earliest τ ∈ [0, τ_end] at which some h_f(τ) = h0_f + Σ_j hbeta_fj (e^{−μ_j τ} − 1) turns negative.
 
@@ -237,7 +237,8 @@ def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, slope_tol=None, max_rou
     uncertain cells per round and gives up on certifying (treating the rest as crossing-free)
     beyond ``max_grid`` grid points. ``slope_tol`` (per row, optional) is a rounding of h'(0) that
     the caller knows better than 64 ε Σ_j |β_j| μ_j (the rounding of the sum, not of the β_j): a
-    tie row whose h'(0) is within it is flat, and decided by h''(0).
+    tie row whose h'(0) is within it is flat, and decided by h''(0). ``noise_floor`` (per row, optional) is a
+    rounding of h that the caller knows to be larger than 64 ε (|α| + Σ|β|) (e.g. that of the data h0 comes from).
 
     Returns ``(tau, rows)``: the crossing time and the rows that cross then, or ``None``.
     """
@@ -256,6 +257,8 @@ def next_crossing(h0, hbeta, mu, tau_end: float, tie, *, slope_tol=None, max_rou
     # Rounding of h is about 64 ε (|α| + Σ|β|): a dip below zero smaller than that is no crossing.
     eps64 = 64 * np.finfo(float).eps
     noise = eps64 * (np.abs(halpha) + np.abs(hbeta).sum(axis=1))
+    if noise_floor is not None:
+        noise = np.maximum(noise, noise_floor)
     # A tie row is positive on (0, τ_c]: by Taylor to first order, h ≥ h'(0) τ − ½ M₂ τ², or, when
     # h'(0) vanishes within rounding, to second order, h ≥ ½ h''(0) τ² − M₃ τ³/6.
     flat = np.abs(slope) <= eps64 * (np.abs(hbeta) * mu).sum(axis=1)

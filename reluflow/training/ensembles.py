@@ -231,7 +231,10 @@ def event_flow_jumps(cfg: Configuration, sol: xr.Dataset, *, offset: float = EVE
     max |θ̇^(ℓ')(u + ε) − θ̇^(ℓ')(u − ε)| over ℓ' < ℓ. (The other points' terms are continuous in θ, except those of
     points tied on a threshold, which jump with their own sliding, not with this event.) By (4.1) the jump comes
     only through Π_ℓ of point i, so it can be nonzero only if i is truncated in some coordinate of a layer ℓ' < ℓ
-    (``shallower_truncated``).
+    (``shallower_truncated``). Where point i rests on other thresholds too (other rows of the same instant, a
+    threshold it slides on), its side there is the rounding of u − θ ≈ 0, which differed between BLAS kernels
+    (issue 9): those thresholds are first raised by ε, so that such ties count as truncated, the solver's
+    convention (u ≤ θ; sliding points are reported truncated); that changes the flows by O(ε), far below JUMP_TOL.
 
     Returns arrays over those events: ``time``, ``layer`` (1-based), ``jump``, ``shallower_truncated``.
     """
@@ -248,7 +251,7 @@ def event_flow_jumps(cfg: Configuration, sol: xr.Dataset, *, offset: float = EVE
         t_e, ell, k, i = (float(sol.event_time[e]), int(layer[e]), int(sol.event_coordinate[e]),
                           int(sol.event_point[e]))
         row = int(np.argmin(np.abs(times - t_e)))
-        theta = sol.thresholds.values[row].copy()
+        theta = _ties_truncated(R, sol.thresholds.values[row], cfg.X[i], (ell - 1, k), offset)
         _, patterns, acts = adapted_forward(R, theta, cfg.X[i:i + 1], keep_activations=True)
         u = float(acts[ell - 1][0, k])
         flows = []
@@ -263,6 +266,19 @@ def event_flow_jumps(cfg: Configuration, sol: xr.Dataset, *, offset: float = EVE
         out["shallower_truncated"].append(bool(np.any([p[0].any() for p in patterns[: ell - 1]])))
     return {key: np.asarray(v, dtype=float if key in ("time", "jump") else (int if key == "layer" else bool))
             for key, v in out.items()}
+
+
+def _ties_truncated(R, theta, x, skip, offset):
+    """θ with every threshold that point ``x`` rests on (|u − θ| ≤ EDGE_RTOL (1 + |θ|), layer by layer, the
+    coordinate ``skip`` = (ℓ, k) excepted) raised by ``offset``: its ties count as truncated."""
+    theta = np.array(theta, float)
+    for ell in range(theta.shape[0]):
+        _, _, acts = adapted_forward(R[: ell + 1], theta[: ell + 1], x[None, :], keep_activations=True)
+        tied = np.abs(acts[ell][0] - theta[ell]) <= EDGE_RTOL * (1.0 + np.abs(theta[ell]))
+        if ell == skip[0]:
+            tied[skip[1]] = False
+        theta[ell, tied] += offset
+    return theta
 
 
 def deep_coupling(cfg: Configuration, sol: xr.Dataset) -> dict:
@@ -416,18 +432,28 @@ def range_decay(cfg: Configuration, sol: xr.Dataset, *, floor: float = 1e-4, per
     return out
 
 
+#: :func:`_with_counts`: a point within EDGE_RTOL (1 + |θ|) of its threshold is on it (round-off decides its side).
+EDGE_RTOL = 1e-12
+
+
 def _with_counts(cfg, theta, counts):
-    """Thresholds with the truncation pattern the solver reports (``counts`` n_{ℓ,k}): θ, where a point rests on a
-    threshold whose count says otherwise (e.g. a threshold frozen on a released point), moved half-way to the next
-    point; the truncated set of (ℓ, k) is always the n_{ℓ,k} points of smallest u. None if that set is ambiguous
-    (tied u at its edge)."""
+    """Thresholds with the truncation pattern the solver reports (``counts`` n_{ℓ,k}), with a margin: θ, where a
+    point rests on a threshold (|u − θ| ≤ EDGE_RTOL (1 + |θ|)) or the count says otherwise (e.g. a threshold frozen
+    on a released point), moved half-way between the n-th and the (n+1)-th smallest u; the truncated set of (ℓ, k)
+    is always the n_{ℓ,k} points of smallest u. None if that set is ambiguous (tied u at its edge).
+
+    The margin matters where points slide: they rest on their threshold along the whole interval, the solver
+    reports them truncated, and the sign of u − θ at the chord midpoint is round-off (it differed between BLAS
+    kernels, and with it D and the A6 verdict, issue 9). Moving θ_{ℓ,k} changes no D: for a fixed pattern D does
+    not depend on θ."""
     theta = np.array(theta, float)
     R = cfg.net.frames
     for ell in range(theta.shape[0]):
         _, patterns, acts = adapted_forward(R[: ell + 1], theta[: ell + 1], cfg.X, keep_activations=True)
+        near = (np.abs(acts[ell] - theta[ell]) <= EDGE_RTOL * (1.0 + np.abs(theta[ell]))).any(axis=0)
         u = np.sort(acts[ell], axis=0)  # (N, M), ascending per coordinate
         have = patterns[ell].sum(axis=0)
-        for k in np.flatnonzero(have != counts[ell]):
+        for k in np.flatnonzero((have != counts[ell]) | near):
             n = int(counts[ell, k])
             lo = u[n - 1, k] if n > 0 else u[0, k] - 1.0
             hi = u[n, k] if n < u.shape[0] else u[-1, k] + 1.0
