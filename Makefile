@@ -37,12 +37,27 @@ unit: $(STAMP)
 # nbval re-executes the committed notebooks in a scratch copy (so the repository's data/ and
 # figures/ are never written by tests) and compares the outputs of the check cells. Kernels get one BLAS
 # thread unless the caller set one, as in `reluflow reproduce` (KERNEL_THREADS in reluflow/pipeline/runner.py).
+# Each notebook is validated by its own pytest process, NBVAL_JOBS at a time, the highest numbers (the longest
+# notebooks) first (each writes only its own files in the scratch copy); the logs are printed afterwards in
+# notebook order. A kernel start that collides with another's fails that notebook, which is then retried once,
+# alone (nbval itself does not retry).
+NBVAL_JOBS ?= 2
+NBVAL = OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+	MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(CURDIR)/$(PY) -m pytest --rootdir . -p no:cacheprovider --nbval-lax \
+	--nbval-current-env --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg
+export NBVAL
 nbval: $(STAMP)
-	@tmp=$$(mktemp -d); cp -r notebooks "$$tmp/"; mkdir -p "$$tmp/data" "$$tmp/figures"; \
-	(cd "$$tmp" && OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
-	  MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(CURDIR)/$(PY) -m pytest --rootdir . -p no:cacheprovider --nbval-lax --nbval-current-env \
-	  --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg notebooks); rc=$$?; rm -rf "$$tmp"; \
-	if [ $$rc -eq 5 ]; then echo "make: nbval collected no notebook cells (exit 5): failing"; exit 1; fi; exit $$rc
+	@tmp=$$(mktemp -d); cp -r notebooks "$$tmp/"; mkdir -p "$$tmp/data" "$$tmp/figures"; cd "$$tmp"; \
+	if ! ls notebooks/*.ipynb >/dev/null 2>&1; then echo "make: no notebooks to validate: failing"; rm -rf "$$tmp"; exit 1; fi; \
+	ls notebooks/*.ipynb | sort -r | xargs -P $(NBVAL_JOBS) -I {} sh -c 'eval "$$NBVAL {}" > {}.log 2>&1; echo $$? > {}.rc'; \
+	rc=0; passed=0; for nb in $$(ls notebooks/*.ipynb); do \
+	  r=$$(cat $$nb.rc); \
+	  if [ $$r -ne 0 ] && grep -q "Kernel died\|kernel_info" $$nb.log; then \
+	    echo "== $$nb: its kernel did not start; retried alone"; eval "$$NBVAL $$nb" > $$nb.log 2>&1; r=$$?; fi; \
+	  if [ $$r -eq 5 ]; then echo "make: nbval collected no cells of $$nb (exit 5): failing"; r=1; fi; \
+	  sed -n '/^notebooks\//p;/FAILED\|Error\|error/p' $$nb.log | head -40; \
+	  if [ $$r -ne 0 ]; then rc=$$r; cat $$nb.log; else passed=$$((passed + 1)); fi; \
+	done; echo "== nbval: $$passed of $$(ls notebooks/*.ipynb | wc -l) notebooks passed"; cd /; rm -rf "$$tmp"; exit $$rc
 
 test: lint unit nbval
 
