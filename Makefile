@@ -41,7 +41,7 @@ unit: $(STAMP)
 # notebooks) first (each writes only its own files in the scratch copy); the logs are printed afterwards in
 # notebook order. A kernel start that collides with another's fails that notebook, which is then retried once,
 # alone (nbval itself does not retry).
-NBVAL_JOBS ?= 2
+NBVAL_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -gt 4 ] && n=4; [ $$n -lt 2 ] && n=2; echo $$n)
 NBVAL = OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
 	MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} $(CURDIR)/$(PY) -m pytest --rootdir . -p no:cacheprovider --nbval-lax \
 	--nbval-current-env --nbval-sanitize-with $(CURDIR)/tests/nbval_sanitize.cfg

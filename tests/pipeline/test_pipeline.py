@@ -6,6 +6,7 @@ into the repository's data/, figures/ or notebooks/.
 
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,6 +21,9 @@ from reluflow.results.netcdf import load_result
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = pl.list_notebooks(ROOT)
+#: Notebook runs at once in the long tests: one per core, two at least (the outputs do not depend on it), four at
+#: most.
+JOBS = max(2, min(4, os.cpu_count() or 1))
 REQUIRED_ATTRS = ("Conventions", "title", "source", "references", "notebook", "parameters")
 
 
@@ -138,9 +142,9 @@ def _check_artefacts(out: Path, names):
 
 def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
     out = tmp_path / "fast"
-    # two notebooks at once (the outputs do not depend on jobs: see the test above; by hand, the whole fast
+    # JOBS notebooks at once (the outputs do not depend on jobs: see the test above; by hand, the whole fast
     # profile with jobs=1 and jobs=2 gave byte-identical trees)
-    results = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False, jobs=2)
+    results = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False, jobs=JOBS)
     assert [r.status for r in results] == ["ok"] * len(NOTEBOOKS)
     names = [p.stem for p in NOTEBOOKS]
     _check_artefacts(out, names)
@@ -149,7 +153,7 @@ def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
     assert {p.name for p in (ROOT / "figures").glob("*.png")} <= {p.name for p in (out / "figures").glob("*.png")}
     # rerunning changes no file
     before = snapshot(out)
-    again = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False, jobs=2)
+    again = pl.reproduce(profile="fast", output_dir=out, root=ROOT, progress=False, jobs=JOBS)
     assert all(r.written == [] for r in again)
     assert snapshot(out) == before
 
@@ -198,9 +202,8 @@ def test_committed_artefacts_match_what_the_notebooks_produce_with_another_threa
     where the files were made with the AVX-512 kernels; every x86-64 CPU runs them, and OpenBLAS builds for
     other architectures ignore the name). Both change the round-off of every matrix product. Every committed
     artefact must agree with a fresh one within the tolerances of reluflow.pipeline.compare, and every fresh
-    artefact passes the schema checks."""
-    import os
-
+    artefact passes the schema checks. The notebooks run one at a time: two at once with two BLAS threads each
+    oversubscribe two cores (see reluflow.pipeline.runner.reproduce)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "2", "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2",
            "OPENBLAS_CORETYPE": "Nehalem"}
     res = subprocess.run([sys.executable, "-c", "import sys; from reluflow.pipeline import runner as pl; "
