@@ -433,7 +433,9 @@ class AffineBackend(Backend):
             bad = Z & ((slope < -rest) | (self.forced & ~flipped & (moving | self.Pf) & (slope <= rest)))
             if not bad.any():
                 return Z | self.pinned, ztol
-            f = int(np.flatnonzero(bad)[np.argmin(slope[bad])])
+            # the steepest row first; slopes equal within their rounding (rows of one threshold whose points
+            # coincide) are taken in index order, not in the order the rounding gives (configuration 46)
+            f = int(np.flatnonzero(bad & (slope <= slope[bad].min() + rest))[0])
             if flipped[f]:
                 Z &= ~self._start_sliding(f, ztol)
                 continue
