@@ -422,12 +422,20 @@ class AffineBackend(Backend):
             # a tied row is pushed across only by a slope beyond its rounding (``_Built.rest_tol``): within it the
             # row is at rest (e.g. a threshold frozen on the point it just released) and keeps its side, whatever
             # the sign the rounding gives; a row the crossing search found crossing (``forced``) flips unless the
-            # field carries it back beyond that rounding
+            # field carries it back beyond that rounding. A forced row that the field now holds at rest altogether
+            # (all its β are rounding, ``_at_rest``: it moves with its threshold, e.g. a point that now coincides
+            # with the points of a unit sliding on that threshold) is on the surface: it takes the side of sliding
+            # rows (untruncated, Pf = False) and keeps it. Configuration 20 of notebook 08: rows that reach the
+            # layer-3 surface from the truncated side are released; configuration 180: a row that reaches it from
+            # the untruncated side stays (truncated, it set off a cascade off the Filippov solution, issue 9).
             rest = self.built.rest_tol
-            bad = Z & ((slope < -rest) | (self.forced & ~flipped & (slope <= rest)))
+            moving = self.built.beta.any(axis=1)
+            bad = Z & ((slope < -rest) | (self.forced & ~flipped & (moving | self.Pf) & (slope <= rest)))
             if not bad.any():
                 return Z | self.pinned, ztol
-            f = int(np.flatnonzero(bad)[np.argmin(slope[bad])])
+            # the steepest row first; slopes equal within their rounding (rows of one threshold whose points
+            # coincide) are taken in index order, not in the order the rounding gives (configuration 46)
+            f = int(np.flatnonzero(bad & (slope <= slope[bad].min() + rest))[0])
             if flipped[f]:
                 Z &= ~self._start_sliding(f, ztol)
                 continue
