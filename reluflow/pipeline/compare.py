@@ -99,11 +99,12 @@ def _ratio_arrays(old, new, rtol, atol_scale):
     nan_old, nan_new = np.isnan(old), np.isnan(new)
     if np.any(nan_old != nan_new):
         return np.inf
-    ok = ~nan_old
-    if np.any(np.isinf(old[ok]) | np.isinf(new[ok])):
-        if np.any(old[ok] != new[ok]):
-            return np.inf
-        ok &= np.isfinite(old)
+    # infinities (e.g. "no step to test") must sit at the same places with the same signs; the finite values
+    # around them are compared within tolerance like any other
+    inf_old, inf_new = np.isinf(old), np.isinf(new)
+    if np.any(inf_old != inf_new) or np.any(old[inf_old] != new[inf_old]):
+        return np.inf
+    ok = ~nan_old & ~inf_old
     if not ok.any():
         return 0.0
     o, n = old[ok], new[ok]

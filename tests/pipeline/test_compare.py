@@ -170,3 +170,19 @@ def test_tolerances_are_documented_in_one_place():
 
     for key, value in TOLERANCES.items():
         assert f"{value:g}".replace("e-0", "e-") in c.__doc__, key  # every tolerance is stated in the docs
+
+
+def test_infinities_must_match_but_do_not_make_the_finite_values_exact():
+    """Oracle: the definition of the tolerance. A variable holding inf sentinels (e.g. a3_own_worst of a
+    configuration with nothing to test) is compared within tolerance on its finite entries; an inf that moves or
+    changes sign is a difference. (Before, any inf made the whole variable compare exactly, so round-off of
+    1e-16 in notebook 08 counted as a real difference.)"""
+    from reluflow.pipeline.compare import TOLERANCES, _ratio_arrays
+
+    rtol, atol = TOLERANCES["data_rtol"], TOLERANCES["data_atol_scale"]
+    old = np.array([np.inf, 0.5, 0.25, np.nan])
+    assert _ratio_arrays(old, old + np.array([0, 1e-16, -1e-16, 0]), rtol, atol) <= 1.0
+    assert _ratio_arrays(old, np.array([np.inf, 0.6, 0.25, np.nan]), rtol, atol) > 1.0
+    assert _ratio_arrays(old, np.array([-np.inf, 0.5, 0.25, np.nan]), rtol, atol) == np.inf
+    assert _ratio_arrays(old, np.array([1.0, 0.5, 0.25, np.nan]), rtol, atol) == np.inf
+    assert _ratio_arrays(old, np.array([np.inf, 0.5, np.inf, np.nan]), rtol, atol) == np.inf

@@ -212,24 +212,8 @@ def test_committed_artefacts_match_what_the_notebooks_produce_with_another_threa
     print(res.stdout)
     differs = sorted({line.split()[0] for line in res.stdout.splitlines()
                       if "DIFFERS" in line or " failed " in line or " missing " in line})
-    unknown = [name for name in differs if name not in KNOWN_CROSS_MACHINE]
-    assert not unknown, res.stdout[-4000:] + res.stderr[-2000:]
-    assert res.returncode == (1 if differs else 0), res.stdout[-4000:] + res.stderr[-2000:]
+    assert not differs and res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     _check_artefacts(tmp_path, [p.stem for p in NOTEBOOKS])
-    if differs:
-        pytest.xfail("open defect (issue 9), seen on this BLAS: " + "; ".join(
-            f"{name}: {KNOWN_CROSS_MACHINE[name]}" for name in differs))
-
-
-#: Artefacts known to differ beyond tolerance under other BLAS kernels: an open defect of issue 9, recorded here so
-#: that the cross-machine check above still fails on any other artefact. Found with OPENBLAS_CORETYPE=Nehalem.
-KNOWN_CROSS_MACHINE = {
-    "08_claims_across_configurations.nc": "the deep exact solver's event log (n_events, and what is counted between "
-                                          "events) depends on round-off at degenerate ties, though the trajectories "
-                                          "agree to 3e-15 (configurations 20, 24, 105, 156, 196 checked)",
-    "08_claims_across_configurations.ipynb": "its printed counts follow that event log",
-    "08_counterexamples.png": "drawn between the events of one configuration",
-}
 
 
 def test_check_reports_a_real_difference(tmp_path):
