@@ -7,6 +7,8 @@ duplicates, point weights); problem p of root seed 0 is child p of SeedSequence(
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -127,6 +129,11 @@ def _restart_errors(p, ds, times, h):
 #: Several rows of one point in several layers are tied there (points collapsed onto the apex of a
 #: layer and lying on the thresholds of the next ones).
 FORMER_STOPS = {9506: 4e-3, 5169: 2e-3}
+#: Where a former stop is checked on a shorter horizon, and why. Problem 5169 chatters after t = 0.5207 (issue 9,
+#: open): a cycle of about 11 zero-time steps (flips, exits and re-entries of single-point sliding units in layers
+#: 2-3) returns to the same state every 4.24e-5 of flow time, so reaching t_end = 1 takes minutes (180 s in a
+#: `make test`); its [0, 0.5] is checked here, and its time to t_end by the strict xfail below.
+HORIZON = {5169: 0.5}
 #: Euler's error is O(h) (first order, sliding included: the chattering has amplitude O(h)); quartering h
 #: must at least halve the distance to the exact trajectory, unless that trajectory is off (then the
 #: distance stalls at the discrepancy) or both are already at rounding level.
@@ -137,6 +144,8 @@ ROUNDING = 1e-10
 @pytest.mark.parametrize("index", sorted(FORMER_STOPS))
 def test_former_early_stops_follow_gradient_descent(index):
     p = draw_problem(problem_seed(0, index))
+    t_eval = p.t_eval[p.t_eval <= HORIZON.get(index, np.inf)]
+    p = dataclasses.replace(p, t_eval=t_eval)
     ds = solve(p.net, p.X, p.targets, p.t_eval, point_weights=p.point_weights)
     assert ds.attrs["status"] == 0, ds.attrs["message"]
     for v in ds.data_vars:
@@ -150,6 +159,18 @@ def test_former_early_stops_follow_gradient_descent(index):
     coarse = _restart_errors(p, ds, times, h)
     fine = _restart_errors(p, ds, times, h / 4)
     assert np.all((fine <= FIRST_ORDER * coarse) | (fine <= ROUNDING)), (coarse, fine)
+
+
+PROBLEM_5169 = ("open (issue 9): the exact solver chatters on problem 5169 after t = 0.5207 and does not reach "
+                "t_end = 1 within the fuzz's time limit (a sliding motion on several tied surfaces followed by "
+                "crossing back and forth; a cap on repeated states was tried and refused: it also stops problems "
+                "163 and 225, which finish correctly)")
+
+
+@pytest.mark.xfail(strict=True, reason=PROBLEM_5169)
+def test_problem_5169_finishes_within_a_few_seconds():
+    r = run_problem(0, 5169, time_limit=5.0)
+    assert r.status == 0 and not r.timed_out and r.wall_time < 5.0, r.message
 
 
 def test_sorted_backend_refuses_beyond_its_memory_budget_and_its_estimate_bounds_the_peak(monkeypatch):
