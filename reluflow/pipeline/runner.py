@@ -387,42 +387,54 @@ def _execute_parallel(plan: list, dest: Path, root: Path, timeout: float, force:
                       stop_on_error: bool, bar) -> list[RunResult]:
     """Run the notebooks of ``plan`` (``[(path, values)]``) ``jobs`` at a time, each in a spawned worker process.
 
-    Only this process touches ``dest``: it gives every run its own stage (owned by this process, so a
-    concurrent :func:`~reluflow.pipeline.promote.recover` leaves it alone) and publishes each finished
-    notebook as it comes, exactly as a serial run does. Results are in ``plan`` order. After a failure with
-    ``stop_on_error`` the runs not yet started are cancelled and those under way are not published.
+    ``dest`` is the prepared destination (:func:`prepare_output`). Only this process touches it: it gives every
+    run its own stage (owned by this process, so a concurrent :func:`~reluflow.pipeline.promote.recover` leaves it
+    alone) and publishes each finished notebook as it comes, exactly as a serial run does. Results are in ``plan``
+    order. After a failure with ``stop_on_error`` the runs not yet started are cancelled and those under way are not
+    published.
     """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    dest = prepare_output(dest)
     stages: dict[int, Path] = {}
     done: dict[int, RunResult] = {}
-    # spawn, not fork: the parent may hold threads (a progress bar, a test runner's)
-    pool = ProcessPoolExecutor(max_workers=min(jobs, len(plan)), mp_context=multiprocessing.get_context("spawn"))
     try:
-        futures = {}
-        for i, (path, values) in enumerate(plan):
-            stages[i] = new_stage(dest)
-            futures[pool.submit(_stage_in_worker, path, values, stages[i], root, timeout)] = i
-        for future in as_completed(futures):
-            i = futures[future]
-            path = plan[i][0]
-            error, seconds = future.result()
-            if error:
-                done[i] = RunResult(path.stem, "failed", seconds, dest, error=error)
-            else:
-                done[i] = _publish(path, stages[i], dest, force, seconds)
-            shutil.rmtree(stages.pop(i), ignore_errors=True)
-            bar.set_postfix_str(path.stem)
-            bar.update()
-            if error and stop_on_error:
-                break
-    finally:  # an error, an interrupt or a stop does not wait for the runs not yet started
-        pool.shutdown(wait=True, cancel_futures=True)
+        with spawn_pool(min(jobs, len(plan))) as pool:
+            futures = {}
+            for i, (path, values) in enumerate(plan):
+                stages[i] = new_stage(dest)
+                futures[pool.submit(_stage_in_worker, path, values, stages[i], root, timeout)] = i
+            for future in as_completed(futures):
+                i = futures[future]
+                path = plan[i][0]
+                error, seconds = future.result()
+                if error:
+                    done[i] = RunResult(path.stem, "failed", seconds, dest, error=error)
+                else:
+                    done[i] = _publish(path, stages[i], dest, force, seconds)
+                shutil.rmtree(stages.pop(i), ignore_errors=True)
+                bar.set_postfix_str(path.stem)
+                bar.update()
+                if error and stop_on_error:
+                    break
+    finally:
         for stage in stages.values():
             shutil.rmtree(stage, ignore_errors=True)
     return [done[i] for i in sorted(done)]
+
+
+@contextlib.contextmanager
+def spawn_pool(jobs: int):
+    """A ProcessPoolExecutor of ``jobs`` spawned workers (spawn, not fork: the parent may hold threads, a progress
+    bar's or a test runner's). Leaving the block, by an error or an interrupt too, cancels the runs not yet
+    started and waits for those under way."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def check_jobs(jobs) -> int:
@@ -522,7 +534,7 @@ def reproduce(names=None, *, profile: str = "paper", parameters: dict | None = N
         overrides = {**prof.get(p.stem, {}), **(parameters or {})}
         plan.append((p, coerce_parameters(p, overrides)))
     dest = Path(output_dir) if output_dir is not None else _default_output(root, profile, parameters or {})
-    prepare_output(dest)  # refuse an unwritable destination before any kernel starts
+    dest = prepare_output(dest)  # refuse an unwritable destination before any kernel starts
     results: list[RunResult] = []
     disable = None if progress is None else not progress  # None: show only on a terminal
     bar = tqdm(total=len(plan), desc="reproduce", unit="notebook", disable=disable, file=sys.stderr)

@@ -17,12 +17,11 @@ the moment it finishes, so a long sweep split over several processes (or interru
 from __future__ import annotations
 
 import json
-import multiprocessing
 import re
 import shutil
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from reluflow.pipeline.runner import (
     project_root,
     resolve_notebook,
     run_notebook,
+    spawn_pool,
 )
 
 __all__ = ["SeedTable", "check_lines", "seed_sweep", "table_from_logs"]
@@ -163,14 +163,10 @@ def seed_sweep(names=None, *, seeds=range(10), profile: str = "fast", root=None,
             for key in plan:
                 record(*key, *_one_run(*args[key]))
         else:
-            # spawn, not fork: the parent may hold threads (a progress bar, a test runner's)
-            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-            try:
+            with spawn_pool(jobs) as pool:
                 futures = {pool.submit(_one_run, *args[key]): key for key in plan}
                 for future in as_completed(futures):
                     record(*futures[future], *future.result())
-            finally:  # an error or an interrupt does not wait for the runs not yet started
-                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
         shutil.rmtree(scratch, ignore_errors=True)

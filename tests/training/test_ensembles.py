@@ -70,55 +70,6 @@ def test_rate_growth_detects_a_rate_that_falls_at_a_fixed_count():
     assert en.rate_growth(bad)["monotone_worst"] < -0.1
 
 
-def _chain_euler(cfg, t_end, h):
-    """Explicit Euler of the bias flow of a width-1 network with its own forward and backward pass (an oracle
-    sharing no code with the solver): x_l = R_l max(R_l x_{l-1}, θ_l),
-    ∂x_L/∂θ_l = [u_l ≤ θ_l] R_l Π_{l' > l} [u_l' > θ_l']."""
-    R, lam2 = cfg.net.frames.ravel(), cfg.net.scales.ravel() ** 2
-    th, X, Y = cfg.net.thresholds.ravel().copy(), cfg.X.ravel(), cfg.targets.ravel()
-    for _ in range(int(round(t_end / h))):
-        x, T = X, []
-        for l in range(R.size):
-            u = R[l] * x
-            T.append(u <= th[l])
-            x = R[l] * np.maximum(u, th[l])
-        g = np.empty(R.size)
-        for l in range(R.size):
-            d = T[l] * R[l]
-            for m in range(l + 1, R.size):
-                d = d * ~T[m]
-            g[l] = ((x - Y) * d).mean()
-        th -= h * g / lam2
-    return th
-
-
-def test_a3_fails_on_configuration_20_of_notebook_08():
-    # Notebook 08, configuration 20 (L = 3, M = 1, R = (−1, −1, 1), N = 10): layer 3 slides on θ_3 = −θ_2 from
-    # t = 0.418 (every point truncated in layer 2 has u_3 = −θ_2). It leaves the surface on the untruncated side
-    # when −θ_2 reaches c* = (Σ_{i≠9} ỹ_i/λ_2² − ỹ_9/λ_3²)/(9/λ_2² − 1/λ_3²), where the field below the surface
-    # stops pushing back (t = 5.5606; the solver before issue 9's rest tolerance kept sliding to t = 400). θ_3 then
-    # releases point 9 and freezes on it (t = 6.618), so that when θ_2 truncates point 9 (t = 7.1168) every
-    # layer-3 row meets θ_3 at once and slides: ρ_2 falls from 9/(λ_2² N) to 0 as n_2 goes 9 → 10 (A3 fails, also
-    # for the sliding field's own rate 1/(λ_2² + λ_3²)). Oracle: explicit Euler, θ_2(7.33192) = 0.956673 at
-    # h = 1e-5 (the former trajectory: 0.966988).
-    draw = dict(max_width=8, max_depth=4, max_clusters=5, max_units=8, max_per_cluster=3)
-    cfg = en.configuration(0, 20, **draw)
-    sol = en.solve_configuration(cfg, t_end=400.0, n_times=20, max_events=200)
-    assert sol.attrs["status"] == 0
-    lam2, Y = cfg.net.scales.ravel() ** 2, cfg.targets.ravel()
-    c = (Y[:9].sum() / lam2[1] - Y[9] / lam2[2]) / (9 / lam2[1] - 1 / lam2[2])
-    kind, layer, point = sol.event_kind.values.astype(str), sol.event_layer.values, sol.event_point.values
-    t_exit = sol.event_time.values[(layer == 3) & (kind == "untruncated") & (point == 0)][0]  # 0 slid from t = 0.418
-    row = int(np.argmin(np.abs(sol.time.values - t_exit)))
-    assert sol.thresholds.values[row, 1, 0] == pytest.approx(-c, abs=1e-9)
-    t = float(sol.time.values[np.argmin(np.abs(sol.time.values - 7.33192))])
-    ref = _chain_euler(cfg, t, 5e-4)
-    got = sol.thresholds.values[np.argmin(np.abs(sol.time.values - t)), :, 0]
-    np.testing.assert_allclose(got, ref, atol=2e-4)  # Euler's O(h) error; the former trajectory is 1e-2 off
-    g = en.rate_growth(sol)
-    assert g["own_worst"] == pytest.approx(-9 / (lam2[1] * 10) / g["scale"], rel=1e-9)
-
-
 def _frames_euler(cfg, t_end, h):
     """Explicit Euler of the bias flow θ̇ = −λ⁻² ∂C/∂θ of any width, with its own forward and backward pass (an
     oracle sharing no code with the solver): u_l = R_l x_{l-1}, x_l = R_lᵀ max(u_l, θ_l), C = |x_L − ỹ|²/(2N)."""
@@ -139,6 +90,42 @@ def _frames_euler(cfg, t_end, h):
     return th
 
 
+#: notebook 08's draw and solve at its default parameters
+DRAW_08 = dict(max_width=8, max_depth=4, max_clusters=5, max_units=8, max_per_cluster=3)
+
+
+def _notebook_08(index):
+    """Configuration ``index`` of notebook 08 (seed 0) and its exact solve, which must finish."""
+    cfg = en.configuration(0, index, **DRAW_08)
+    sol = en.solve_configuration(cfg, t_end=400.0, n_times=20, max_events=200)
+    assert sol.attrs["status"] == 0
+    return cfg, sol
+
+
+def test_a3_fails_on_configuration_20_of_notebook_08():
+    # Notebook 08, configuration 20 (L = 3, M = 1, R = (−1, −1, 1), N = 10): layer 3 slides on θ_3 = −θ_2 from
+    # t = 0.418 (every point truncated in layer 2 has u_3 = −θ_2). It leaves the surface on the untruncated side
+    # when −θ_2 reaches c* = (Σ_{i≠9} ỹ_i/λ_2² − ỹ_9/λ_3²)/(9/λ_2² − 1/λ_3²), where the field below the surface
+    # stops pushing back (t = 5.5606; the solver before issue 9's rest tolerance kept sliding to t = 400). θ_3 then
+    # releases point 9 and freezes on it (t = 6.618), so that when θ_2 truncates point 9 (t = 7.1168) every
+    # layer-3 row meets θ_3 at once and slides: ρ_2 falls from 9/(λ_2² N) to 0 as n_2 goes 9 → 10 (A3 fails, also
+    # for the sliding field's own rate 1/(λ_2² + λ_3²)). Oracle: explicit Euler, θ_2(7.33192) = 0.956673 at
+    # h = 1e-5 (the former trajectory: 0.966988).
+    cfg, sol = _notebook_08(20)
+    lam2, Y = cfg.net.scales.ravel() ** 2, cfg.targets.ravel()
+    c = (Y[:9].sum() / lam2[1] - Y[9] / lam2[2]) / (9 / lam2[1] - 1 / lam2[2])
+    kind, layer, point = sol.event_kind.values.astype(str), sol.event_layer.values, sol.event_point.values
+    t_exit = sol.event_time.values[(layer == 3) & (kind == "untruncated") & (point == 0)][0]  # 0 slid from t = 0.418
+    row = int(np.argmin(np.abs(sol.time.values - t_exit)))
+    assert sol.thresholds.values[row, 1, 0] == pytest.approx(-c, abs=1e-9)
+    t = float(sol.time.values[np.argmin(np.abs(sol.time.values - 7.33192))])
+    ref = _frames_euler(cfg, t, 5e-4)[:, 0]
+    got = sol.thresholds.values[np.argmin(np.abs(sol.time.values - t)), :, 0]
+    np.testing.assert_allclose(got, ref, atol=2e-4)  # Euler's O(h) error; the former trajectory is 1e-2 off
+    g = en.rate_growth(sol)
+    assert g["own_worst"] == pytest.approx(-9 / (lam2[1] * 10) / g["scale"], rel=1e-9)
+
+
 def test_a6_holds_on_configuration_180_of_notebook_08():
     # Notebook 08, configuration 180 (L = 4, M = 2, N = 3). At t = 1.4984 point 0 slides on θ_{3,1} and is truncated
     # in θ_{3,0}, so from layer 4 on it coincides with point 2 (truncated in both), which slides on θ_{4,0}: point
@@ -147,10 +134,7 @@ def test_a6_holds_on_configuration_180_of_notebook_08():
     # (θ 1e-2 off from t = 2.6; a missed crossing of point 0 at θ_{4,0} between the events 6.7046 and 7.3585 made
     # the A6 drift 6.7e-5). Oracle: explicit Euler with its own forward/backward pass (h = 1e-4 and 2e-5,
     # extrapolated, agree with the solver to 3e-6 at t = 3.54347 and 7.33192), here at h = 5e-4 (4e-5 off).
-    draw = dict(max_width=8, max_depth=4, max_clusters=5, max_units=8, max_per_cluster=3)
-    cfg = en.configuration(0, 180, **draw)
-    sol = en.solve_configuration(cfg, t_end=400.0, n_times=20, max_events=200)
-    assert sol.attrs["status"] == 0
+    cfg, sol = _notebook_08(180)
     a6 = en.range_decay(cfg, sol)
     assert a6["pairs"] > 0 and a6["drift"] <= 1e-9 and a6["slack"] <= 1e-9
     t = sol.time.values
