@@ -60,6 +60,13 @@ def _is_torch_module(model) -> bool:
     return mod.startswith("torch.") and hasattr(model, "named_modules")
 
 
+def _as_float64(tensor, copy: bool) -> np.ndarray:
+    """A torch tensor as a float64 numpy array: a view of a float64 CPU tensor unless ``copy`` (then, and for any
+    other dtype or device, a copy)."""
+    a = tensor.detach().cpu().numpy()
+    return a.astype(np.float64, copy=copy)
+
+
 class _TorchModel:
     """Hooks on the hidden Linear modules of an nn.Sequential of Linear/ReLU layers."""
 
@@ -80,6 +87,7 @@ class _TorchModel:
         self.torch, self.model = torch, model
         self.hidden = [m for m, nxt in zip(mods, mods[1:]) if isinstance(m, nn.Linear) and isinstance(nxt, nn.ReLU)]
         self.has_output = isinstance(mods[-1], nn.Linear)
+        self.inplace = any(getattr(m, "inplace", False) for m in mods)
         if self.hidden[0].in_features != X.shape[1]:
             raise ValueError(f"X must have {self.hidden[0].in_features} columns, the model's input width; "
                              f"got shape {X.shape}")
@@ -94,7 +102,7 @@ class _TorchModel:
     def _hook(self, i):
         def hook(_module, _inputs, output):
             if self.capturing:
-                self.captured[i] = output.detach().cpu().numpy().astype(np.float64)
+                self.captured[i] = _as_float64(output, self.inplace)
         return hook
 
     def detach(self):
@@ -110,8 +118,10 @@ class _TorchModel:
                 out = self.model(self.X)
         finally:
             self.capturing = False
-        weights = [m.weight.detach().cpu().numpy().astype(np.float64) for m in self.hidden]
-        output = out.detach().cpu().numpy().astype(np.float64) if self.has_output else None
+        # the weights change in place at the next optimiser step: copied; a pre-activation is a fresh tensor of
+        # this no-grad pass, overwritten later only by an in-place ReLU, so it is shared unless there is one
+        weights = [_as_float64(m.weight, True) for m in self.hidden]
+        output = _as_float64(out, False) if self.has_output else None
         return _Snapshot([self.captured[i] for i in range(len(self.hidden))], weights, output)
 
 

@@ -157,12 +157,16 @@ def test_bad_models_and_misuse():
 # ------------------------------------------------------------------------------------------------ PyTorch
 
 
-def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount():
+@pytest.mark.parametrize("inplace", [False, True])
+def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount(inplace):
+    """With ``ReLU(inplace=True)`` the hooked pre-activation tensors are overwritten by the ReLU after the hook; the
+    monitor copies them then (it shares them otherwise), and the recount must agree either way."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).double()
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace), nn.Linear(6, 5), nn.ReLU(inplace),
+                          nn.Linear(5, 3)).double()
     rng = np.random.default_rng(0)
     X, labels = rng.standard_normal((50, 4)), np.arange(50) % 3
     opt = torch.optim.SGD(model.parameters(), lr=0.2)

@@ -112,10 +112,12 @@ def _centred(mu, what="class means"):
 def _nc1(H, lab, mu, Mt):
     U, s, Vt = np.linalg.svd(Mt, full_matrices=False)  # Σ_B = (1/Q) V diag(s²) Vᵀ
     keep = s**2 > PINV_RCOND * s[0] ** 2
-    V = Vt[keep].T  # (p, r)
-    RV = H @ V - (mu @ V)[lab]  # (h_i − μ_{y_i})ᵀ v_k, (N, r)
+    Vs = Vt[keep].T / s[keep]  # (p, r): v_k / s_k
+    RV = H @ Vs
+    RV -= (mu @ Vs)[lab]  # (h_i − μ_{y_i})ᵀ v_k / s_k, (N, r)
     # tr(Σ_W Σ_B⁺)/Q = Σ_k s_k⁻² v_kᵀ Σ_W v_k · Q / Q = Σ_k s_k⁻² ‖R v_k‖² / N
-    return float(np.sum((RV**2).sum(axis=0) / s[keep] ** 2) / H.shape[0])
+    RV = RV.ravel()
+    return float(RV @ RV / H.shape[0])
 
 
 def _etf(Mt):
