@@ -117,8 +117,9 @@ from reluflow.dynamics.solutions import (
 )
 
 # --- training: gradient descent and spectra (§4.5, §5 S6)
-from reluflow.training.gd import CostGradient, backprop_cumulative_gradient, backprop_gradient, train
-from reluflow.training.init import he_network  # noqa: F401  (generic networks; not yet in __all__)
+from reluflow.training.batched import train_many
+from reluflow.training.gd import CostGradient, backprop_cumulative_gradient, backprop_gradient, minibatches, train
+from reluflow.training.init import he_network
 from reluflow.training.spectral import (
     bias_flow_gap,
     bias_flow_parameter_gram,
@@ -153,7 +154,8 @@ __all__ = [
     "two_cluster_scenario", "equilibrium_residual", "interference_point", "separated_solutions",
     "exponential_rate", "event_time_error", "ScaleBiasDescent", "scale_bias_descent",
     # training and spectra
-    "train", "CostGradient", "backprop_gradient", "backprop_cumulative_gradient", "output_jacobian",
+    "train", "he_network", "minibatches", "train_many",
+    "CostGradient", "backprop_gradient", "backprop_cumulative_gradient", "output_jacobian",
     "truncated_bias_jacobian", "flow_jacobian", "gram_eigenvalues", "spectral_gap", "spectral_trajectory",
     "bias_flow_rates", "bias_flow_gap", "bias_flow_parameter_gram",
     # any ReLU network: truncation quantities and neural collapse

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import functools
 import inspect
+import itertools
 import math
 import re
 import signal
@@ -217,6 +218,14 @@ def _builders():
         "train": (rf.train, lambda: _f(weights=W, biases=B, X=X, targets=Y, mode="full", cost="input", lr=0.05,
                                        weight_lr_ratio=1.0, n_steps=3, record_every=1, point_weights=np.full(6, 0.2),
                                        max_condition=1e8, progress=False)),
+        "he_network": (rf.he_network, lambda: _f(widths=np.array([2, 3, 2]), n_outputs=2, seed=1)),
+        "minibatches": (_first_batches, lambda: _f(n_points=6, batch_size=4, seed=1)),
+        "train_many": (rf.train_many, lambda: _f(weights=[np.stack([w, 0.9 * w]) for w in GW],
+                                                 biases=[np.stack([b, b]) for b in GB], W_out=np.stack([GWo, GWo]),
+                                                 b_out=np.stack([bo, bo]), X=X, targets=lab.copy(),
+                                                 cost="cross_entropy", lr=0.05, weight_lr_ratio=1.0, n_steps=3,
+                                                 record_every=1, point_weights=np.full(6, 0.2),
+                                                 train_terminal=True)),
         "backprop_gradient": (rf.backprop_gradient, lambda: _f(weights=W, biases=B, X=X, targets=F["out_targets"],
                                                                cost="output", W_out=Wo, b_out=bo,
                                                                point_weights=np.full(6, 0.2), max_condition=1e8)),
@@ -307,6 +316,11 @@ def _builders():
                                                                              weight_lr_ratio=0.5, lr=0.05, n_steps=2,
                                                                              record_every=1)),
     }
+
+
+def _first_batches(n_points, batch_size, *, seed=0):
+    """rf.minibatches, with its first five batches drawn (the generator itself has no value to compare)."""
+    return list(itertools.islice(rf.minibatches(n_points, batch_size, seed=seed), 5))
 
 
 def _sweep_func(point, rng_seed):
@@ -554,6 +568,8 @@ OVERRIDES: dict = {
     # zero first-layer weights make every feature above layer 0 the constant relu(b): the class means coincide
     # there, and collapse_by_layer documents NaN for such a layer (NC1 and NC2 are undefined)
     ("collapse_by_layer", "weights", "layer 1 singular"): "nan_where_documented",
+    # widths are sizes: an object array of Python ints holds the same exact integers
+    ("he_network", "widths", "object dtype"): "same_or_refuse",
 }
 #: Mutations of one argument that are reported by naming the argument they no longer match.
 COUPLED = ("empty", "mismatched shape", "one layer fewer", "layer 1: empty", "layer 1: mismatched shape",
@@ -724,6 +740,8 @@ def run_case(func, build, case: Case, clean, tmp):
         return "obscure", f"{type(exc).__name__}: {exc}"
     if isinstance(result, xr.Dataset) and result.attrs.get("status", 0) < 0:
         return "correct", f"failure reported: status {result.attrs['status']}, {result.attrs.get('message')}"
+    if isinstance(result, rf.training.batched.BatchRun) and np.any(result.status < 0):
+        return "correct", f"failure reported: status {result.status.tolist()} (diverged networks, frozen)"
     if case.expect == "refuse":
         return "garbage", f"accepted; returned {_short(result)}"
     if case.expect in ("same", "same_or_refuse"):

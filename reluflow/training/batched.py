@@ -36,7 +36,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reluflow.validation import as_nonnegative_float, check_memory, check_positive_int
+from reluflow.validation import (
+    as_nonnegative_float,
+    as_positive_float,
+    as_real_array,
+    check_memory,
+    check_positive_int,
+)
 
 __all__ = ["BatchRun", "train_many"]
 
@@ -84,9 +90,7 @@ def _stack(arrays, name, shape_of, B=None, *, single=False):
     out = []
     for i, a in enumerate(arrays):
         label = name if single else f"{name}[{i}]"
-        a = np.asarray(a, dtype=np.float64) if not isinstance(a, np.ndarray) or a.dtype != np.float64 else a
-        if a.dtype.kind not in "fiu":
-            raise TypeError(f"{label} must be a real array; got dtype {a.dtype}")
+        a = as_real_array(a, label, finite=False)  # bool, complex, object and strings refused by name
         want = shape_of(i)
         if a.ndim != len(want) + 1 or a.shape[1:] != want or (B is not None and a.shape[0] != B):
             raise ValueError(f"{label} must have shape (B, {', '.join(map(str, want))})"
@@ -98,9 +102,17 @@ def _stack(arrays, name, shape_of, B=None, *, single=False):
     return out, B
 
 
+def _labels(value, name):
+    """Integer class labels of any shape (bool, float and other dtypes refused, as by as_labels)."""
+    a = np.asarray(value)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array of class indices; got dtype {a.dtype}")
+    return a.astype(np.intp, copy=False)
+
+
 def _per_network(value, name, B, tail_shape, *, dtype=np.float64):
     """``value`` shared by all networks (shape tail_shape) or given per network (B, *tail_shape)."""
-    a = np.asarray(value)
+    a = _labels(value, name) if dtype is np.intp else as_real_array(value, name, finite=False)
     if a.shape == tuple(tail_shape):
         return a.astype(dtype, copy=False), True
     if a.shape == (B, *tail_shape):
@@ -154,7 +166,7 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
     (bo,), _ = _stack([b_out], "b_out", lambda i: (Q,), B, single=True)
     if cost == "cross_entropy" and Q < 2:
         raise ValueError(f"cost='cross_entropy' needs Q >= 2 classes; got W_out of shape {Wo.shape}")
-    Xa = np.asarray(X, dtype=np.float64)
+    Xa = as_real_array(X, "X", finite=False)
     if Xa.ndim not in (2, 3) or Xa.shape[-1] != widths[0] or (Xa.ndim == 3 and Xa.shape[0] != B) or \
             Xa.shape[-2] == 0:
         raise ValueError(f"X must have shape (N, {widths[0]}) (shared) or ({B}, N, {widths[0]}) with N >= 1; got "
@@ -163,10 +175,10 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
         raise ValueError("X must be finite; got NaN or inf")
     N = Xa.shape[-2]
     if cost == "cross_entropy":
-        Y, _ = _per_network(targets, "targets (integer labels)", B, (N,), dtype=np.float64)
-        if not np.all((Y == np.round(Y)) & (Y >= 0) & (Y < Q)):
-            raise ValueError(f"targets must be integer labels in 0..{Q - 1}; got values outside or non-integers")
-        Y = np.broadcast_to(Y.astype(np.intp), (B, N))
+        Y, _ = _per_network(targets, "targets (integer labels)", B, (N,), dtype=np.intp)
+        if not np.all((Y >= 0) & (Y < Q)):
+            raise ValueError(f"targets must be integer labels in 0..{Q - 1}; got values in {Y.min()}..{Y.max()}")
+        Y = np.broadcast_to(Y, (B, N))
     else:
         Y, _ = _per_network(targets, "targets", B, (N, Q))
         if not np.isfinite(Y).all():
@@ -180,15 +192,18 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
         if not np.isfinite(w).all() or np.any(w < 0) or np.any(w.sum(axis=1) <= 0):
             raise ValueError("point_weights must be finite, non-negative, with a positive sum for every network; got "
                              f"minimum {np.nanmin(w):.3g} and smallest network sum {np.nansum(w, axis=1).min():.3g}")
-    eta = np.asarray(lr, dtype=np.float64)
-    if eta.ndim == 0:
-        eta = np.full(B, float(eta))
-    if eta.shape != (B,) or not np.all(np.isfinite(eta)) or np.any(eta <= 0):
-        raise ValueError(f"lr must be a positive number or an array ({B},) of positive numbers; got {lr!r}")
+    if np.ndim(lr) == 0:
+        eta = np.full(B, as_positive_float(lr, "lr"))
+    else:
+        eta = as_real_array(lr, "lr")
+        if eta.shape != (B,) or np.any(eta <= 0):
+            raise ValueError(f"lr must be a positive number or an array ({B},) of positive numbers; got {lr!r}")
     rho = as_nonnegative_float(weight_lr_ratio, "weight_lr_ratio")
     n_steps = check_positive_int(n_steps, "n_steps")
     k = n_steps if record_every is None else check_positive_int(record_every, "record_every")
-    rec_steps = sorted(set(range(0, n_steps + 1, k)) | {n_steps})
+    check_memory(8.0 * (B + 1) * (n_steps // k + 2), f"the cost record of B = {B} networks, n_steps = {n_steps}, "
+                 f"record_every = {k}")
+    rec_steps = np.union1d(np.arange(0, n_steps + 1, k), [n_steps]).tolist()
     check_memory(8.0 * B * N * (3 * sum(widths[1:]) + 3 * Q + widths[0]), f"train_many buffers for B = {B} networks "
                  f"of widths {widths + [Q]} on N = {N} points")
 

@@ -358,13 +358,19 @@ def minibatches(n_points: int, batch_size: int, *, seed=0):
     """The mini-batch order of :func:`train`: for each epoch a fresh permutation π = rng.permutation(N), cut into
     the batches π[0:B], π[B:2B], …, the last holding the N mod B remaining points (if any).
 
-    ``rng = numpy.random.default_rng(seed)``. An infinite generator of index arrays (views of π).
+    ``rng = numpy.random.default_rng(seed)``. An infinite generator of index arrays (views of π). The arguments
+    are checked when it is called, before the first batch: a permutation of N points (8N bytes) must fit the
+    memory budget.
     """
     N = check_positive_int(n_points, "n_points")
     B = check_positive_int(batch_size, "batch_size")
     if B > N:
         raise ValueError(f"batch_size must be <= n_points = {N}; got {B}")
-    rng = np.random.default_rng(seed)
+    check_memory(8.0 * N, f"the batch order of n_points = {N}")
+    return _batches(N, B, np.random.default_rng(seed))
+
+
+def _batches(N, B, rng):
     while True:
         perm = rng.permutation(N)
         for start in range(0, N, B):

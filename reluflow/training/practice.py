@@ -126,7 +126,8 @@ def real_run(split: DataSplit, *, hidden=(64, 64), cost: str = "cross_entropy", 
     record = monitor.from_trajectory(traj, X, y)
     first, last = _parameters_at(traj, 0), _parameters_at(traj, -1)
     ad = [rectangular_adaptedness(general_cumulative_parameters(p[0], p[1])[0]) for p in (first, last)]
-    return RealRun(split.name, cost, batch_size, seed, traj, record, _accuracy(last, X, y),
+    # the record's last state is the trained network evaluated on the training set: its accuracy is the train one
+    return RealRun(split.name, cost, batch_size, seed, traj, record, float(record.accuracy.values[-1]),
                    _accuracy(last, split.X_test, split.y_test), np.asarray(ad[0], float), np.asarray(ad[1], float),
                    truncated_variability_share(first[0], first[1], X, y),
                    truncated_variability_share(last[0], last[1], X, y))

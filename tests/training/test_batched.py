@@ -89,7 +89,7 @@ def test_a_diverging_network_is_frozen_and_the_others_go_on():
 
 @pytest.mark.parametrize("change, match", [
     (dict(cost="input"), "cost must be one of"),
-    (dict(lr=-1.0), "lr must be a positive number"),
+    (dict(lr=-1.0), "lr must be a positive finite number"),
     (dict(lr=np.ones(5)), r"lr must be a positive number or an array \(2,\)"),
     (dict(n_steps=0), "n_steps"),
     (dict(record_every=0), "record_every"),

@@ -393,4 +393,4 @@ def test_generic_errors():
     with pytest.raises(ValueError, match=r"cumulative weights must be square .* backprop_cumulative_gradient"):
         backprop_cumulative_gradient(Ws, bs, X, y, cost="cross_entropy", W_out=p["Wo"], b_out=p["bo"])
     with pytest.raises(ValueError, match="batch_size must be <= n_points = 3"):
-        next(minibatches(3, 4))
+        minibatches(3, 4)  # refused on the call, before the first batch
