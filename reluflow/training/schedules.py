@@ -36,6 +36,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
 
 from reluflow.theory.network import haar_orthogonal, layer_parameters
 from reluflow.training.gd import backprop_gradient, train
@@ -46,7 +47,7 @@ __all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", 
            "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
            "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold",
            "rest_pattern", "interior_point", "steps_to_target", "contraction_factors", "idealised_point",
-           "idealised_rule_names", "accuracy", "digits_point"]
+           "idealised_rule_names", "accuracy", "digits_point", "step_size_result"]
 
 #: The step-size rules of :func:`run_rule`.
 RULES = ("constant", "cosine", "curvature", "truncation")
@@ -648,3 +649,83 @@ def digits_point(point, rng_seed, *, seed: int, split, hidden, n_steps: int, tar
                                                                                                    split.y_test),
             "diverged": int(r.diverged), "gradient_evaluations": r.gradient_evaluations,
             "rule_evaluations": r.n_evaluations}
+
+
+# ------------------------------------------------------------------------------------------------ notebook 12's result
+
+
+def _variable(dims, values, long_name, units="1"):
+    return xr.Variable(dims, np.asarray(values), {"long_name": long_name, "units": units})
+
+
+def _coordinate(name, values, long_name):
+    return (name, values, {"long_name": long_name, "units": "1"})
+
+
+def step_size_result(ideal, interior, digits, consts, demo, *, runs, M: int, ideal_rules, digits_grid,
+                     best_ideal: float, best_digits: float) -> xr.Dataset:
+    """Notebook 12's result Dataset, from the sweeps it ran: ``ideal`` (:func:`idealised_point` over runs),
+    ``interior`` (:func:`interior_point`), ``digits`` (the best constant, cosine, curvature and truncation rules
+    on the digits, dims run × rule), ``consts`` (every constant step on the digits) and ``demo``
+    (:func:`reluflow.training.diagnosis.demonstration_point` over run × kind × fixed, with a ``flag`` dimension).
+
+    ``runs`` are the seed offsets, ``M`` the idealised dimension, ``ideal_rules`` the names of
+    :func:`idealised_rule_names`, ``digits_grid`` the constant steps tried on the digits, and ``best_ideal`` /
+    ``best_digits`` the best constant steps (stored as attributes). Step counts are read off the arrays."""
+    from reluflow.training.diagnosis import FLAG_NAMES, KINDS
+
+    ideal_steps = ideal.excess_cost.shape[-1] - 1
+    digits_steps = digits.cost.shape[-1] - 1
+    v = _variable
+    data = {
+        "observed_threshold": v(("run",), ideal.observed_threshold.values, "observed divergence threshold of descent"),
+        "predicted_threshold": v(("run",), ideal.predicted_threshold.values, "predicted threshold 2/max_k r_k"),
+        "criterion_threshold": v(("run",), ideal.criterion_threshold.values, "limit of the convergence test"),
+        "interior_settled": v(("interior_run",), interior.settled.values, "1 if small-step descent settles"),
+        "interior_predicted_threshold": v(("interior_run",), interior.predicted_threshold.values,
+                                          "predicted threshold 2/max_k r_k at the rest pattern (interior targets)"),
+        "interior_observed_threshold": v(("interior_run",), interior.observed_threshold.values,
+                                         "observed divergence threshold (interior targets; NaN: not settled)"),
+        "interior_rest_counts": v(("interior_run", "coordinate"), interior.rest_counts.values,
+                                  "points truncated at the rest pattern"),
+        "ideal_excess_cost": v(("run", "ideal_rule", "ideal_step"), ideal.excess_cost.values, "C - C* (idealised)"),
+        "ideal_step_size": v(("run", "ideal_rule", "ideal_update"), ideal.step_size.values, "step size used"),
+        "ideal_steps_to_target": v(("run", "ideal_rule"), ideal.steps_to_target.values,
+                                   "first step with the excess cost at target (-1: never)"),
+        "ideal_diverged": v(("run", "ideal_rule"), ideal.diverged.values, "1 if the run diverged"),
+        "digits_cost": v(("run", "digits_rule", "digits_step"), digits.cost.values, "train cross-entropy", "nats"),
+        "digits_step_size": v(("run", "digits_rule", "digits_update"), digits.step_size.values, "step size used"),
+        "digits_steps_to_target": v(("run", "digits_rule"), digits.steps_to_target.values,
+                                    "first step with the train cost at target (-1: never)"),
+        "digits_test_accuracy": v(("run", "digits_rule"), digits.test_accuracy.values, "final test accuracy"),
+        "digits_diverged": v(("run", "digits_rule"), digits.diverged.values, "1 if the run diverged"),
+        "digits_constant_steps_to_target": v(("run", "digits_grid_step"), consts.steps_to_target.values,
+                                             "first step at target for each constant step (-1: never)"),
+        "digits_constant_test_accuracy": v(("run", "digits_grid_step"), consts.test_accuracy.values,
+                                           "final test accuracy for each constant step"),
+        "flag_fired": v(("diag_run", "kind", "fixed", "flag"), demo.fired.values, "1 if the flag fired"),
+        "flag_value": v(("diag_run", "kind", "fixed", "flag"), demo.value.values, "the number behind the flag"),
+        "expected_fired": v(("diag_run", "kind", "fixed"), demo.expected_fired.values,
+                            "1 if every flag expected for the kind fired (-1: none expected)"),
+        "diagnosed_healthy": v(("diag_run", "kind", "fixed"), demo.healthy.values, "1 if no flag fired"),
+        "diag_test_accuracy": v(("diag_run", "kind", "fixed"), demo.test_accuracy.values, "final test accuracy"),
+    }
+    c = _coordinate
+    coords = {
+        "run": c("run", np.array(runs), "seed offset of the problem or initialisation"),
+        "interior_run": c("interior_run", np.arange(interior.sizes["run"]), "interior-target problem"),
+        "coordinate": c("coordinate", np.arange(M), "threshold coordinate k"),
+        "ideal_rule": c("ideal_rule", ideal_rules, "step-size rule (idealised)"),
+        "ideal_step": c("ideal_step", np.arange(ideal_steps + 1), "gradient step"),
+        "ideal_update": c("ideal_update", np.arange(ideal_steps), "gradient step"),
+        "digits_rule": c("digits_rule", list(digits.rule.values), "step-size rule (digits)"),
+        "digits_step": c("digits_step", np.arange(digits_steps + 1), "gradient step"),
+        "digits_update": c("digits_update", np.arange(digits_steps), "gradient step"),
+        "digits_grid_step": c("digits_grid_step", np.array(digits_grid), "constant step size"),
+        "diag_run": c("diag_run", np.arange(demo.sizes["run"]), "run of the diagnosis demo"),
+        "kind": c("kind", list(KINDS), "kind of run"),
+        "fixed": c("fixed", np.array([0, 1]), "1 after the fix (healthy: continued)"),
+        "flag": c("flag", list(FLAG_NAMES), "diagnosis flag"),
+    }
+    return xr.Dataset(data, coords=coords,
+                      attrs={"best_constant_idealised": float(best_ideal), "best_constant_digits": float(best_digits)})
