@@ -158,23 +158,16 @@ def test_fast_profile_reproduce_into_a_temporary_folder(tmp_path):
     assert snapshot(out) == before
 
 
-def _toy_notebooks(root: Path) -> Path:
-    """Three one-cell notebooks: two print a seed-dependent line (their executed copy is their artefact), the
-    third raises."""
-    (root / "notebooks").mkdir(parents=True)
-    meta = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
-    for stem, body in [("01_a", "print(f'a {seed * 7}')"), ("02_b", "print(f'b {seed + 1}')"),
-                       ("03_bad", "raise ValueError('03 is bad')")]:
-        cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
-                 nbformat.v4.new_code_cell(body)]
-        nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=meta), root / "notebooks" / f"{stem}.ipynb")
-    return root
+#: Three one-cell notebooks: two print a seed-dependent line (their executed copy is their artefact), the third raises.
+TOY_NOTEBOOKS = {stem: [("seed = 0", ["parameters"]), (body, [])]
+                 for stem, body in [("01_a", "print(f'a {seed * 7}')"), ("02_b", "print(f'b {seed + 1}')"),
+                                    ("03_bad", "raise ValueError('03 is bad')")]}
 
 
-def test_parallel_reproduce_publishes_the_same_files_as_a_serial_one(tmp_path):
+def test_parallel_reproduce_publishes_the_same_files_as_a_serial_one(tmp_path, toy_project):
     """Oracle: the serial run of the same toy project. ``jobs=2`` must give the same statuses, errors and files,
     byte for byte, leave no stage behind, and a rerun must write nothing."""
-    root = _toy_notebooks(tmp_path / "project")
+    root = toy_project(tmp_path / "project", TOY_NOTEBOOKS)
     runs = {}
     for jobs in (1, 2):
         out = tmp_path / f"jobs{jobs}"

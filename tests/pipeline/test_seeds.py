@@ -9,30 +9,18 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import pytest
 
 from reluflow.pipeline.runner import ParameterError
 from reluflow.pipeline.seeds import RUNS, check_lines, seed_sweep, table_from_logs
 
-
-def _cell(source, tags=()):
-    return {"cell_type": "code", "execution_count": None, "id": f"c{abs(hash(source)) % 10**8}",
-            "metadata": {"tags": list(tags)}, "outputs": [], "source": source}
-
-
-def _toy_project(root: Path) -> Path:
-    nb = {"cells": [_cell("seed = 0", ["parameters"]),
-                    _cell("print(f'check_always: True  (seed {seed})')\nprint(f'check_even: {seed % 2 == 0}')",
-                          ["nbval-check-output"]),
-                    _cell("if seed == 3:\n    raise ValueError('seed 3 is bad')"),
-                    _cell("print('check_after_the_failure: True')", ["nbval-check-output"])],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    (root / "notebooks").mkdir(parents=True)
-    (root / "notebooks" / "01_toy.ipynb").write_text(json.dumps(nb))
-    return root
+#: One notebook: two checks before a cell that fails for seed 3, and one check after it.
+TOY = {"01_toy": [("seed = 0", ["parameters"]),
+                  ("print(f'check_always: True  (seed {seed})')\nprint(f'check_even: {seed % 2 == 0}')",
+                   ["nbval-check-output"]),
+                  ("if seed == 3:\n    raise ValueError('seed 3 is bad')", []),
+                  ("print('check_after_the_failure: True')", ["nbval-check-output"])]}
 
 
 def test_check_lines_reads_verdicts_of_check_cells_only(tmp_path):
@@ -46,8 +34,8 @@ def test_check_lines_reads_verdicts_of_check_cells_only(tmp_path):
     assert check_lines(path) == {"check_a": True, "check_b": False}
 
 
-def test_seed_sweep_counts_passes_failures_and_crashes(tmp_path):
-    root = _toy_project(tmp_path / "project")
+def test_seed_sweep_counts_passes_failures_and_crashes(tmp_path, toy_project):
+    root = toy_project(tmp_path / "project", TOY)
     out = io.StringIO()
     table = seed_sweep(["01"], seeds=range(5), profile="paper", root=root, progress=False, stream=out)
     assert table.passed[("01_toy", RUNS)] == 4 and table.failed_seeds[("01_toy", RUNS)] == [3]
@@ -59,8 +47,8 @@ def test_seed_sweep_counts_passes_failures_and_crashes(tmp_path):
     assert not list((root / "notebooks").glob("*.nc")) and not (root / "data").exists()  # nothing published
 
 
-def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path):
-    root = _toy_project(tmp_path / "project")
+def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path, toy_project):
+    root = toy_project(tmp_path / "project", TOY)
     whole = seed_sweep(["01"], seeds=range(5), profile="paper", root=root, progress=False, stream=io.StringIO())
     logs = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     seed_sweep(["01"], seeds=range(3), profile="paper", root=root, progress=False, stream=io.StringIO(), log=logs[0])
@@ -80,9 +68,9 @@ def test_a_sweep_split_over_two_logs_gives_the_same_table(tmp_path):
         table_from_logs(logs, profile="fast")
 
 
-def test_two_jobs_give_the_same_table_and_log_lines_as_one(tmp_path):
+def test_two_jobs_give_the_same_table_and_log_lines_as_one(tmp_path, toy_project):
     """Oracle: the serial sweep of the same toy project (order of finishing must not matter)."""
-    root = _toy_project(tmp_path / "project")
+    root = toy_project(tmp_path / "project", TOY)
     serial = seed_sweep(["01"], seeds=range(4), profile="paper", root=root, progress=False, stream=io.StringIO())
     log = tmp_path / "par.jsonl"
     par = seed_sweep(["01"], seeds=range(4), profile="paper", root=root, progress=False, stream=io.StringIO(),
@@ -95,12 +83,13 @@ def test_two_jobs_give_the_same_table_and_log_lines_as_one(tmp_path):
             seed_sweep(["01"], seeds=[0], root=root, jobs=jobs)
 
 
-def test_a_kernel_that_dies_before_the_first_cell_is_restarted_but_a_failing_cell_is_not(tmp_path, monkeypatch):
+def test_a_kernel_that_dies_before_the_first_cell_is_restarted_but_a_failing_cell_is_not(tmp_path, monkeypatch,
+                                                                                         toy_project):
     # The retry lives in the runner (reluflow.pipeline.runner._execute), so reproduce, check and seeds share it:
     # papermill itself is made to fail once, before any cell ran, for seed 0.
     import papermill
 
-    root = _toy_project(tmp_path / "project")
+    root = toy_project(tmp_path / "project", TOY)
     real, calls = papermill.execute_notebook, []
 
     def flaky(path, out, **kwargs):
@@ -116,12 +105,12 @@ def test_a_kernel_that_dies_before_the_first_cell_is_restarted_but_a_failing_cel
     assert table.failed_seeds[("01_toy", RUNS)] == [3] and table.passed[("01_toy", "check_always")] == 2
 
 
-def test_a_kernel_that_keeps_dying_fails_after_the_retries_with_a_clear_message(tmp_path, monkeypatch):
+def test_a_kernel_that_keeps_dying_fails_after_the_retries_with_a_clear_message(tmp_path, monkeypatch, toy_project):
     import papermill
 
     from reluflow.pipeline.runner import KERNEL_START_RETRIES, NotebookFailed, run_notebook
 
-    root = _toy_project(tmp_path / "project")
+    root = toy_project(tmp_path / "project", TOY)
     calls = []
 
     def dead(path, out, **kwargs):
@@ -135,9 +124,9 @@ def test_a_kernel_that_keeps_dying_fails_after_the_retries_with_a_clear_message(
 
 
 @pytest.mark.parametrize("seeds", [[], [-1], [True], [1.5]])
-def test_bad_seed_lists_are_refused(tmp_path, seeds):
+def test_bad_seed_lists_are_refused(tmp_path, seeds, toy_project):
     with pytest.raises(ParameterError, match="seeds must be a non-empty list of integers >= 0"):
-        seed_sweep(["01"], seeds=seeds, root=_toy_project(tmp_path / "p"))
+        seed_sweep(["01"], seeds=seeds, root=toy_project(tmp_path / "p", TOY))
 
 
 #: Seeds other than the notebooks' default (0), run by `make test` at the fast profile. A check is a claim,
