@@ -11,10 +11,15 @@ agree on an idle machine). For each case the script prints milliseconds per step
 - ``floor``: only the matrix products one step needs, timed with numpy into preallocated outputs: per layer
   the forward x^(ℓ-1) W_ℓᵀ, and the backward z̄_ℓᵀ x^(ℓ-1) and z̄_ℓ W_ℓ (not for ℓ = 1), plus the output layer
   (x^(L) W_outᵀ, r̄ᵀ x^(L), r̄ W_out) or, for the input cost, the products with (W^(L))^-1;
+- ``floor+``: the floor plus the four elementwise passes per layer that any ReLU step makes over its (n, d_ℓ)
+  activations (z += b, max(z, 0); the mask 1[x > 0] and its product with the adjoint): at small widths these
+  cost a sizeable share of the products (they grow like n·d_ℓ, the products like n·d_ℓ·d_{ℓ-1});
 - ``torch``: the PyTorch peer :func:`reluflow.testing.torch_peer.train_torch` (optional, ``bench`` extra);
-- ``jax``: a jitted JAX step, if JAX is installed (it is optional and skipped cleanly otherwise);
+- ``jax``: JAX with every step in one jitted ``lax.fori_loop`` (no dispatch between steps; XLA pinned to the same
+  thread count), if JAX is installed (it is optional and skipped cleanly otherwise);
 
-and the ratios ours/floor and step/floor (1 = nothing but the products), torch/ours (> 1: ours is faster), and the
+and the ratios ours/floor and step/floor (1 = nothing but the products), step/floor+, torch/ours and jax/ours (> 1:
+ours is faster), and the
 largest relative difference between our final state and torch's. A last table checks that a run's peak
 traced allocation does not grow with the number of steps (buffers are allocated once per run).
 
@@ -77,9 +82,12 @@ def problem(widths, Q, N, cost, seed=0):
     return Ws, bs, X, Y, Wo, bo
 
 
-def floor_step(Ws, X, Wo, cost, mode, n):
-    """A callable doing exactly the matrix products of one step on n points, into preallocated outputs."""
+def floor_step(Ws, X, Wo, cost, mode, n, bs=None):
+    """A callable doing exactly the matrix products of one step on n points, into preallocated outputs; with the
+    biases ``bs`` also the elementwise passes every ReLU step needs: per layer z += b and max(z, 0) forward, the
+    mask 1[x > 0] and its product with the adjoint backward (the ``floor+`` of the table)."""
     L = len(Ws)
+    masks = [np.empty((n, W.shape[0]), dtype=bool) for W in Ws]
     X = np.ascontiguousarray(X[:n])
     A = [X] + [np.empty((n, W.shape[0])) for W in Ws]
     G = [np.empty((n, W.shape[0])) for W in Ws]
@@ -93,6 +101,9 @@ def floor_step(Ws, X, Wo, cost, mode, n):
     def step():
         for l in range(L):
             np.matmul(A[l], Ws[l].T, out=A[l + 1])
+            if bs is not None:
+                np.add(A[l + 1], bs[l], out=A[l + 1])
+                np.maximum(A[l + 1], 0.0, out=A[l + 1])
         if cost == "input":
             np.matmul(A[L], Winv.T, out=XT)
             np.matmul(XT, Winv, out=G[L - 1])
@@ -102,6 +113,9 @@ def floor_step(Ws, X, Wo, cost, mode, n):
             np.matmul(head.T, A[L], out=gWo)
             np.matmul(head, Wo, out=G[L - 1])
         for l in range(L - 1, -1, -1):
+            if bs is not None:
+                np.greater(A[l + 1], 0.0, out=masks[l])
+                np.multiply(G[l], masks[l], out=G[l])
             if weights:
                 np.matmul(G[l].T, A[l], out=gW[l])
             if l:
@@ -144,21 +158,16 @@ def jax_step_time(Ws, bs, X, Y, Wo, bo, cost, n_steps, repeats):
             return 0.5 * jnp.mean(jnp.sum((z - Y) ** 2, axis=1))
         return -jnp.mean(jax.nn.log_softmax(z)[jnp.arange(z.shape[0]), Y])
 
-    @jax.jit
-    def step(p):
+    def step(_i, p):
         g = jax.grad(loss)(p, X, Y)
         return jax.tree_util.tree_map(lambda a, b: a - 0.01 * b, p, g)
 
+    # every step inside one compiled loop (lax.fori_loop): no Python dispatch between steps, JAX at its strongest
+    loop = jax.jit(lambda p: jax.lax.fori_loop(0, n_steps, step, p))
     p = ([jnp.asarray(W) for W in Ws], [jnp.asarray(b) for b in bs], jnp.asarray(Wo), jnp.asarray(bo))
-    jax.block_until_ready(step(p))
+    jax.block_until_ready(loop(p))  # compile outside the timing
 
-    def run():
-        q = p
-        for _ in range(n_steps):
-            q = step(q)
-        return jax.block_until_ready(q)
-
-    return best_time(run, repeats)[0] / n_steps
+    return best_time(lambda: jax.block_until_ready(loop(p)), repeats)[0] / n_steps
 
 
 def peak_allocation(run):
@@ -192,8 +201,9 @@ def main(args):
     print(f"numpy {np.__version__}, {tv}, {jv}; OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}; "
           f"float64, CPU; best of {args.repeats}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     header = (f"{'case':<8} {'widths':<15} {'Q':>2} {'N':>5} {'B':>4} {'mu':>3} {'mode':<10} {'cost':<13} "
-              f"{'steps':>5} {'ours ms':>8} {'step ms':>8} {'floor ms':>8} {'torch ms':>8} {'jax ms':>7} "
-              f"{'ours/floor':>10} {'step/floor':>10} {'torch/ours':>10} {'rel diff':>9}")
+              f"{'steps':>5} {'ours ms':>8} {'step ms':>8} {'floor ms':>8} {'floor+ ms':>9} {'torch ms':>8} "
+              f"{'jax ms':>7} {'ours/floor':>10} {'step/floor':>10} {'step/floor+':>11} {'torch/ours':>10} "
+              f"{'jax/ours':>8} {'rel diff':>9}")
     print(header)
     print("-" * len(header))
     for name, widths, Q, N, steps, mode, cost, B, mu in CASES:
@@ -203,8 +213,10 @@ def main(args):
         kw = dict(mode=mode, cost=cost, lr=0.01, weight_lr_ratio=0.5, n_steps=steps, record_every=steps,
                   W_out=Wo, b_out=bo, train_terminal=cost != "input", batch_size=B, momentum=mu, seed=1)
         floor = floor_step(Ws, X, Wo, cost, mode, N if B is None else B)
+        floor_plus = floor_step(Ws, X, Wo, cost, mode, N if B is None else B, bs)
         floor()
-        t_floor, t_ours, t_torch = np.inf, np.inf, np.inf
+        floor_plus()
+        t_floor, t_plus, t_ours, t_torch = np.inf, np.inf, np.inf, np.inf
         ours = peer = None
         t_one = np.inf
         for _ in range(args.repeats):  # interleaved, so that load changes hit all alike
@@ -214,6 +226,8 @@ def main(args):
             t_one = min(t_one, t)
             t, _ = best_time(functools.partial(repeat, floor, steps), 1)
             t_floor = min(t_floor, t)
+            t, _ = best_time(functools.partial(repeat, floor_plus, steps), 1)
+            t_plus = min(t_plus, t)
             if train_torch is not None:
                 t, peer = best_time(functools.partial(train_torch, Ws, bs, X, Y, **kw), 1)
                 t_torch = min(t_torch, t)
@@ -229,9 +243,10 @@ def main(args):
         torch_txt = f"{ms * t_torch:>8.3f}" if np.isfinite(t_torch) else f"{'-':>8}"
         t_step = (t_ours - t_one) / (steps - 1)  # the marginal step: run overheads (validation, recording) removed
         print(f"{name:<8} {'-'.join(map(str, widths)):<15} {Q:>2} {N:>5} {B or N:>4} {mu:>3.1f} {mode:<10} "
-              f"{cost:<13} {steps:>5} {ms * t_ours:>8.3f} {1e3 * t_step:>8.3f} {ms * t_floor:>8.3f} {torch_txt} "
-              f"{jax_txt} {t_ours / t_floor:>10.2f} {t_step * steps / t_floor:>10.2f} {t_torch / t_ours:>10.2f} "
-              f"{diff:>9.1e}")
+              f"{cost:<13} {steps:>5} {ms * t_ours:>8.3f} {1e3 * t_step:>8.3f} {ms * t_floor:>8.3f} "
+              f"{ms * t_plus:>9.3f} {torch_txt} {jax_txt} {t_ours / t_floor:>10.2f} {t_step * steps / t_floor:>10.2f} "
+              f"{t_step * steps / t_plus:>11.2f} {t_torch / t_ours:>10.2f} "
+              f"{(t_jax * steps / t_ours if t_jax is not None else np.nan):>8.2f} {diff:>9.1e}")
         sys.stdout.flush()
     print("\npeak traced allocation of one run (tracemalloc), by number of steps: equal peaks = no growth")
     Ws, bs, X, Y, Wo, bo = problem((64, 128, 128), 10, 1200, "cross_entropy")

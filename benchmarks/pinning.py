@@ -1,4 +1,4 @@
-"""The command-line option every benchmark shares: ``--threads`` pins BLAS (and OpenMP) before numpy loads.
+"""The command-line option every benchmark shares: ``--threads`` pins BLAS, OpenMP and XLA before numpy loads.
 
 A benchmark builds its own :class:`argparse.ArgumentParser`, then calls :func:`pin_threads`, which adds
 ``--threads``, parses, and sets the thread variables. Call it before the first ``import numpy``: OpenBLAS reads them
@@ -20,4 +20,11 @@ def pin_threads(parser, argv=None):
     if args.threads:
         for var in THREAD_VARIABLES:
             os.environ[var] = str(args.threads)
+        # JAX's CPU backend (XLA) reads its flags when it loads: with one thread, Eigen's multithreading and the
+        # intra-op pool are turned off, so a process-time comparison with a 1-thread numpy is like for like
+        if args.threads == 1:
+            flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "intra_op_parallelism_threads" not in f
+                     and "xla_cpu_multi_thread_eigen" not in f]
+            os.environ["XLA_FLAGS"] = " ".join(["--xla_cpu_multi_thread_eigen=false", *flags,
+                                                "intra_op_parallelism_threads=1"])
     return args
