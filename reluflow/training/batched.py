@@ -204,7 +204,7 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
     check_memory(8.0 * (B + 1) * (n_steps // k + 2), f"the cost record of B = {B} networks, n_steps = {n_steps}, "
                  f"record_every = {k}")
     rec_steps = np.union1d(np.arange(0, n_steps + 1, k), [n_steps]).tolist()
-    check_memory(8.0 * B * N * (3 * sum(widths[1:]) + 3 * Q + widths[0]), f"train_many buffers for B = {B} networks "
+    check_memory(8.0 * B * N * (3 * sum(widths[1:]) + 4 * Q + widths[0]), f"train_many buffers for B = {B} networks "
                  f"of widths {widths + [Q]} on N = {N} points")
 
     L = len(Ws)
@@ -238,8 +238,13 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
     E = np.empty((B, N, Q)) if cost == "cross_entropy" else None
     m, S = np.empty((B, N)), np.empty((B, N))
     ones_n, ones_q = np.ones(N), np.ones(Q)
-    rows = np.arange(N)[None, :]
-    bidx = np.arange(B)[:, None]
+    if cost == "cross_entropy":
+        # the label entries of the (B, N, Q) logits, as flat indices (a gather by np.take is ~4x faster than fancy
+        # indexing), and w_i at each point's label as a dense array (subtracting it is ~10x faster than a
+        # fancy-indexed update; x - 0.0 = x, so the other entries are unchanged, bit for bit)
+        label_at = ((np.arange(B)[:, None] * N + np.arange(N)[None, :]) * Q + Y).ravel()
+        w_at_label = np.zeros((B, N, Q))
+        w_at_label.reshape(-1)[label_at] = w.ravel()
     status = np.zeros(B, dtype=np.int64)
     div_step = np.full(B, -1, dtype=np.int64)
     costs = np.full((B, len(rec_steps)), np.nan)
@@ -269,7 +274,7 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
                 R -= m[:, :, None]
                 np.exp(R, out=E)
                 np.matmul(E, ones_q, out=S)
-                C = np.einsum("bn,bn->b", w, np.log(S) - R[bidx, rows, Y])
+                C = np.einsum("bn,bn->b", w, np.log(S) - np.take(R.reshape(-1), label_at).reshape(B, N))
             else:
                 R -= Y
                 C = 0.5 * np.einsum("bn,bnq,bnq->b", w, R, R)
@@ -284,7 +289,7 @@ def train_many(weights, biases, W_out, b_out, X, targets, *, cost: str = "cross_
             if cost == "cross_entropy":
                 np.divide(w, S, out=m)
                 np.multiply(E, m[:, :, None], out=R)
-                R[bidx, rows, Y] -= w
+                R -= w_at_label
             else:
                 R *= w[:, :, None]
             np.matmul(R, Wo, out=G[L - 1])
