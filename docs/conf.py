@@ -21,6 +21,7 @@ release = version = reluflow.__version__
 extensions = [
     "myst_nb",  # notebooks (.ipynb) and MyST markdown (.md) pages
     "sphinx.ext.autodoc",  # the API reference, from the docstrings
+    "sphinx.ext.napoleon",  # their numpy-style Parameters/Returns sections (part of Sphinx)
     "sphinx.ext.mathjax",  # maths as \(...\) spans, typeset in the browser by the vendored MathJax
     "reluflow.pipeline.site",  # cell anchors (notebook#cell-id) and the vendored MathJax (see reluflow/pipeline/site.py)
 ]
@@ -51,3 +52,10 @@ add_module_names = False
 
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 suppress_warnings = ["myst.header", "mystnb.unknown_mime_type", "toc.not_included"]
+
+# numpy-style sections: types shown as text, not resolved as cross-references (a type such as "array (N, M)"
+# would otherwise be linked to whatever attribute is called N)
+napoleon_numpy_docstring = True
+napoleon_google_docstring = False
+napoleon_use_param = False
+napoleon_use_rtype = False

@@ -16,14 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "reluflow"
 LAYERS = {"theory", "dynamics", "training", "testing", "results", "pipeline"}
-#: monitor.py is the one module above the layers: its public path reluflow.monitor.watch is the one a
-#: practitioner types, and it reads the quantities of theory/ from the runs of training/ or of PyTorch.
-#: curation.py and schedules.py are practitioners' paths too (reluflow.curation.scores / prune,
-#: reluflow.schedules.flow_step): they only re-export the modules of training/ where the code lives
-#: (test_practitioner_paths_only_re_export).
+#: monitor.py, curation.py and schedules.py are the paths a practitioner types (reluflow.monitor.watch,
+#: reluflow.curation.scores / prune, reluflow.schedules.flow_step): they only re-export the modules of training/
+#: where the code lives (test_practitioner_paths_only_re_export), so no layer imports a top-level module.
 TOP_LEVEL = {"__init__.py", "__main__.py", "validation.py", "monitor.py", "curation.py", "schedules.py"}
 #: Top-level modules that hold no code of their own: each re-exports one module of a layer.
-FACADES = {"curation.py": "reluflow.training.curation", "schedules.py": "reluflow.training.schedules"}
+FACADES = {"monitor.py": "reluflow.training.monitor", "curation.py": "reluflow.training.curation",
+           "schedules.py": "reluflow.training.schedules"}
 
 
 def _sources(*folders):
@@ -117,6 +116,20 @@ def test_formula_table_names_exist(row):
         nb, _, cell_id = ref.partition("#")
         ids = {c.get("id") for c in json.loads((ROOT / "notebooks" / f"{nb}.ipynb").read_text())["cells"]}
         assert cell_id in ids, f"notebook {nb} has no cell {cell_id}"
+
+
+def test_no_layer_imports_a_practitioners_path():
+    """The facades sit above the layers: code in the layer subpackages imports the modules they re-export."""
+    found = []
+    for path in _sources(*(f"reluflow/{layer}" for layer in LAYERS)):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "reluflow":
+                found += [f"{path.relative_to(ROOT)}: from reluflow import {a.name}" for a in node.names
+                          if f"{a.name}.py" in FACADES]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[:2] in (
+                    ["reluflow", f[:-3]] for f in FACADES):
+                found.append(f"{path.relative_to(ROOT)}: from {node.module} import ...")
+    assert found == []
 
 
 def test_practitioner_paths_only_re_export():

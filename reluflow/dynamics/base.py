@@ -39,7 +39,7 @@ class Problem:
 
     @property
     def shape(self):
-        """(L, N, M): layers, points, width."""
+        """Layers, points and width: (L, N, M)."""
         return self.net.depth, self.X.shape[0], self.net.width
 
     @property

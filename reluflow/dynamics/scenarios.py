@@ -7,9 +7,9 @@ notebooks check and plot, so that the notebooks hold narrative, checks and figur
 Notebook 01 (truncation maps, THEORY.md §1–2):
 
 - three clusters in R² and a three-layer adapted network with frames rotated by 0°, 30°, −60°
-                                                                       → :func:`truncation_layers_example`
+  → :func:`truncation_layers_example`
 - the notebook's result dataset (identity checks, projections, the figure's x^(τ,ℓ))
-                                                                       → :func:`truncation_maps_dataset`
+  → :func:`truncation_maps_dataset`
 
 Notebook 02 (effective flow equations, THEORY.md §4.2–4.3):
 
@@ -34,7 +34,7 @@ Notebook 04 (separated clusters S4, THEORY.md §5):
 - from a run and the explicit per-cluster solutions: the images x^(τ,L)(t), within-class variability
   per cluster and in all, NC1, the collapse times T_j, the gaps |θ − θ*| and their fitted rates
   against N_j/(λ² N), the cost recomputed from the images and from the explicit solution
-                                                                       → :func:`separated_collapse`
+  → :func:`separated_collapse`
 - the notebook's result dataset                                        → :func:`separated_clusters_dataset`
 
 Notebook 05 (the general case S5, THEORY.md §5), one layer with the identity frame:
@@ -44,7 +44,7 @@ Notebook 05 (the general case S5, THEORY.md §5), one layer with the identity fr
 - each cluster's share ½ Σ_{i ∈ j} w_i |max(x_i, θ) − ỹ_i|² of the cost  → :func:`cost_shares`
 - each coordinate as its own one-dimensional problem (they decouple for one layer with the
   identity frame), solved to its rest, e.g. by the general backend as an independent oracle
-                                                                       → :func:`coordinatewise_solve`
+  → :func:`coordinatewise_solve`
 - the notebook's result dataset                                        → :func:`general_case_dataset`
 """
 

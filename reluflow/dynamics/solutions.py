@@ -12,26 +12,26 @@ Map from formula to function:
   (ŷ below θ) use the same formula with the next point above ŷ     → :func:`one_cluster_solution`
 - θ(t) = ŷ + (θ(t_m) − ŷ) e^{−n (t − t_m)/(λ² N)} between events   → :meth:`OneClusterSolution.theta`
 - x^(τ,L) = τ_L ∘ … ∘ τ_1 (x), (R_ℓ τ_ℓ(x))_k = max((R_ℓ x)_k, θ_ℓ,k), at many times at once
-                                                                    → :func:`truncated_images`
+  → :func:`truncated_images`
 - within-class variability tr Σ_W = (1/N) Σ_i |x_i − μ_{j(i)}|²     → :func:`within_class_variability`
 - NC1 = tr(Σ_W Σ_B^+)/Q (Σ_B the covariance of the class means)     → :func:`nc1`
 - S4: Q clusters, layer ℓ truncates cluster ℓ only; frames R_ℓ with R_ℓᵀ 𝟙/√M pointing from cluster ℓ
   towards the others, targets ỹ_ℓ beyond the cluster; the zero-cost thresholds θ*_ℓ = R_ℓ ỹ_ℓ
-                                                                    → :func:`separated_clusters`
+  → :func:`separated_clusters`
 - the explicit solution of each (layer ℓ, coordinate k) of an S4 scenario: cluster ℓ alone in
   the frame R_ℓ, target (R_ℓ ỹ_ℓ)_k, with the total N                  → :func:`separated_solutions`
 - guaranteed separation: every other cluster, and every image it can take, stays in
   {R_ℓ x ≥ R_ℓ ỹ_ℓ} (a box bound)                                    → :func:`separation_margin`
 - S5: two clusters A, B on the diagonal of R², one threshold per coordinate truncating both;
   the equilibrium θ = ȳ(θ) (mean target of the truncated points), or sliding on a point
-                                                                    → :func:`two_cluster_scenario`,
-                                                                      :func:`interference_point`
+  → :func:`two_cluster_scenario`,
+  :func:`interference_point`
 - rest: θ_k = ȳ_k, or θ_k between ȳ_k with and without the points it rests on (sliding)
-                                                                    → :func:`equilibrium_residual`
+  → :func:`equilibrium_residual`
 - the largest gap between the event times of a solver run and a reference (explicit solutions,
   or another run), coordinate by coordinate                         → :func:`event_time_error`
 - a measured exponential rate κ, |θ(t) − θ*| ≈ c e^{−κ t} (least squares on log |θ − θ*|)
-                                                                    → :func:`exponential_rate`
+  → :func:`exponential_rate`
 """
 
 from __future__ import annotations

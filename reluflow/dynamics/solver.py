@@ -12,17 +12,19 @@ Backends:
 - ``method="exact"`` (bias flow (4.2), with an optional kernel K: θ̇ = −Λ^-1 K Λ^-1 ∂C/∂θ,
   and the induced flow (4.5) as K = induced_bias_kernel). Between events the flow is affine in θ, θ̇ = A θ + c,
   and solved in closed form; events are located analytically or by certified root finding.
+
   - one layer (``algorithm="sorted"``): θ_k(t) = ȳ + (θ_k(t_m) − ȳ) e^{−(W/λ_k²)(t − t_m)} and
     Δt = (λ_k²/W) log((ȳ − θ_k(t_m))/(ȳ − u_next)), by sorting and prefix sums, O(N log N)
-                                                                   → :mod:`.sorted`, :func:`.sorted.one_layer_sweep`
+    → :mod:`.sorted`, :func:`.sorted.one_layer_sweep`
   - any depth (``algorithm="affine"``): θ(t) = θ_m + Λ^-1 Q (e^{−μ (t−t_m)} − 1) z, the matrix
     exponential of A by a symmetric eigen-decomposition; events by certified bracketing of sums
     of exponentials and Brent's method; sliding followed on its surface
-                       → :func:`.events.closed_form_scaled`, :func:`.events.next_crossing`,
-                         :func:`.events.sliding_flow`
+    → :func:`.events.closed_form_scaled`, :func:`.events.next_crossing`, :func:`.events.sliding_flow`
+
 - ``method="general"``: :func:`scipy.integrate.solve_ivp` (``ivp_method="DOP853"``, ``rtol=1e-10``,
   ``atol=1e-12`` by default) with one terminal event function that fires at the first change of
   the truncation pattern, and a restart after each event. It runs any threshold flow:
+
   - ``flow="bias"`` (4.2)          → :func:`reluflow.theory.flows.bias_flow`
   - ``flow="scale_bias"`` (4.3)    → :func:`reluflow.theory.flows.scale_bias_flow` (state λ and θ)
   - ``flow="frame"`` (4.4)         → :func:`reluflow.theory.flows.frame_flow` (state R)
@@ -141,6 +143,9 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", kernel
         Passed to :func:`scipy.integrate.solve_ivp` (DOP853, 1e-10 and 1e-12 by default).
     max_events : int, optional
         Stop (``status = -1``) once more events than this have occurred; default: no limit.
+    record_events : bool
+        Include every event time in the ``time`` coordinate (default). With False the time
+        coordinate holds only 0 and ``t_eval``; the event log is complete either way.
 
     Raises
     ------
@@ -148,9 +153,6 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", kernel
         Besides invalid inputs: with ``method="exact"`` on a deep network, when the affine
         backend's memory estimate (56 bytes × L·N·M × L·M) exceeds
         ``reluflow.dynamics.affine.MEMORY_BUDGET`` (4 GB), before anything is allocated.
-    record_events : bool
-        Include every event time in the ``time`` coordinate (default). With False the time
-        coordinate holds only 0 and ``t_eval``; the event log is complete either way.
 
     Returns
     -------

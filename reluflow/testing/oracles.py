@@ -772,7 +772,7 @@ class OracleInstance:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        """(N, M, L, Q): points, width, depth, clusters."""
+        """Points, width, depth and clusters: (N, M, L, Q)."""
         return self.X.shape[0], self.X.shape[1], self.net.depth, int(self.labels.max()) + 1
 
     def __repr__(self) -> str:

@@ -61,8 +61,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from reluflow import monitor
 from reluflow.theory.kernels import forward_pass
+from reluflow.training import monitor
 from reluflow.validation import as_labels, as_points, as_positive_float, as_real, check_positive_int
 
 __all__ = ["SCORES", "KEEPS", "HARD_WHEN_HIGH", "network_parameters", "engine_run", "run_scores", "truncation_score",

@@ -238,7 +238,7 @@ def demonstration(kind: str, run: int, split, *, seed: int, hidden=(32, 16), n_s
     large step, else every 10 steps."""
     import warnings
 
-    from reluflow import monitor
+    from reluflow.training import monitor
     from reluflow.training.gd import train
     from reluflow.training.init import he_network
     from reluflow.training.schedules import accuracy, output_layer_rate

@@ -10,7 +10,7 @@ i of root seed s draws everything from child i of ``numpy.random.SeedSequence(s)
 - its exact bias flow (4.2) through every event                         → :func:`solve_configuration`
 - A3, the relaxation rate ρ_{ℓ,k} = −∂θ̇_{ℓ,k}/∂θ_{ℓ,k} against the count n_{ℓ,k}  → :func:`rate_growth`
 - A4, the jump of the shallower flows θ̇^(ℓ'<ℓ) at an event in layer ℓ ≥ 2 (the Π products)
-                                                                    → :func:`event_flow_jumps`, :func:`deep_coupling`
+  → :func:`event_flow_jumps`, :func:`deep_coupling`
 - A5, collapse of every cluster to one point and zero loss              → :func:`collapse_outcome`
 - A6 (truncation regime), the residual split between events             → :func:`range_decay`
 - all of it for one configuration, as a dict of numbers for ``sweep``   → :func:`analyse_configuration`
@@ -19,7 +19,7 @@ i of root seed s draws everything from child i of ``numpy.random.SeedSequence(s)
 - hold rates with Wilson 95 % intervals                                  → :func:`wilson_interval`, :func:`hold_rate`
 - machinery checks: exact against the general ODE solver, the flow against finite differences of C_in,
   the rate against finite differences of the flow, collapse in the plain forward pass
-                                                                         → :func:`solver_agreement`,
+  → :func:`solver_agreement`,
   :func:`flow_fd_error`, :func:`rate_fd_error`, :func:`forward_collapse_spread`
 
 Every statement is tested on configurations whose exact solve finished (status 0); the others are counted

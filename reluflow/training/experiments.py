@@ -15,9 +15,9 @@ Notebook 06, effective flows against gradient descent:
 - the validity map: :func:`reluflow.training.comparison.effective_comparison` over depth × weight scale ×
   ρ, and where max_t |C_GD − C_eff|/C(0) ≤ tolerance                      → :func:`validity_map`, :func:`holds_map`
 - the checks of the map (ρ = 0 in one layer, scale = time change, drift grows with ρ, η resolves the map)
-                                                                            → :func:`validity_map_checks`
+  → :func:`validity_map_checks`
 - one layer, ρ = 0: gradient descent on the layer parameters against the exact bias flow, error ∝ η
-                                                                            → :func:`one_layer_descent_convergence`
+  → :func:`one_layer_descent_convergence`
 - the validity map in words, read off the table                           → :func:`validity_summary`
 - the notebook's result Dataset                                            → :func:`flow_vs_gd_result`
 
@@ -28,7 +28,7 @@ Notebook 07, spectral gaps:
 - the one-layer scenario and random one-layer instances                     → :func:`spectral_scenario`,
   :func:`random_instances`
 - nonzero eigenvalues of D Dᵀ against n_k/λ_k², and λ_min⁺ against min n_k/λ_k²
-                                                                            → :func:`eigenvalue_identity_error`,
+  → :func:`eigenvalue_identity_error`,
   :func:`gap_identity_error`
 - the tie-convention statement (false while a threshold rests on a point)  → :func:`between_event_decay`
 - a hand-made problem where thresholds come to rest (sliding, release)     → :func:`resting_counterexample`

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from reluflow import monitor
 from reluflow.theory.generic import general_cumulative_parameters, rectangular_adaptedness
 from reluflow.theory.network import forward
 from reluflow.theory.realdata import DataSplit
+from reluflow.training import monitor
 from reluflow.validation import as_positive_float, check_positive_int
 
 __all__ = ["COSTS", "RealRun", "real_run", "study", "finding_lines", "rate_count_correlation",

@@ -353,7 +353,9 @@ def test_every_page_works_offline_in_chromium(built_site, browser):
 
 
 def test_site_has_the_pages_and_no_cdn(built_site):
-    """Oracle: recount of the built files: one page per notebook, the map, the API, reproduce, cite; MathJax local."""
+    """Oracle: recount of the built files: one page per notebook, the map, the API, reproduce, cite; MathJax local.
+    Sphinx's own warnings (a docstring that does not parse, an ambiguous cross-reference) must be none."""
+    assert built_site.warnings == (), "\n".join(built_site.warnings[:20])
     out = built_site.output_dir
     for rel in ("index.html", "formula-map.html", "api/index.html", "reproduce.html", "cite.html",
                 "_static/mathjax/tex-chtml.js"):

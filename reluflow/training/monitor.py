@@ -1,0 +1,407 @@
+"""Record the truncation picture along any training run: ``with watch(model, X) as mon: … mon.step()``.
+
+The monitor evaluates the model on a fixed set of points X every ``every`` optimiser steps (no gradient, the
+model untouched) and records, in one xarray Dataset that follows :mod:`reluflow.results.schema` (dimension
+``time``, with ``step`` as a coordinate):
+
+- ``n_truncated`` (time, layer, coordinate): n_{ℓ,k}, the points that unit k of layer ℓ truncates
+  (pre-activation ≤ 0); units beyond a layer's width hold −1 (``layer_width`` gives the widths);
+- ``dead_units`` (time, layer): units that truncate every point;
+- ``truncation_fraction`` (time, point): each point's truncated fraction over all hidden units;
+- ``frozen_layer`` (time, point): the first layer that truncates all of the point's units (0: none);
+- ``effective`` (time, point) and ``n_effective`` (time): whether the point still has a gradient path to the
+  first layer (J_i = D_L W_L ⋯ W_2 D_1 ≠ 0, :func:`reluflow.theory.generic.gradient_path_mask`), and N_eff;
+- with ``labels``: ``nc1`` (time, layer), NC1 = tr(Σ_W Σ_B⁺)/Q of the activations x^(ℓ)
+  (:func:`reluflow.theory.collapse.nc1_variability`; NaN where the class means coincide), and ``accuracy``
+  (time) of the output's argmax.
+
+Every count is the one :mod:`reluflow.theory.generic` gives for the same parameters (the tests recount them
+by brute force). Models:
+
+- a PyTorch ``nn.Sequential`` of ``Linear`` and ``ReLU`` modules, Linear → ReLU → … → Linear (the last Linear
+  is the output layer; a network that ends with a ReLU has no output layer). Forward hooks on the Linear
+  modules of the hidden layers capture the pre-activations of one ``torch.no_grad()`` pass over X; they are
+  registered on entering the ``with`` block and removed on leaving it, and do nothing outside the monitor's
+  own evaluation. Torch is needed only for such a model (the optional ``bench`` extra);
+- the project's own engine: any object with attributes ``weights`` and ``biases`` (sequences of the layer
+  arrays (d_ℓ, d_{ℓ-1}) and (d_ℓ,)) and optionally ``W_out``, ``b_out``, read afresh at each recorded step,
+  so a training loop may update them in place or rebind them; or a callable returning
+  ``(weights, biases)`` or ``(weights, biases, W_out, b_out)``.
+
+Plots: :func:`truncation_heatmap`, :func:`effective_set_plot`, :func:`nc1_plot`, and all three in
+:func:`monitor_figure`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from reluflow.results.schema import make_dataset
+from reluflow.theory import collapse, generic
+from reluflow.validation import as_labels, as_points, as_positive_float, check_positive_int, validate_layers
+
+__all__ = ["Watch", "watch", "from_trajectory", "trajectory_parameters", "truncation_heatmap", "effective_set_plot",
+           "nc1_plot", "monitor_figure", "diagnose"]
+
+
+@dataclass
+class _Snapshot:
+    pre: list  # pre-activations (N, d_ℓ) of the hidden layers
+    weights: list  # W_1..W_L as numpy arrays
+    output: np.ndarray | None  # (N, Q) or None
+    post: list | None = None  # activations x^(ℓ) = max(z, 0) when the model computed them
+
+
+def _is_torch_module(model) -> bool:
+    mod = type(model).__module__
+    return mod.startswith("torch.") and hasattr(model, "named_modules")
+
+
+def _as_float64(tensor, copy: bool) -> np.ndarray:
+    """A torch tensor as a float64 numpy array: a view of a float64 CPU tensor unless ``copy`` (then, and for any
+    other dtype or device, a copy)."""
+    a = tensor.detach().cpu().numpy()
+    return a.astype(np.float64, copy=copy)
+
+
+class _TorchModel:
+    """Hooks on the hidden Linear modules of an nn.Sequential of Linear/ReLU layers."""
+
+    def __init__(self, model, X):
+        import torch
+        from torch import nn
+
+        if not isinstance(model, nn.Sequential):
+            raise TypeError("model must be a torch.nn.Sequential of Linear and ReLU modules; "
+                            f"got {type(model).__name__}")
+        mods = list(model)
+        kinds = ["L" if isinstance(m, nn.Linear) else "R" if isinstance(m, nn.ReLU) else "?" for m in mods]
+        pattern = "".join(kinds)
+        if "?" in pattern or not pattern or pattern[0] != "L" or "LL" in pattern or "RR" in pattern \
+                or pattern.count("R") == 0:
+            raise ValueError("model must alternate Linear and ReLU modules, Linear → ReLU → … [→ Linear], with at "
+                             f"least one hidden layer; got {[type(m).__name__ for m in mods]}")
+        self.torch, self.model = torch, model
+        self.hidden = [m for m, nxt in zip(mods, mods[1:]) if isinstance(m, nn.Linear) and isinstance(nxt, nn.ReLU)]
+        self.has_output = isinstance(mods[-1], nn.Linear)
+        self.inplace = any(getattr(m, "inplace", False) for m in mods)
+        if self.hidden[0].in_features != X.shape[1]:
+            raise ValueError(f"X must have {self.hidden[0].in_features} columns, the model's input width; "
+                             f"got shape {X.shape}")
+        p = next(model.parameters())
+        self.X = torch.as_tensor(X, dtype=p.dtype, device=p.device)
+        self.capturing, self.captured, self.handles = False, {}, []
+
+    def attach(self):
+        for i, m in enumerate(self.hidden):
+            self.handles.append(m.register_forward_hook(self._hook(i)))
+
+    def _hook(self, i):
+        def hook(_module, _inputs, output):
+            if self.capturing:
+                self.captured[i] = _as_float64(output, self.inplace)
+        return hook
+
+    def detach(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+    def snapshot(self) -> _Snapshot:
+        self.captured = {}
+        self.capturing = True
+        try:
+            with self.torch.no_grad():
+                out = self.model(self.X)
+        finally:
+            self.capturing = False
+        # the weights change in place at the next optimiser step: copied; a pre-activation is a fresh tensor of
+        # this no-grad pass, overwritten later only by an in-place ReLU, so it is shared unless there is one
+        weights = [_as_float64(m.weight, True) for m in self.hidden]
+        output = _as_float64(out, False) if self.has_output else None
+        return _Snapshot([self.captured[i] for i in range(len(self.hidden))], weights, output)
+
+
+class _ArrayModel:
+    """The project's engine: layer arrays read from an object or returned by a callable at each snapshot."""
+
+    def __init__(self, model, X):
+        self.model, self.X = model, X
+        self._parameters()  # validate once up front
+
+    def _parameters(self, check_points=True):
+        m = self.model
+        if hasattr(m, "weights") and hasattr(m, "biases"):
+            got = (m.weights, m.biases, getattr(m, "W_out", None), getattr(m, "b_out", None))
+        elif callable(m):
+            got = tuple(m())
+            if len(got) == 2:
+                got = got + (None, None)
+            if len(got) != 4:
+                raise ValueError("a callable model must return (weights, biases) or (weights, biases, W_out, b_out); "
+                                 f"got a tuple of {len(got)}")
+        else:
+            raise TypeError("model must be a torch.nn.Sequential, an object with attributes weights and biases, or a "
+                            f"callable returning them; got {type(m).__name__}")
+        Ws, bs, W_out, b_out = got
+        Ws, bs = validate_layers(Ws, bs, square=False, max_condition=np.inf)
+        if check_points or Ws[0].shape[1] != self.X.shape[1]:
+            as_points(self.X, "X", dim=Ws[0].shape[1])
+        if (W_out is None) != (b_out is None):
+            raise ValueError("W_out and b_out must be given together")
+        if W_out is not None:
+            W_out = np.asarray(W_out, dtype=float)
+            b_out = np.asarray(b_out, dtype=float)
+            if W_out.ndim != 2 or W_out.shape[1] != Ws[-1].shape[0] or b_out.shape != (W_out.shape[0],):
+                raise ValueError(f"W_out must have shape (Q, {Ws[-1].shape[0]}) and b_out (Q,); got {W_out.shape} "
+                                 f"and {b_out.shape}")
+        return Ws, bs, W_out, b_out
+
+    def attach(self):
+        pass
+
+    def detach(self):
+        pass
+
+    def snapshot(self) -> _Snapshot:
+        Ws, bs, W_out, b_out = self._parameters(check_points=False)  # X was checked once, in __init__
+        pre, post, x = [], [], self.X
+        for W, b in zip(Ws, bs):
+            z = x @ W.T
+            z += b
+            pre.append(z)
+            x = np.maximum(z, 0.0)
+            post.append(x)
+        return _Snapshot(pre, Ws, None if W_out is None else x @ W_out.T + b_out, post)
+
+
+class Watch:
+    """A monitor of one training run; made by :func:`watch`. Call :meth:`step` after each optimiser step and
+    :meth:`result` for the Dataset. The state before the first step (step 0) is recorded on entering."""
+
+    def __init__(self, model, X, labels=None, every: int = 1, lr: float | None = None):
+        X = as_points(X, "X")
+        self.every = check_positive_int(every, "every")
+        self.lr = None if lr is None else as_positive_float(lr, "lr")
+        self.labels = None
+        if labels is not None:
+            self.labels = as_labels(labels, "labels")
+            if self.labels.shape != (X.shape[0],):
+                raise ValueError(f"labels must have shape ({X.shape[0]},), one per row of X; got {self.labels.shape}")
+        if self.labels is not None and np.unique(self.labels).size < 2:
+            raise ValueError("labels must contain at least two classes (NC1 compares classes); "
+                             f"got {np.unique(self.labels).size}")
+        self._model = _TorchModel(model, X) if _is_torch_module(model) else _ArrayModel(model, X)
+        self.N = X.shape[0]
+        self.steps, self.times, self.records, self._count, self._open = [], [], [], 0, False
+
+    # context manager
+    def __enter__(self) -> Watch:
+        self._model.attach()
+        self._open = True
+        self._record()
+        return self
+
+    def __exit__(self, *exc):
+        self._model.detach()
+        self._open = False
+        return False
+
+    def step(self) -> None:
+        """Count one optimiser step; every ``every`` steps, evaluate the model on X and record."""
+        if not self._open:
+            raise RuntimeError("step() must be called inside the `with watch(...)` block")
+        self._count += 1
+        if self._count % self.every == 0:
+            self._record()
+
+    def _record(self, time: float | None = None):
+        """Evaluate the model on X and store the record of step ``self._count`` (at ``time``: default step·η)."""
+        snap = self._model.snapshot()
+        T = [z <= 0.0 for z in snap.pre]
+        summary = generic.pattern_summary(T, snap.weights)
+        rec = {"counts": summary.counts, "dead": [int(d.sum()) for d in summary.dead], "fraction": summary.fractions,
+               "frozen": summary.frozen, "effective": summary.effective, "widths": [t.shape[1] for t in T]}
+        if self.labels is not None:
+            post = snap.post if snap.post is not None else [np.maximum(z, 0.0) for z in snap.pre]
+            rec["nc1"] = list(collapse.nc1_layers(post, self.labels))
+            rec["accuracy"] = (float(np.mean(snap.output.argmax(axis=1) == self.labels))
+                               if snap.output is not None and snap.output.shape[1] > 1 else np.nan)
+        self.steps.append(self._count)
+        self.times.append(float(self._count * (self.lr or 1.0) if time is None else time))
+        self.records.append(rec)
+
+    def result(self) -> xr.Dataset:
+        """The recorded run as an xarray Dataset (see the module docstring for its variables)."""
+        if not self.records:
+            raise RuntimeError("nothing recorded yet: use the monitor as `with watch(...) as mon:`")
+        S, L = len(self.records), len(self.records[0]["widths"])
+        widths = np.array(self.records[0]["widths"])
+        n = np.full((S, L, widths.max()), -1, dtype=np.int64)
+        for s, rec in enumerate(self.records):
+            for l, c in enumerate(rec["counts"]):
+                n[s, l, :c.size] = c
+        steps, time = np.array(self.steps, dtype=np.int64), np.array(self.times, dtype=float)
+        extra = {
+            "layer_width": (("layer",), widths, "width d_l of hidden layer l"),
+            "dead_units": (("time", "layer"), np.array([r["dead"] for r in self.records]),
+                           "units of layer l that truncate every point"),
+            "truncation_fraction": (("time", "point"), np.stack([r["fraction"] for r in self.records]),
+                                    "fraction of the hidden units that truncate the point"),
+            "frozen_layer": (("time", "point"), np.stack([r["frozen"] for r in self.records]),
+                             "first layer truncating all of the point's units (0: none)"),
+            "effective": (("time", "point"), np.stack([r["effective"] for r in self.records]).astype(np.int8),
+                          "1 while the point has a gradient path to the first layer"),
+            "n_effective": (("time",), np.array([int(r["effective"].sum()) for r in self.records]),
+                            "N_eff, the points with a gradient path to the first layer"),
+        }
+        if self.labels is not None:
+            extra["nc1"] = (("time", "layer"), np.array([r["nc1"] for r in self.records], dtype=float),
+                            "NC1 = tr(Sigma_W Sigma_B^+)/Q of the activations of layer l")
+            extra["accuracy"] = (("time",), np.array([r["accuracy"] for r in self.records]),
+                                 "fraction of X whose output argmax is its label")
+        coords = {"time": time, "step": steps, "layer": np.arange(1, L + 1), "coordinate": np.arange(widths.max()),
+                  "point": np.arange(self.N)}
+        attrs = {"every": self.every, "n_points": self.N,
+                 "model": "torch.nn.Sequential" if isinstance(self._model, _TorchModel) else "reluflow arrays",
+                 "n_truncated_fill": "-1 for units beyond a layer's width"}
+        return make_dataset({"n_truncated": n}, coords, status=0, message=f"recorded {S} states", attrs=attrs,
+                            extra_variables=extra)
+
+
+def watch(model, X, labels=None, every: int = 1, *, lr: float | None = None) -> Watch:
+    """Monitor a training run: ``with watch(model, X, labels) as mon:`` …, ``mon.step()`` after each optimiser step,
+    ``mon.result()`` for the Dataset.
+
+    Parameters
+    ----------
+    model : torch.nn.Sequential of Linear/ReLU, an object with ``weights``/``biases`` (and optionally ``W_out``/
+        ``b_out``), or a callable returning them (see the module docstring).
+    X : array (N, d_0), the points evaluated at every record (e.g. the training set, or a fixed sample of it).
+    labels : optional integer labels (N,), for NC1 per layer and the accuracy.
+    every : record every this many steps (≥ 1); step 0 is always recorded.
+    lr : optional learning rate η; the ``time`` coordinate is then step·η (else the step number).
+    """
+    return Watch(model, X, labels=labels, every=every, lr=lr)
+
+
+def trajectory_parameters(ds: xr.Dataset) -> list[tuple]:
+    """The layer parameters at each recorded time of a :func:`reluflow.train` trajectory:
+    ``[(weights, biases, W_out, b_out), …]`` (W_out, b_out None without a terminal layer).
+
+    A square network's trajectory holds the cumulative parameters (W^(ℓ), b^(ℓ)), turned back into layer ones by
+    :func:`reluflow.layer_parameters`; a rectangular one holds ``weights_ℓ``, ``biases_ℓ`` per layer.
+    """
+    from reluflow.theory.network import layer_parameters
+
+    if not isinstance(ds, xr.Dataset) or "cost" not in ds or "step" not in ds.coords:
+        raise TypeError(f"ds must be a trajectory of reluflow.train; got {type(ds).__name__}")
+    S = ds.sizes["time"]
+    out = []
+    for s in range(S):
+        if "cumulative_weights" in ds:
+            Wc, bc = ds.cumulative_weights.values[s], ds.cumulative_biases.values[s]
+            weights, biases = layer_parameters(list(Wc), list(bc), max_condition=np.inf)
+        else:
+            L = int(ds.attrs.get("n_layers", 0))
+            if L < 1 or f"weights_{L}" not in ds:
+                raise ValueError("ds holds neither cumulative_weights nor weights_1..weights_L with n_layers")
+            weights = [ds[f"weights_{l}"].values[s] for l in range(1, L + 1)]
+            biases = [ds[f"biases_{l}"].values[s] for l in range(1, L + 1)]
+        if "output_weights" in ds:
+            out.append((weights, biases, ds.output_weights.values[s], ds.output_biases.values[s]))
+        else:
+            out.append((weights, biases, None, None))
+    return out
+
+
+def from_trajectory(ds: xr.Dataset, X, labels=None) -> xr.Dataset:
+    """The monitor's Dataset for a run of the project's engine, from its recorded trajectory (:func:`reluflow.train`
+    with ``record_every``): every recorded state is evaluated on X, as :func:`watch` would have done at that step.
+    The ``time`` and ``step`` coordinates are the trajectory's."""
+    states = trajectory_parameters(ds)
+    current = {"i": 0}
+    mon = Watch(lambda: states[current["i"]], X, labels=labels)
+    for i, (step, time) in enumerate(zip(ds.step.values, ds.time.values)):
+        current["i"], mon._count = i, int(step)
+        mon._record(time=float(time))
+    return mon.result()
+
+
+# ------------------------------------------------------------------------------------------------------ plots
+
+
+def _check_result(ds):
+    if not isinstance(ds, xr.Dataset) or "n_truncated" not in ds or "n_effective" not in ds:
+        raise TypeError(f"ds must be the Dataset of Watch.result(); got {type(ds).__name__}")
+
+
+def truncation_heatmap(ds: xr.Dataset, layer: int = 1, ax=None):
+    """Heat map of n_{ℓ,k}(t)/N for one layer: units down, time across."""
+    import matplotlib.pyplot as plt
+
+    _check_result(ds)
+    if layer not in ds.layer.values:
+        raise ValueError(f"layer must be one of {ds.layer.values.tolist()}; got {layer!r}")
+    ax = ax if ax is not None else plt.subplots()[1]
+    width = int(ds.layer_width.sel(layer=layer))
+    frac = ds.n_truncated.sel(layer=layer).values[:, :width].T / ds.sizes["point"]
+    t = ds.time.values
+    im = ax.imshow(frac, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis",
+                   extent=(t[0], t[-1] if t[-1] > t[0] else t[0] + 1, -0.5, width - 0.5), interpolation="nearest")
+    ax.figure.colorbar(im, ax=ax, label="fraction of points truncated (1)")
+    ax.set(xlabel="time (step·η, or step) (1)", ylabel=f"unit k of layer {layer}",
+           title=f"truncation counts, layer {layer}")
+    return ax
+
+
+def effective_set_plot(ds: xr.Dataset, ax=None):
+    """N_eff(t)/N and the dead units of every layer (as fractions of its width) against time."""
+    import matplotlib.pyplot as plt
+
+    _check_result(ds)
+    ax = ax if ax is not None else plt.subplots()[1]
+    t = ds.time.values
+    ax.plot(t, ds.n_effective.values / ds.sizes["point"], color="k", lw=2, label="N_eff / N")
+    for l in ds.layer.values:
+        ax.plot(t, ds.dead_units.sel(layer=l).values / int(ds.layer_width.sel(layer=l)), ls="--",
+                label=f"dead units, layer {l} (fraction)")
+    ax.set(xlabel="time (step·η, or step) (1)", ylabel="fraction (1)", ylim=(-0.02, 1.02),
+           title="effective training set and dead units")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def nc1_plot(ds: xr.Dataset, ax=None):
+    """NC1(t) of every hidden layer, on a log scale (needs a run recorded with labels)."""
+    import matplotlib.pyplot as plt
+
+    _check_result(ds)
+    if "nc1" not in ds:
+        raise ValueError("ds has no nc1: record the run with labels (watch(model, X, labels))")
+    ax = ax if ax is not None else plt.subplots()[1]
+    for l in ds.layer.values:
+        ax.plot(ds.time.values, ds.nc1.sel(layer=l).values, label=f"layer {l}")
+    ax.set(xlabel="time (step·η, or step) (1)", ylabel="NC1 (1)", yscale="log", title="within-class variability")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def monitor_figure(ds: xr.Dataset, layer: int = 1):
+    """The three plots side by side: the truncation heat map of ``layer``, N_eff and dead units, and NC1 (if any)."""
+    import matplotlib.pyplot as plt
+
+    _check_result(ds)
+    n = 3 if "nc1" in ds else 2
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), layout="constrained")
+    truncation_heatmap(ds, layer, ax=axes[0])
+    effective_set_plot(ds, ax=axes[1])
+    if n == 3:
+        nc1_plot(ds, ax=axes[2])
+    return fig
+
+
+from reluflow.training.diagnosis import diagnose  # noqa: E402  (the diagnosis of a record, in its own module)
