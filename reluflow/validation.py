@@ -166,6 +166,23 @@ def as_real(value, name: str, *, minimum: float | None = None, strict: bool = Fa
     return value
 
 
+def as_interval(value, name: str) -> tuple[float, float]:
+    """An interval [low, high] of two finite numbers with 0 < low < high (e.g. a range of data distances)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise ValueError(f"{name} must be an interval [low, high] of two numbers; got {value!r}")
+    lo, hi = (as_real(v, f"{name}[{i}]", minimum=0.0, strict=True) for i, v in enumerate(value))
+    if not lo < hi:
+        raise ValueError(f"{name} must be an interval [low, high] with 0 < low < high; got {value!r}")
+    return lo, hi
+
+
+def as_generator(rng, name: str = "rng"):
+    """A :class:`numpy.random.Generator`, passed on as it is (the caller owns the stream and its order of draws)."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"{name} must be a numpy.random.Generator (e.g. streams[k]); got {type(rng).__name__}")
+    return rng
+
+
 def as_positive_float(value, name: str) -> float:
     """A positive, finite real scalar (bool refused)."""
     return as_real(value, name, minimum=0.0, strict=True, expectation="a positive finite number")

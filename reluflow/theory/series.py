@@ -25,27 +25,23 @@ Map from statement to function:
 - CE24 Def 5.1 checked from a certificate (p_j, h_j): (x − p_j)·h_j < 0 on class j, > 0 on later classes
   and earlier p_i, t_j ∈ (0, 1)                                                → :func:`sls_certificate_holds`
 - the SLS orders of real data (the 8×8 digits) and Thm 5.2's network on them  → :func:`digits_sls_table`
-- gradient descent from near CE23's minimum and from random starts, read by
-  :func:`~reluflow.theory.constructions.descent_outcome`                      → :func:`descent_runs`,
-  :func:`descent_outcome_counts`, :func:`stalled_patterns`, :func:`collapsed_fraction`
-
-Layering: :func:`descent_runs` calls :func:`reluflow.training.gd.train` (imported inside the function, since
-``reluflow.training`` sits above ``reluflow.theory``).
+- the outcomes a gradient-descent run can have (read by :func:`~reluflow.theory.constructions.descent_outcome`)
+  → :data:`DESCENT_OUTCOMES`; the runs themselves train, so they live in the training layer
+  (:mod:`reluflow.training.series_descent`)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from reluflow.theory import constructions as C
-from reluflow.theory.network import forward, random_network, relu
+from reluflow.theory.network import forward, relu
 from reluflow.theory.truncation import truncation_map
-from reluflow.validation import as_points, as_real, as_real_array, check_positive_int
+from reluflow.validation import as_generator, as_interval, as_points, as_real_array, check_positive_int
 
 __all__ = [
     "CE23GlobalMinimumEnsemble", "ce23_global_minimum_ensemble", "CE24ZeroCostEnsemble", "ce24_zero_cost_ensemble",
@@ -53,7 +49,6 @@ __all__ = [
     "PerturbationEnsemble", "ce23_perturbation_ensemble", "IdentitiesEnsemble", "identities_ensemble",
     "ConcentricEnsemble", "concentric_ensemble", "NegativeControls", "negative_controls_ensemble",
     "collinear_classes", "sls_certificate_holds", "SLSTableRow", "digits_sls_table", "DESCENT_OUTCOMES",
-    "descent_runs", "descent_outcome_counts", "stalled_patterns", "collapsed_fraction",
 ]
 
 #: The three ways of perturbing a construction (see :func:`~reluflow.theory.constructions.perturbation_curve`).
@@ -68,27 +63,12 @@ DESCENT_OUTCOMES = ("zero cost", "Thm 2.4/2.5 type", "merged classes", "partly t
 # Argument checks
 
 
-def _generator(rng):
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator (e.g. streams[k]); got {type(rng).__name__}")
-    return rng
-
-
 def _class_numbers(Qs, name="Qs", minimum=2):
     if isinstance(Qs, (str, bytes)) or not hasattr(Qs, "__len__"):
         raise TypeError(f"{name} must be a non-empty list of integers >= {minimum}; got {type(Qs).__name__}")
     if len(Qs) == 0:
         raise ValueError(f"{name} must be a non-empty list of integers >= {minimum}; got an empty list")
     return [check_positive_int(Q, f"{name}[{i}]", minimum=minimum) for i, Q in enumerate(Qs)]
-
-
-def _interval(value, name):
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
-        raise ValueError(f"{name} must be an interval [low, high] of two numbers; got {value!r}")
-    lo, hi = (as_real(v, f"{name}[{i}]", minimum=0.0, strict=True) for i, v in enumerate(value))
-    if not lo < hi:
-        raise ValueError(f"{name} must be an interval [low, high] with 0 < low < high; got {value!r}")
-    return lo, hi
 
 
 def _relative_error(hidden, predicted):
@@ -120,9 +100,9 @@ def ce23_global_minimum_ensemble(Qs, n_per_class: int, c0_range, n_ball: int, rn
     """
     Qs = _class_numbers(Qs)
     n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    c0_range = _interval(c0_range, "c0_range")
+    c0_range = as_interval(c0_range, "c0_range")
     n_ball = check_positive_int(n_ball, "n_ball")
-    rng = _generator(rng)
+    rng = as_generator(rng)
     rows, tries = [], []
     for k, Q in enumerate(Qs):
         X, lab, t = C.ce23_draw(Q, n_per_class, c0_range, seed=rng.integers(2**63))
@@ -166,10 +146,10 @@ def ce24_zero_cost_ensemble(Qs, n_per_class: int, c0_range, sls_c0_range, n_ball
     """
     Qs = _class_numbers(Qs)
     n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    c0_range = _interval(c0_range, "c0_range")
-    sls_c0_range = _interval(sls_c0_range, "sls_c0_range")
+    c0_range = as_interval(c0_range, "c0_range")
+    sls_c0_range = as_interval(sls_c0_range, "sls_c0_range")
     n_ball = check_positive_int(n_ball, "n_ball")
-    rng = _generator(rng)
+    rng = as_generator(rng)
     r = {"cost41": [], "pts41": [], "ball41": [], "cost52": [], "pts52": []}
     for k, Q in enumerate(Qs):
         M = Q + k % 3
@@ -229,8 +209,8 @@ def ce23_local_minima_ensemble(Qs, n_per_class: int, c0_range, rng) -> CE23Local
     """
     Qs = _class_numbers(Qs)
     n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    c0_range = _interval(c0_range, "c0_range")
-    rng = _generator(rng)
+    c0_range = as_interval(c0_range, "c0_range")
+    rng = as_generator(rng)
     r = {"v24": [], "cf24": [], "err24": [], "spread24": [], "err25": [], "min_value": [], "min_gap": [],
          "mu_dependence": []}
     for Q in Qs:
@@ -288,13 +268,13 @@ def ce23_perturbation_ensemble(n_draws: int, n_per_class: int, c0_range, epsilon
     """
     n_draws = check_positive_int(n_draws, "n_draws")
     n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    c0_range = _interval(c0_range, "c0_range")
+    c0_range = as_interval(c0_range, "c0_range")
     eps = as_real_array(epsilons, "epsilons", ndim=1)
     if eps.size == 0 or np.any(eps <= 0):
         raise ValueError(f"epsilons must be a non-empty list of positive sizes; got {list(epsilons)!r}")
     if np.count_nonzero(eps >= 1e-4) < 2:
         raise ValueError(f"epsilons must hold at least two sizes >= 1e-4 (for the slopes); got {eps.tolist()}")
-    rng = _generator(rng)
+    rng = as_generator(rng)
     kinds = PERTURBATION_KINDS
     curves = {name: {kind: [] for kind in kinds} for name in CE23_STATEMENTS}
     odd = {name: {kind: [] for kind in kinds} for name in curves}  # |C(eps) - C(-eps)|/2: the first-order part
@@ -361,7 +341,7 @@ def identities_ensemble(Qs, n_per_class: int, rng) -> IdentitiesEnsemble:
     """
     Qs = _class_numbers(Qs)
     n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    rng = _generator(rng)
+    rng = as_generator(rng)
     r = {k: [] for k in ("rep", "dec", "proj", "l21", "l21c", "l22")}
     for Q in Qs:
         widths = sorted(rng.integers(Q, Q + 4, 3).tolist(), reverse=True)
@@ -409,7 +389,7 @@ def concentric_ensemble(dims, rng, *, n_per_class: int = 200) -> ConcentricEnsem
     """
     dims = _class_numbers(dims, "dims", minimum=1)
     n_per_class = check_positive_int(n_per_class, "n_per_class")
-    rng = _generator(rng)
+    rng = as_generator(rng)
     acc, margin = [], []
     for d0 in dims:
         r_in = rng.uniform(0.2, 1.0)
@@ -434,7 +414,7 @@ def collinear_classes(n_per_class: int, rng) -> tuple[np.ndarray, np.ndarray]:
     Returns (X, labels).
     """
     n_per_class = check_positive_int(n_per_class, "n_per_class")
-    rng = _generator(rng)
+    rng = as_generator(rng)
     line = np.repeat([[0.0, 0, 1], [2.0, 0, 1], [10.0, 0, 1]], n_per_class, axis=0)
     line = line + 0.3 * rng.uniform(-1, 1, line.shape) * [1, 0, 0]  # every point on the line {(t, 0, 1)}
     return line, np.repeat([0, 1, 2], n_per_class)
@@ -461,9 +441,9 @@ def negative_controls_ensemble(Qs, n_per_class: int, wide_c0_range, sls_c0_range
     """
     Qs = _class_numbers(Qs)
     n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    wide_c0_range = _interval(wide_c0_range, "wide_c0_range")
-    sls_c0_range = _interval(sls_c0_range, "sls_c0_range")
-    rng = _generator(rng)
+    wide_c0_range = as_interval(wide_c0_range, "wide_c0_range")
+    sls_c0_range = as_interval(sls_c0_range, "sls_c0_range")
+    rng = as_generator(rng)
     refused, forced, wrong, good = [], [], [], []
     for k, Q in enumerate(Qs):
         X, lab, _ = C.clustered_classes(Q, Q, n_per_class, rng.uniform(*wide_c0_range), seed=rng.integers(2**63))
@@ -550,7 +530,7 @@ def digits_sls_table(X, digits, subsets: dict, n_train: int, n_random_orders: in
     for name, sub in subsets.items():
         if len(sub) < 2 or len(set(sub)) != len(sub) or not set(sub) <= set(yd.tolist()):
             raise ValueError(f"subsets[{name!r}] must list >= 2 distinct digits present in the data; got {sub!r}")
-    rng = _generator(rng)
+    rng = as_generator(rng)
     perm = rng.permutation(len(yd))
     tr, te = perm[:n_train], perm[n_train:]
     table = {}
@@ -577,85 +557,3 @@ def digits_sls_table(X, digits, subsets: dict, n_train: int, n_random_orders: in
                        certificate=sls_certificate_holds(Xs, lab, res))
         table[name] = SLSTableRow(**row)
     return table
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Gradient descent from near the constructions and from random starts
-
-
-def descent_runs(Q: int, n_per_class: int, c0_range, n_starts: int, start_noise: float, lr: float, n_steps: int,
-                 rng) -> dict:
-    """Gradient descent (:func:`reluflow.training.gd.train`, mode ``"full"``, output cost with weights 1/(QN_j),
-    i.e. C_𝒩/(2Q), terminal layer trained with its bias) on CE23's setting Q = M = L, from two kinds of start.
-
-    ``"near"``: CE23 Thm 2.3's network (μ at the midpoint, fixed rotations) with every parameter plus
-    ``start_noise`` times a standard normal; ``"random"``: :func:`reluflow.random_network` and a terminal layer
-    G/√Q, bias 0. Each run is read by :func:`~reluflow.theory.constructions.descent_outcome` at 20 recorded
-    times or so; a diverging run stops early (its RuntimeWarnings are silenced) and counts as it ends. Order
-    of draws from ``rng``: the data seed, then the near starts' noise, then each random start's seed and
-    terminal weights. Returns {"near": [...], "random": [...]}, each a list of outcome dicts with ``time``.
-    """
-    from reluflow.training.gd import train
-
-    Q = check_positive_int(Q, "Q", minimum=2)
-    n_per_class = check_positive_int(n_per_class, "n_per_class", minimum=2)
-    c0_range = _interval(c0_range, "c0_range")
-    n_starts = check_positive_int(n_starts, "n_starts")
-    start_noise = as_real(start_noise, "start_noise", minimum=0.0, strict=True)
-    lr = as_real(lr, "lr", minimum=0.0, strict=True)
-    n_steps = check_positive_int(n_steps, "n_steps")
-    rng = _generator(rng)
-    Xg, labg, _ = C.ce23_draw(Q, n_per_class, c0_range, seed=rng.integers(2**63))
-    star = C.ce23_global_minimum(Xg, labg)
-    Yg, wg = np.eye(Q)[labg], 1.0 / (Q * np.bincount(labg)[labg])
-    runs = {"near": [], "random": []}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a diverged start stops early and is counted as "other"
-        for kind in runs:
-            for _ in range(n_starts):
-                if kind == "near":
-                    Ws = [W + start_noise * rng.standard_normal(W.shape) for W in star.weights]
-                    bs = [b + start_noise * rng.standard_normal(b.shape) for b in star.biases]
-                else:
-                    Ws, bs = random_network(Q, Q, seed=rng.integers(2**63))
-                    Ws, bs = Ws + [rng.standard_normal((Q, Q)) / np.sqrt(Q)], bs + [np.zeros(Q)]
-                ds = train(Ws[:-1], bs[:-1], Xg, Yg, mode="full", cost="output", lr=lr, n_steps=n_steps,
-                           record_every=max(1, n_steps // 20), W_out=Ws[-1], b_out=bs[-1], train_terminal=True,
-                           point_weights=wg)
-                runs[kind].append(C.descent_outcome(ds, Xg, labg) | {"time": ds.time.values})
-    return runs
-
-
-def _runs(runs, name="runs"):
-    if not isinstance(runs, dict) or not runs:
-        raise TypeError(f"{name} must be a non-empty dict {{kind: list of outcome dicts}} (from descent_runs); "
-                        f"got {type(runs).__name__}")
-    for kind, rs in runs.items():
-        if not rs or not all(isinstance(r, dict) and {"outcome", "states", "s"} <= set(r) for r in rs):
-            raise ValueError(f"{name}[{kind!r}] must be a non-empty list of descent_outcome dicts")
-    return runs
-
-
-def descent_outcome_counts(runs) -> dict:
-    """{kind: {outcome: number of runs}} over :data:`DESCENT_OUTCOMES`, in that order."""
-    runs = _runs(runs)
-    unknown = {r["outcome"] for rs in runs.values() for r in rs} - set(DESCENT_OUTCOMES)
-    if unknown:
-        raise ValueError(f"runs: outcomes must be among {DESCENT_OUTCOMES}; got {sorted(unknown)}")
-    return {kind: {o: sum(r["outcome"] == o for r in rs) for o in DESCENT_OUTCOMES} for kind, rs in runs.items()}
-
-
-def stalled_patterns(rs) -> dict:
-    """{s: count} of the final class states s (1 = class untouched) of the runs of Thm 2.4/2.5 type, sorted by s
-    (s a tuple of Python ints, so that it prints as (1, 0, 1))."""
-    (rs,) = _runs({"runs": rs}).values()
-    stalled = [tuple(int(v) for v in r["s"]) for r in rs if r["outcome"] == "Thm 2.4/2.5 type"]
-    return {p: stalled.count(p) for p in sorted(set(stalled))}
-
-
-def collapsed_fraction(runs, Q: int) -> np.ndarray:
-    """(kind, n_collapsed = 0..Q, time): the fraction of starts with n_collapsed classes collapsed to one point."""
-    runs = _runs(runs)
-    Q = check_positive_int(Q, "Q")
-    n_coll = np.stack([np.array([(r["states"] == 0).sum(axis=1) for r in rs]) for rs in runs.values()])
-    return np.stack([(n_coll == c).mean(axis=1) for c in range(Q + 1)], axis=1)
