@@ -444,6 +444,31 @@ def check_jobs(jobs) -> int:
     return jobs
 
 
+def _kernel_manager_class():
+    """The kernel manager of every run, nbclient's default with two changes:
+
+    - on POSIX its kernels talk over IPC (Unix sockets named after their own connection file) instead of TCP ports
+      on 127.0.0.1, so concurrent runs cannot pick the same port and a kernel does not warn about unencrypted TCP
+      at every start;
+    - shutting a kernel down does not interrupt it first (jupyter_client sends SIGINT before the shutdown request;
+      a kernel still handling a message then logs "KeyboardInterrupt caught in kernel" on the terminal). A kernel
+      that is still busy, after a cell timeout, is killed once the shutdown request goes unanswered.
+    """
+    from jupyter_client import AsyncKernelManager
+    from traitlets import default
+
+    class RunKernelManager(AsyncKernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc" if os.name == "posix" else "tcp"
+
+        async def _async_interrupt_kernel(self):
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return RunKernelManager
+
+
 def _run_papermill(path: Path, out_nb: Path, values: dict, root: Path, timeout: float) -> None:
     """Execute ``path`` into ``out_nb`` (its folder is the kernel's working directory); raise NotebookFailed.
 
@@ -459,7 +484,7 @@ def _run_papermill(path: Path, out_nb: Path, values: dict, root: Path, timeout: 
                 papermill.execute_notebook(
                     str(path), str(out_nb), parameters=values, kernel_name=KERNEL, cwd=str(out_nb.parent),
                     progress_bar=False, log_output=False, request_save_on_cell_execute=False,
-                    execution_timeout=timeout,
+                    execution_timeout=timeout, kernel_manager_class=_kernel_manager_class(),
                 )
             return
         except PapermillExecutionError as exc:

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -256,3 +257,18 @@ def test_committed_notebook_outputs_name_no_path_of_this_machine():
             for o in c.get("outputs", []):
                 text = o.get("text", "") if o.output_type == "stream" else ""
                 assert not path_like.search(text), f"{nb_path.name} cell {i}: {text[:200]}"
+
+
+def test_a_cell_timeout_fails_the_notebook_and_its_busy_kernel_is_stopped(tmp_path, toy_project):
+    """A cell still running at the timeout: the notebook fails with a timeout error, the busy kernel (which the
+    runner's kernel manager does not interrupt on shutdown) is killed, and the next notebook still runs."""
+    root = toy_project(tmp_path / "project", {
+        "01_slow": [("seed = 0", ["parameters"]), ("import time\ntime.sleep(60)", [])],
+        "02_quick": [("seed = 0", ["parameters"]), ("print('quick')", [])]})
+    t0 = time.perf_counter()
+    results = pl.reproduce(root=root, output_dir=tmp_path / "out", timeout=3, progress=False, stop_on_error=False,
+                           stream=io.StringIO())
+    seconds = time.perf_counter() - t0
+    assert [(r.name, r.status) for r in results] == [("01_slow", "failed"), ("02_quick", "ok")]
+    assert "Timeout" in results[0].error or "timed out" in results[0].error, results[0].error
+    assert seconds < 40, seconds  # far less than the 60 s sleep: the busy kernel did not have to finish its cell
