@@ -14,7 +14,10 @@ pattern, the flow is the projected affine flow of :func:`reluflow.dynamics.event
 (Euclidean in ψ, the metric of the gradient flow), and the unit leaves the surface when the field
 on one side stops pushing back: dg/dt of the "out" field reaches 0 (the points are released) or
 that of the "in" field does (they are truncated). Those rates are affine in ψ, so the exits are
-located like crossings.
+located like crossings. The projected flow moves ψ within the surfaces, so a row whose normal is a
+combination of the units' normals (a point that coincides with sliding points by another path, e.g.
+through the threshold of an earlier layer that one of them slides on) stays where it is: its motion
+is computed with the eigenvectors projected onto the surfaces again, and is 0 to rounding.
 
 Degenerate ties (several units through one point, rows of one point in several layers) are settled
 at once, by Filippov's convex combination (:meth:`AffineBackend._settle`) or, where that is not
@@ -123,6 +126,10 @@ class Metric:
 
     def to_psi(self, theta):
         return self.lam * theta if self.chol is None else solve_triangular(self.chol, theta, lower=True)
+
+    def from_psi(self, psi):
+        """θ = C ψ, for a vector or the columns of a matrix."""
+        return psi / self.lam.reshape((-1,) + (1,) * (psi.ndim - 1)) if self.chol is None else self.chol @ psi
 
     def closed_form(self, S, b, theta):
         """ψ̇ = −Sψ − b from θ: the closed form in θ and the eigenvectors Q of S."""
@@ -270,7 +277,17 @@ class AffineBackend(Backend):
                         else (S, b))
         cf, Q = self.metric.closed_form(S_eff, b_eff, self.theta)
         g = c + d @ self.theta
-        beta = (d @ cf.V) * cf.z
+        V = cf.V
+        if self.units:
+            # On the sliding surfaces ψ(τ) − ψ0 = Π (ψ(τ) − ψ0), so g_f moves by (Π n_f)·(ψ(τ) − ψ0): the
+            # eigenvectors Q of Π S Π (μ > 0) are projected onto the surfaces again, V = C Π Q. The same in exact
+            # arithmetic; in rounding, a row whose normal is a combination of the units' normals gets β of the
+            # rounding of 0 (at rest, as it is exactly), not of the rounding of n_f·Q_j, which can exceed the rest
+            # tolerance and give a spurious crossing of 1e-20 that the resolution of ties turns into a cycle
+            # (fuzz problems 5169 and 9086, issue 9)
+            Qn = _orthonormal(normals, self.K)
+            V = V - self.metric.from_psi(Qn) @ (Qn.T @ Q)
+        beta = (d @ V) * cf.z
         # rows whose whole motion is below the rounding of g are at rest (see _at_rest): rows a settlement fixed at
         # this instant, and any other, e.g. a point on a threshold that no truncated point drives (frozen where
         # it released the point: its β is the rounding of the eigenvectors, of either sign, issue 9)

@@ -7,8 +7,6 @@ duplicates, point weights); problem p of root seed 0 is child p of SeedSequence(
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
@@ -129,11 +127,16 @@ def _restart_errors(p, ds, times, h):
 #: Several rows of one point in several layers are tied there (points collapsed onto the apex of a
 #: layer and lying on the thresholds of the next ones).
 FORMER_STOPS = {9506: 4e-3, 5169: 2e-3}
-#: Where a former stop is checked on a shorter horizon, and why. Problem 5169 chatters after t = 0.5207 (issue 9,
-#: open): a cycle of about 11 zero-time steps (flips, exits and re-entries of single-point sliding units in layers
-#: 2-3) returns to the same state every 4.24e-5 of flow time, so reaching t_end = 1 takes minutes (180 s in a
-#: `make test`); its [0, 0.5] is checked here, and its time to t_end by the strict xfail below.
-HORIZON = {5169: 0.5}
+#: Former time-outs of the same fuzz (issue 9), with the Euler step h of the check. They chattered. A point that
+#: slides on (or rests at) a threshold of an earlier layer coincides in the next layer with points that slide on, or
+#: are truncated at, a threshold there, by another path: 5169, point 8 on θ_{2,0} with points 7, 19, 21, 23 at
+#: θ_{3,2}, point 38 resting on θ_{1,1} with point 5 on θ_{3,1}; 9086, point 8 on θ_{2,2} with a cluster of 18
+#: points sliding on θ_{3,0}, θ_{3,1} and θ_{3,3}. Such a row moves with the sliding surfaces exactly (its normal is
+#: a combination of theirs), but its β were the rounding of that cancellation (6e-13 to 2e-12), above the rest
+#: tolerance (2e-13): the crossing search found crossings of 1e-20, and a cycle of flips, exits and re-entries of
+#: single-point sliding units in layers 2-3 ending in a steepest-descent settlement returned to the same state
+#: every 4.24e-5 (5169, from t = 0.5207: about 11 zero-time steps) or 8.8e-9 (9086, from t = 0.48) of flow time.
+FORMER_TIMEOUTS = {5169: 2e-3, 9086: 2e-3}
 #: Euler's error is O(h) (first order, sliding included: the chattering has amplitude O(h)); quartering h
 #: must at least halve the distance to the exact trajectory, unless that trajectory is off (then the
 #: distance stalls at the discrepancy) or both are already at rounding level.
@@ -141,11 +144,9 @@ FIRST_ORDER = 0.5
 ROUNDING = 1e-10
 
 
-@pytest.mark.parametrize("index", sorted(FORMER_STOPS))
-def test_former_early_stops_follow_gradient_descent(index):
+@pytest.mark.parametrize("index", sorted(FORMER_STOPS.keys() | FORMER_TIMEOUTS.keys()))
+def test_former_failures_follow_gradient_descent(index):
     p = draw_problem(problem_seed(0, index))
-    t_eval = p.t_eval[p.t_eval <= HORIZON.get(index, np.inf)]
-    p = dataclasses.replace(p, t_eval=t_eval)
     ds = solve(p.net, p.X, p.targets, p.t_eval, point_weights=p.point_weights)
     assert ds.attrs["status"] == 0, ds.attrs["message"]
     for v in ds.data_vars:
@@ -155,22 +156,18 @@ def test_former_early_stops_follow_gradient_descent(index):
     assert np.all(np.diff(c) <= 1e-12 * (1 + c[:-1]))  # a gradient flow: the cost never increases
     # oracle: explicit Euler restarted from the exact state at each requested time (windows of t_end/8)
     times = np.concatenate(([0.0], p.t_eval))
-    h = FORMER_STOPS[index]
+    h = FORMER_STOPS.get(index) or FORMER_TIMEOUTS[index]
     coarse = _restart_errors(p, ds, times, h)
     fine = _restart_errors(p, ds, times, h / 4)
     assert np.all((fine <= FIRST_ORDER * coarse) | (fine <= ROUNDING)), (coarse, fine)
 
 
-PROBLEM_5169 = ("open (issue 9): the exact solver chatters on problem 5169 after t = 0.5207 and does not reach "
-                "t_end = 1 within the fuzz's time limit (a sliding motion on several tied surfaces followed by "
-                "crossing back and forth; a cap on repeated states was tried and refused: it also stops problems "
-                "163 and 225, which finish correctly)")
-
-
-@pytest.mark.xfail(strict=True, reason=PROBLEM_5169)
-def test_problem_5169_finishes_within_a_few_seconds():
-    r = run_problem(0, 5169, time_limit=5.0)
+@pytest.mark.parametrize("index", sorted(FORMER_TIMEOUTS))
+def test_former_time_outs_finish_within_a_few_seconds(index):
+    # the issue's requirement: no fuzz problem (N ≤ 50) takes more than a few seconds (each takes under 1 s now)
+    r = run_problem(0, index, time_limit=5.0)
     assert r.status == 0 and not r.timed_out and r.wall_time < 5.0, r.message
+    assert r.finite
 
 
 def test_sorted_backend_refuses_beyond_its_memory_budget_and_its_estimate_bounds_the_peak(monkeypatch):
