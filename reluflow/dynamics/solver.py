@@ -67,8 +67,9 @@ settled rows keep their side for the rest of that instant, and rows whose whole 
 the rounding of g (a point and a threshold that move together) count as at rest. ``message``
 counts the sliding episodes. ``status = -1`` with a message naming the tied rows ("layer ℓ
 coordinate k point i") remains only for ties that recur after ``affine._MAX_SETTLES`` settlements at
-one instant: an open defect, not a proof of ill-posedness (``benchmarks/fuzz_solver.py``, seed 0:
-11 of problems 0–8999, 0.12 %; 78 of them, 0.87 %, before the steepest-descent settlement).
+one instant: an open defect, not a proof of ill-posedness (``benchmarks/fuzz_solver.py``, seed 0: none of
+problems 0–9999 stops early; 11 of problems 0–8999 did before the tie fixes of issue 9, 78 before the
+steepest-descent settlement).
 
 The result (see :func:`solve`) follows the project's conventions: coordinates carry the grid
 values, every variable has ``long_name`` and ``units`` (time and all quantities are dimensionless,
