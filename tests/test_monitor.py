@@ -171,7 +171,7 @@ def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount(inpla
     X, labels = rng.standard_normal((50, 4)), np.arange(50) % 3
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
     Xt, yt = torch.as_tensor(X), torch.as_tensor(labels)
-    snapshots = []
+    snapshots, hooked = [], []
 
     def params():
         lin = [m for m in model if isinstance(m, nn.Linear)]
@@ -186,9 +186,11 @@ def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount(inpla
             loss.backward()
             opt.step()
             mon.step()
+            hooked.append(any(m._forward_hooks for m in model))
             if step % 5 == 0:
                 snapshots.append(params())
-    assert not any(m._forward_hooks for m in model)  # hooks removed on leaving the block
+    assert hooked and not any(hooked)  # hooks live only during the monitor's own evaluation
+    assert not any(m._forward_hooks for m in model)
     ds = mon.result()
     assert ds.step.values.tolist() == [0, 5, 10, 15, 20] and ds.attrs["model"] == "torch.nn.Sequential"
     for s, (W_s, b_s) in enumerate(snapshots):
