@@ -16,8 +16,10 @@ had median 7e-10, 90th percentile 9e-9, 95th 4e-8; one problem reached 2.1e-6 (s
 1e-6 of each other: each restart adds the O(Δt²) error of the step across the ε-level), so the
 backend does not meet 1e-6 on every problem. 33 of the 98 stop at the onset of sliding (status 1)
 and 29 take more than 15 s (rows that come within ε of their thresholds again and again). On
-problem 28 the two backends differ by 0.136 and explicit Euler sides with this backend (an open bug of
-the exact one, see tests/dynamics/test_fuzz.py). Event logs of the two backends agree only where
+problem 28 the two backends differ by 0.136 at t = 1: θ(0) is a branching point (points tied on all
+thresholds of two layers, six consistent cells, each a classical gradient flow); this backend and
+explicit Euler take one branch, the exact backend another, and each follows gradient descent (see
+PROBLEM_28 in tests/dynamics/test_fuzz.py). Event logs of the two backends agree only where
 the events are well separated: near ties, round-off decides how many events a tie splits into.
 
 Flows (:func:`flow_spec`): ``bias`` (4.2), ``scale_bias`` (4.3, state λ and θ), ``frame`` (4.4,
