@@ -49,7 +49,7 @@ MAX_NFEV_PER_SEGMENT = 200_000
 
 
 class _Stalled(Exception):
-    pass
+    """More than MAX_NFEV_PER_SEGMENT evaluations in one segment; ``args`` = (t, y) of the evaluation that hit it."""
 
 
 #: Points per block in :func:`pattern_rate` (its affine forms take 8 (L + 1) M · L·M bytes per point).
@@ -256,10 +256,10 @@ class GeneralBackend(Backend):
         self.eps_event = 1e-10 * self._scale
         self.calls = 0
 
-    def fun(self, _t, y):
+    def fun(self, t, y):
         self.calls += 1
         if self.calls > MAX_NFEV_PER_SEGMENT:
-            raise _Stalled
+            raise _Stalled(t, y)
         return self.spec.rhs(self.spec.network(y))
 
     def signed(self, y, s):
@@ -292,8 +292,9 @@ class GeneralBackend(Backend):
         try:
             sol = solve_ivp(self.fun, (self.t, self.problem.t_end), self.y, method=self.ivp_method, rtol=self.rtol,
                             atol=self.atol, events=event, dense_output=True)
-        except _Stalled:
+        except _Stalled as stall:
             self.nfev += self.calls
+            self.stall = stall
             return None
         self.nfev += sol.nfev
         return sol
@@ -303,8 +304,11 @@ class GeneralBackend(Backend):
         s = np.where(self.P, -1.0, 1.0)
         sol = self._integrate(s)
         if sol is None:
-            return [self._stop(-1, f"stopped at t = {self.t:.6g}: more than {MAX_NFEV_PER_SEGMENT} right-hand-side "
-                                   "evaluations without an event")]
+            t_s, y_s = self.stall.args
+            gap = float(np.min(self.signed(y_s, s) + self.offset))
+            return [self._stop(-1, f"stopped: the segment from t = {self.t:.6g} reached only t = {t_s:.6g} after "
+                                   f"{MAX_NFEV_PER_SEGMENT} right-hand-side evaluations without an event (the "
+                                   f"nearest row is {gap:.3g} from its threshold: steps crawl as it approaches)")]
         if sol.status == -1:
             return [self._stop(-1, f"solve_ivp failed after t = {self.t:.6g}: {sol.message}")]
         if sol.status == 0:

@@ -79,6 +79,25 @@ def test_affine_backend_refuses_beyond_its_memory_budget(monkeypatch):
     assert solve(net, X, X + 1.0, [1.0]).attrs["status"] == 0
 
 
+def test_a_general_segment_that_crawls_stops_with_the_time_it_reached(monkeypatch):
+    """The general backend's evaluation cap: the message names the segment's start, the time actually reached (past
+    the start: the cap is hit mid-segment) and the nearest row's distance to its threshold."""
+    import re
+
+    monkeypatch.setattr(general, "MAX_NFEV_PER_SEGMENT", 300)
+    net = rf.adapted_network([rf.rotation(20.0)], [[1.0, 1.4]], [[-0.4, 0.1]])
+    rng = np.random.default_rng(7)  # the bad-input matrix's one-layer fixture (tests/test_bad_input.py: fx)
+    X = rng.standard_normal((6, 2))
+    Y = rf.targets_by_label(np.array([[1.5, 1.0], [-1.0, 1.5]]), np.array([0, 0, 0, 1, 1, 1]))
+    ds = solve(net, X, Y, [0.0, 5.0], method="general", flow="scale_bias", ivp_method="RK45", rtol=1e-8, atol=1e-10)
+    assert ds.attrs["status"] == -1
+    m = re.search(r"segment from t = ([\d.e+-]+) reached only t = ([\d.e+-]+) after 300 .* nearest row is "
+                  r"([\d.e+-]+) from its threshold", ds.attrs["message"])
+    assert m, ds.attrs["message"]
+    start, reached, gap = (float(g) for g in m.groups())
+    assert start < reached < 5.0 and gap > 0
+
+
 def test_general_pattern_rate_in_blocks_matches_one_block(monkeypatch):
     net = rf.random_adapted_network(3, 3, seed=1)
     rng = np.random.default_rng(1)
