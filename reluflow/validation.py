@@ -289,13 +289,16 @@ def validate_layers(weights, biases, *, square: bool, max_condition: float, pref
     return Ws, bs
 
 
-def as_labels(labels, name: str = "labels", *, n_classes: int | None = None) -> np.ndarray:
-    """Integer class labels 0..Q-1, one per point, shape (N,)."""
+def as_labels(labels, name: str = "labels", *, n_classes: int | None = None, ndim=1) -> np.ndarray:
+    """Integer class labels 0..Q-1, one per point, shape (N,) (``ndim``: another number of dimensions, or a tuple
+    of the allowed ones, e.g. (1, 2) for labels shared by B networks or given per network)."""
     arr = np.asarray(labels)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array of class indices; got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D array (one label per point); got shape {arr.shape}")
+    allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if arr.ndim not in allowed or arr.size == 0:
+        dims = " or ".join(f"{d}-D" for d in allowed)
+        raise ValueError(f"{name} must be a non-empty {dims} array (one label per point); got shape {arr.shape}")
     if arr.min() < 0:
         raise ValueError(f"{name} must be class indices >= 0; got minimum {int(arr.min())}")
     if n_classes is not None and arr.max() >= n_classes:

@@ -55,6 +55,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import xarray as xr
 
+from reluflow.results.schema import variable as _var  # a result variable with its long_name and units
 from reluflow.theory.adapted import AdaptedNetwork, adapted_network, rotation
 from reluflow.theory.costs import targets_by_label
 from reluflow.theory.data import ClusteredData, clustered_data
@@ -100,10 +101,6 @@ __all__ = [
     "coordinatewise_solve",
     "general_case_dataset",
 ]
-
-
-def _var(dims, values, long_name, units="1"):
-    return xr.Variable(dims, np.asarray(values), {"long_name": long_name, "units": units})
 
 
 # --------------------------------------------------------------------------- notebook 01: truncation maps
@@ -704,8 +701,7 @@ def separated_clusters_dataset(cases: dict, summary: dict, snapshot_time, snapsh
     def stack(f, shape):
         return np.stack([_pad(f(q), shape) for q in qs])
 
-    def v(dims, values, long_name):
-        return (dims, values, {"long_name": long_name, "units": "1"})
+    v = _var
 
     lmc = ("case", "layer", "coordinate")
     result = xr.Dataset(
@@ -875,8 +871,7 @@ def general_case_dataset(scenario, trajectory: MeanTargetTrajectory, alone_costs
     tr = trajectory
     X = scenario.data.points
 
-    def v(dims, values, long_name):
-        return (dims, np.asarray(values), {"long_name": long_name, "units": "1"})
+    v = _var
 
     return xr.Dataset(
         {

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -444,8 +445,9 @@ def check_jobs(jobs) -> int:
     return jobs
 
 
+@functools.cache
 def _kernel_manager_class():
-    """The kernel manager of every run, nbclient's default with two changes:
+    """The kernel manager of every run (one class, made on first use), nbclient's default with two changes:
 
     - on POSIX its kernels talk over IPC (Unix sockets named after their own connection file) instead of TCP ports
       on 127.0.0.1, so concurrent runs cannot pick the same port and a kernel does not warn about unencrypted TCP

@@ -34,7 +34,8 @@ from collections.abc import Mapping
 import numpy as np
 import xarray as xr
 
-__all__ = ["COORDINATES", "STATUS", "STATUS_CODES", "VARIABLES", "check_dataset", "make_dataset", "status_name"]
+__all__ = ["COORDINATES", "STATUS", "STATUS_CODES", "VARIABLES", "check_dataset", "make_dataset", "status_name",
+           "variable"]
 
 #: Status code → short name. The message attribute says what happened in words.
 STATUS: dict[int, str] = {
@@ -111,6 +112,12 @@ def status_name(code: int) -> str:
     if code not in STATUS:
         raise ValueError(f"status must be one of {sorted(STATUS)}; got {code!r}")
     return STATUS[code]
+
+
+def variable(dims, values, long_name: str, units: str = "1") -> xr.Variable:
+    """One variable or coordinate of a result Dataset with its ``long_name`` and ``units`` (the schema's two
+    required attributes), for the notebook result assemblers that build their Dataset directly."""
+    return xr.Variable(dims, np.asarray(values), {"long_name": long_name, "units": units})
 
 
 def make_dataset(data: Mapping, coords: Mapping, *, status: int, message: str, attrs: Mapping | None = None,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from reluflow.validation import (
+    as_labels,
     as_nonnegative_float,
     as_positive_float,
     as_real_array,
@@ -102,17 +103,9 @@ def _stack(arrays, name, shape_of, B=None, *, single=False):
     return out, B
 
 
-def _labels(value, name):
-    """Integer class labels of any shape (bool, float and other dtypes refused, as by as_labels)."""
-    a = np.asarray(value)
-    if a.dtype == bool or not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer array of class indices; got dtype {a.dtype}")
-    return a.astype(np.intp, copy=False)
-
-
 def _per_network(value, name, B, tail_shape, *, dtype=np.float64):
     """``value`` shared by all networks (shape tail_shape) or given per network (B, *tail_shape)."""
-    a = _labels(value, name) if dtype is np.intp else as_real_array(value, name, finite=False)
+    a = as_labels(value, name, ndim=(1, 2)) if dtype is np.intp else as_real_array(value, name, finite=False)
     if a.shape == tuple(tail_shape):
         return a.astype(dtype, copy=False), True
     if a.shape == (B, *tail_shape):

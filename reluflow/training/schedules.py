@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from reluflow.results.schema import variable
 from reluflow.theory.network import haar_orthogonal, layer_parameters
 from reluflow.training.gd import backprop_gradient, train
 from reluflow.training.init import he_network
@@ -654,14 +655,6 @@ def digits_point(point, rng_seed, *, seed: int, split, hidden, n_steps: int, tar
 # ------------------------------------------------------------------------------------------------ notebook 12's result
 
 
-def _variable(dims, values, long_name, units="1"):
-    return xr.Variable(dims, np.asarray(values), {"long_name": long_name, "units": units})
-
-
-def _coordinate(name, values, long_name):
-    return (name, values, {"long_name": long_name, "units": "1"})
-
-
 def step_size_result(ideal, interior, digits, consts, demo, *, runs, M: int, ideal_rules, digits_grid,
                      best_ideal: float, best_digits: float) -> xr.Dataset:
     """Notebook 12's result Dataset, from the sweeps it ran: ``ideal`` (:func:`idealised_point` over runs),
@@ -676,7 +669,7 @@ def step_size_result(ideal, interior, digits, consts, demo, *, runs, M: int, ide
 
     ideal_steps = ideal.excess_cost.shape[-1] - 1
     digits_steps = digits.cost.shape[-1] - 1
-    v = _variable
+    v = variable
     data = {
         "observed_threshold": v(("run",), ideal.observed_threshold.values, "observed divergence threshold of descent"),
         "predicted_threshold": v(("run",), ideal.predicted_threshold.values, "predicted threshold 2/max_k r_k"),
@@ -710,22 +703,21 @@ def step_size_result(ideal, interior, digits, consts, demo, *, runs, M: int, ide
         "diagnosed_healthy": v(("diag_run", "kind", "fixed"), demo.healthy.values, "1 if no flag fired"),
         "diag_test_accuracy": v(("diag_run", "kind", "fixed"), demo.test_accuracy.values, "final test accuracy"),
     }
-    c = _coordinate
     coords = {
-        "run": c("run", np.array(runs), "seed offset of the problem or initialisation"),
-        "interior_run": c("interior_run", np.arange(interior.sizes["run"]), "interior-target problem"),
-        "coordinate": c("coordinate", np.arange(M), "threshold coordinate k"),
-        "ideal_rule": c("ideal_rule", ideal_rules, "step-size rule (idealised)"),
-        "ideal_step": c("ideal_step", np.arange(ideal_steps + 1), "gradient step"),
-        "ideal_update": c("ideal_update", np.arange(ideal_steps), "gradient step"),
-        "digits_rule": c("digits_rule", list(digits.rule.values), "step-size rule (digits)"),
-        "digits_step": c("digits_step", np.arange(digits_steps + 1), "gradient step"),
-        "digits_update": c("digits_update", np.arange(digits_steps), "gradient step"),
-        "digits_grid_step": c("digits_grid_step", np.array(digits_grid), "constant step size"),
-        "diag_run": c("diag_run", np.arange(demo.sizes["run"]), "run of the diagnosis demo"),
-        "kind": c("kind", list(KINDS), "kind of run"),
-        "fixed": c("fixed", np.array([0, 1]), "1 after the fix (healthy: continued)"),
-        "flag": c("flag", list(FLAG_NAMES), "diagnosis flag"),
+        "run": v(("run",), np.array(runs), "seed offset of the problem or initialisation"),
+        "interior_run": v(("interior_run",), np.arange(interior.sizes["run"]), "interior-target problem"),
+        "coordinate": v(("coordinate",), np.arange(M), "threshold coordinate k"),
+        "ideal_rule": v(("ideal_rule",), ideal_rules, "step-size rule (idealised)"),
+        "ideal_step": v(("ideal_step",), np.arange(ideal_steps + 1), "gradient step"),
+        "ideal_update": v(("ideal_update",), np.arange(ideal_steps), "gradient step"),
+        "digits_rule": v(("digits_rule",), list(digits.rule.values), "step-size rule (digits)"),
+        "digits_step": v(("digits_step",), np.arange(digits_steps + 1), "gradient step"),
+        "digits_update": v(("digits_update",), np.arange(digits_steps), "gradient step"),
+        "digits_grid_step": v(("digits_grid_step",), np.array(digits_grid), "constant step size"),
+        "diag_run": v(("diag_run",), np.arange(demo.sizes["run"]), "run of the diagnosis demo"),
+        "kind": v(("kind",), list(KINDS), "kind of run"),
+        "fixed": v(("fixed",), np.array([0, 1]), "1 after the fix (healthy: continued)"),
+        "flag": v(("flag",), list(FLAG_NAMES), "diagnosis flag"),
     }
     return xr.Dataset(data, coords=coords,
                       attrs={"best_constant_idealised": float(best_ideal), "best_constant_digits": float(best_digits)})
