@@ -198,3 +198,105 @@ def test_lambda_max_is_the_largest_eigenvalue_when_a_negative_one_dominates(monk
         lam, used = SC._lambda_max(None, None, None, "input", "biases", False, 200, 1e-5, 0)
         assert lam == pytest.approx(want, rel=1e-9) and used == evals
         assert SC.hessian_lambda_max(None, None, None, cost="input", mode="biases", n_iter=200) == pytest.approx(want)
+
+
+# ------------------------------------------------------------------------------------------------ notebook 12's tables
+# Expected values are worked out by hand. Student-t quantiles from a table: t_{0.975, 1} = 12.7062047,
+# t_{0.975, 2} = 4.3026527.
+
+
+def test_best_constant_index_by_hand():
+    # reached 2/3 in every column; mean steps 15, 20, 5: the third column is best
+    assert SC.best_constant_index([[10, -1, 4], [20, 30, 6], [-1, 10, -1]]) == 2
+    # more runs at target beats fewer mean steps: 2 runs at 100 steps against 1 run at 1 step
+    assert SC.best_constant_index([[1, 100], [-1, 100]]) == 1
+    # a tie on both keys keeps the first column; no column reaching the target ties them all
+    assert SC.best_constant_index([[6, 4, 4], [6, 6, 6]]) == 1
+    assert SC.best_constant_index([[-1, -1], [-1, -1]]) == 0
+    assert isinstance(SC.best_constant_index(np.array([[3, 2]])), int)
+
+
+def test_log_excess_ratio_by_hand():
+    excess = np.array([[1.0, 0.5, 1e-3],  # final / initial = 1e-3
+                       [2.0, 1.0, 2e-30],  # 1e-30 lies below the floor 1e-16
+                       [4.0, 2.0, -1e-18],  # a final excess below 0 (round-off at C*) counts as the floor
+                       [1.0, np.nan, np.nan]])  # a run that stopped
+    np.testing.assert_allclose(SC.log_excess_ratio(excess), [-3.0, -16.0, -16.0, np.nan], rtol=1e-12)
+    np.testing.assert_allclose(SC.log_excess_ratio(excess, floor=1e-8), [-3.0, -8.0, -8.0, np.nan], rtol=1e-12)
+    # runs x rules x steps, as in the notebook: one value per run and rule
+    out = SC.log_excess_ratio(np.stack([excess[:2], excess[:2] * 10.0]))
+    assert out.shape == (2, 2)
+    np.testing.assert_allclose(out, [[-3.0, -16.0], [-3.0, -16.0]], rtol=1e-12)
+
+
+def test_rule_summary_rows_by_hand():
+    steps = [[10, -1], [20, -1], [-1, -1]]
+    final = [[-14.0, np.nan], [-16.0, -16.0], [-12.0, -16.0]]
+    diverged = np.array([[0, 1], [0, 0], [0, 1]], dtype=np.int8)
+    grads, evals = [[0, 20], [0, 40], [0, 60]], [[150, 1], [150, 2], [150, 3]]
+    rows = SC.rule_summary_rows(steps, final, diverged, grads, evals, ["constant 0.2", "curvature"],
+                                "{:5.1f} [{:5.1f}, {:5.1f}]   ")
+    # rule 1: steps 10, 20 -> mean 15, sd √50, half-width 12.7062 · √50/√2 = 63.53 -> [-48.5, 78.5], 2/3 reached;
+    # final -14, -16, -12 -> mean -14, sd 2, half-width 4.3027 · 2/√3 = 4.968 -> [-19.0, -9.0]; 0/3 diverged;
+    # 0 gradient evaluations over 450 rule evaluations
+    # rule 2: never reached (nan); final -16, -16 (the NaN dropped) -> -16 [-16, -16]; 2/3 diverged; 120/6 = 20
+    assert rows == [
+        "constant 0.2" + " " * 10 + " " + "  15.0 [ -48.5,   78.5]" + "  2/3   " + "-14.0 [-19.0,  -9.0]   "
+        + "   0/3   " + "    0",
+        "curvature" + " " * 13 + " " + "   nan [   nan,    nan]" + "  0/3   " + "-16.0 [-16.0, -16.0]   "
+        + "   2/3   " + "   20",
+    ]
+    # the digits' format, and a rule name as numpy's str (the Dataset's coordinate values)
+    (row,) = SC.rule_summary_rows([[4], [4]], [[0.95], [0.95]], [[0], [0]], [[0], [0]], [[0], [0]],
+                                  list(np.array(["truncation"])), "{:.3f} [{:.3f}, {:.3f}]")
+    assert row == "truncation" + " " * 12 + " " + "   4.0 [   4.0,    4.0]" + "  2/2   " + "0.950 [0.950, 0.950]" \
+        + "   0/2   " + "    0"
+
+
+def test_paired_step_difference_by_hand():
+    steps = [[10, 4], [20, 8], [-1, 3], [30, -1]]
+    # both reached on runs 0 and 1: differences 6 and 12, mean 9, sd √18, half-width 12.7062 · √18/√2 = 38.119
+    (m, lo, hi), n = SC.paired_step_difference(steps, 0, 1)
+    assert n == 2 and m == pytest.approx(9.0, rel=1e-12)
+    assert (lo, hi) == (pytest.approx(9.0 - 38.1186141, rel=1e-6), pytest.approx(9.0 + 38.1186141, rel=1e-6))
+    (m, lo, hi), n = SC.paired_step_difference(steps, 1, 0)
+    assert n == 2 and m == pytest.approx(-9.0, rel=1e-12)
+    (m, lo, hi), n = SC.paired_step_difference([[3, -1], [-1, 5]], 0, 1)  # no run reached both
+    assert n == 0 and np.isnan([m, lo, hi]).all()
+
+
+def test_table_bad_input_names_the_argument():
+    good = dict(steps_to_target=[[1, 2], [3, -1]], final=[[0.1, 0.2], [0.3, 0.4]], diverged=[[0, 0], [1, 0]],
+                gradient_evaluations=[[0, 4], [0, 4]], rule_evaluations=[[0, 2], [0, 2]], names=["a", "b"],
+                final_format="{:.1f} [{:.1f}, {:.1f}]")
+    assert len(SC.rule_summary_rows(**good)) == 2
+    bad = [("steps_to_target", [[1.5, 2], [3, -1]], ValueError), ("steps_to_target", [[-2, 2], [3, -1]], ValueError),
+           ("steps_to_target", [1, 2], ValueError), ("steps_to_target", [[True, False], [True, True]], TypeError),
+           ("steps_to_target", [[np.nan, 2], [3, -1]], ValueError),
+           ("final", [[0.1, 0.2]], ValueError), ("final", [["x", "y"], ["z", "w"]], TypeError),
+           ("diverged", [[0, 2], [1, 0]], ValueError), ("diverged", [[0, 1]], ValueError),
+           ("gradient_evaluations", [[0, -4], [0, 4]], ValueError),
+           ("rule_evaluations", [[0, 2.5], [0, 2]], ValueError),
+           ("names", ["a"], ValueError), ("names", "ab", TypeError), ("names", ["a", 2], TypeError),
+           ("final_format", "{} {} {} {}", ValueError), ("final_format", "{:d}", ValueError),
+           ("final_format", 3, TypeError)]
+    for arg, value, err in bad:
+        with pytest.raises(err, match=rf"^{arg}\b"):
+            SC.rule_summary_rows(**{**good, arg: value})
+    for value, err in (([[0.5, 1]], ValueError), ([], ValueError), ([[1, np.inf]], ValueError)):
+        with pytest.raises(err, match=r"^steps_to_target\b"):
+            SC.best_constant_index(value)
+    with pytest.raises(ValueError, match=r"^excess_cost\[\.\.\., 0\]"):
+        SC.log_excess_ratio([[0.0, 1.0]])  # no initial excess to compare with
+    with pytest.raises(ValueError, match=r"^excess_cost\b"):
+        SC.log_excess_ratio([1.0])
+    with pytest.raises(ValueError, match=r"^floor\b"):
+        SC.log_excess_ratio([[1.0, 0.5]], floor=0.0)
+    with pytest.raises(TypeError, match=r"^floor\b"):
+        SC.log_excess_ratio([[1.0, 0.5]], floor="1e-16")
+    with pytest.raises(ValueError, match=r"^a\b"):
+        SC.paired_step_difference([[1, 2]], 2, 0)
+    with pytest.raises(ValueError, match=r"^b\b"):
+        SC.paired_step_difference([[1, 2]], 0, -1)
+    with pytest.raises(TypeError, match=r"^a\b"):
+        SC.paired_step_difference([[1, 2]], 1.0, 0)

@@ -26,6 +26,10 @@ iff η r_k < 2. Map from formula to function:
 - a random idealised problem: S2 sweeps, every target beyond every point, or targets inside the data (S3/S5)
                                                                                  → :func:`idealised_problem`
 - the rest pattern of small-step descent, and whether it settles                  → :func:`rest_pattern`
+- notebook 12's tables: the best constant step (the most runs at target, then the fewest mean steps), log10 of
+  the final / initial excess cost, one formatted row per rule, and the paired difference in steps of two rules
+                                          → :func:`best_constant_index`, :func:`log_excess_ratio`,
+                                            :func:`rule_summary_rows`, :func:`paired_step_difference`
 """
 
 from __future__ import annotations
@@ -42,13 +46,15 @@ from reluflow.results.schema import variable
 from reluflow.theory.network import haar_orthogonal, layer_parameters
 from reluflow.training.gd import backprop_gradient, train
 from reluflow.training.init import he_network
+from reluflow.training.practice import mean_interval
 from reluflow.validation import as_points, as_real, as_real_array, check_positive_int
 
 __all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", "adapted_counts", "stability_limit",
            "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
            "RuleRun", "run_rule", "bias_descent", "converges", "criterion_limit", "observed_threshold",
            "rest_pattern", "interior_point", "steps_to_target", "contraction_factors", "idealised_point",
-           "idealised_rule_names", "accuracy", "digits_point", "step_size_result"]
+           "idealised_rule_names", "accuracy", "digits_point", "best_constant_index", "log_excess_ratio",
+           "rule_summary_rows", "paired_step_difference", "step_size_result"]
 
 #: The step-size rules of :func:`run_rule`.
 RULES = ("constant", "cosine", "curvature", "truncation")
@@ -650,6 +656,173 @@ def digits_point(point, rng_seed, *, seed: int, split, hidden, n_steps: int, tar
                                                                                                    split.y_test),
             "diverged": int(r.diverged), "gradient_evaluations": r.gradient_evaluations,
             "rule_evaluations": r.n_evaluations}
+
+
+# ------------------------------------------------------------------------------------------------ notebook 12's tables
+
+
+def _steps_table(steps_to_target, name: str = "steps_to_target") -> np.ndarray:
+    """A (runs, rules) table of first steps at target: integers >= -1 (-1: never reached)."""
+    steps = as_real_array(steps_to_target, name, ndim=2)
+    if steps.shape[0] == 0 or steps.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one run and one rule (shape (runs, rules)); got shape "
+                         f"{steps.shape}")
+    bad = (steps < -1) | (steps != np.round(steps))
+    if np.any(bad):
+        raise ValueError(f"{name} must hold integers >= -1 (a step, or -1: target never reached); got "
+                         f"{steps[bad][:5].tolist()}")
+    return steps
+
+
+def _count_table(value, name: str, shape: tuple, *, maximum: float = np.inf) -> np.ndarray:
+    """A (runs, rules) table of the shape of ``steps_to_target`` holding integers in [0, ``maximum``]."""
+    arr = as_real_array(value, name, ndim=2)
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have the shape of steps_to_target, {shape} (runs, rules); got {arr.shape}")
+    bad = (arr < 0) | (arr > maximum) | (arr != np.round(arr))
+    if np.any(bad):
+        expected = "counts (integers >= 0)" if maximum == np.inf else f"integers in [0, {maximum:g}]"
+        raise ValueError(f"{name} must hold {expected}; got {arr[bad][:5].tolist()}")
+    return arr
+
+
+def best_constant_index(steps_to_target) -> int:
+    """The column j of the best constant step: the most runs with s_j ≥ 0 (target reached), then the fewest mean
+    steps over those runs, then the first column.
+
+    Parameters
+    ----------
+    steps_to_target : array_like, shape (runs, steps)
+        The first step at target of each run (row) with each constant step of a grid (column), −1 where the run
+        never reached it (:func:`steps_to_target`).
+
+    Returns
+    -------
+    int
+        The column of the best step of the grid; 0 when no step reaches the target on any run (all columns tie).
+    """
+    steps = _steps_table(steps_to_target)
+    hit = steps >= 0
+    reached = hit.sum(axis=0)
+    total = np.where(hit, steps, 0.0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_steps = np.where(reached > 0, total / np.maximum(reached, 1), np.inf)
+    return int(np.lexsort((mean_steps, -reached))[0])  # lexsort is stable: ties keep the first column
+
+
+def log_excess_ratio(excess_cost, *, floor: float = 1e-16) -> np.ndarray:
+    """log10 max((C_S − C*)/(C_0 − C*), floor): how far a run's excess cost fell from its start to its last step.
+
+    Parameters
+    ----------
+    excess_cost : array_like, shape (..., steps + 1)
+        The excess cost C_s − C* along each run (steps on the last axis); NaN after a stop, and a final excess at
+        or below 0 (round-off at the rest point) counts as ``floor``.
+    floor : float, optional
+        The smallest ratio reported (default 1e-16, float64's round-off relative to the initial excess).
+
+    Returns
+    -------
+    numpy.ndarray, shape (...)
+        log10 of the ratio of the final to the initial excess, at least log10(floor); NaN where the final excess
+        is NaN.
+    """
+    excess = as_real_array(excess_cost, "excess_cost", finite=False)
+    if excess.ndim == 0 or excess.shape[-1] < 2:
+        raise ValueError(f"excess_cost must have the steps on its last axis, at least two (the initial and the "
+                         f"final excess); got shape {excess.shape}")
+    first = excess[..., 0]
+    if not np.all(np.isfinite(first) & (first > 0)):
+        bad = first[~(np.isfinite(first) & (first > 0))]
+        raise ValueError(f"excess_cost[..., 0] (the initial excess C_0 - C*) must be positive and finite; got "
+                         f"{bad[:5].tolist()}")
+    floor = as_real(floor, "floor", minimum=0.0, strict=True)
+    return np.log10(np.maximum(excess[..., -1] / first, floor))
+
+
+def rule_summary_rows(steps_to_target, final, diverged, gradient_evaluations, rule_evaluations, names,
+                      final_format: str) -> list[str]:
+    """One text row per rule of notebook 12's tables: its name, the mean steps to target over the runs that reached
+    it with the 95 % interval (:func:`reluflow.training.practice.mean_interval`), the runs that reached it, the mean
+    and interval of a final measure, the runs that diverged, and the gradient evaluations per rule evaluation.
+
+    Parameters
+    ----------
+    steps_to_target : array_like, shape (runs, rules)
+        The first step at target of each run, −1 where it was never reached (:func:`steps_to_target`).
+    final : array_like, shape (runs, rules)
+        The final measure of each run (log10 of the excess reduction, a test accuracy); non-finite entries are
+        left out of its mean.
+    diverged : array_like, shape (runs, rules)
+        1 where the run diverged (:attr:`RuleRun.diverged`), else 0.
+    gradient_evaluations, rule_evaluations : array_like, shape (runs, rules)
+        The gradient evaluations the rule took and its number of evaluations (non-negative integers); the last
+        column is their ratio of sums, with at least one rule evaluation in the denominator.
+    names : sequence of str, length rules
+        The rules' names (the first column, 22 characters wide).
+    final_format : str
+        A :meth:`str.format` template for the final measure's (mean, low, high), e.g. ``"{:.3f} [{:.3f}, {:.3f}]"``.
+
+    Returns
+    -------
+    list of str
+        ``"{name:<22s} {mean:6.1f} [{low:6.1f}, {high:6.1f}]  {reached}/{runs}   {final}   {diverged}/{runs}
+        {ratio:5.0f}"`` for each rule (with ``nan`` steps when no run reached the target).
+    """
+    steps = _steps_table(steps_to_target)
+    shape = steps.shape
+    final = as_real_array(final, "final", ndim=2, finite=False)
+    if final.shape != shape:
+        raise ValueError(f"final must have the shape of steps_to_target, {shape} (runs, rules); got {final.shape}")
+    div = _count_table(diverged, "diverged", shape, maximum=1)
+    grads = _count_table(gradient_evaluations, "gradient_evaluations", shape)
+    evals = _count_table(rule_evaluations, "rule_evaluations", shape)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"names must be a sequence of str, one per rule; got {names!r}")
+    names = list(names)
+    if len(names) != shape[1]:
+        raise ValueError(f"names must have one entry per rule (column of steps_to_target), {shape[1]}; got "
+                         f"{len(names)}")
+    if not isinstance(final_format, str):
+        raise TypeError(f"final_format must be a str.format template with three fields (mean, low, high); got "
+                        f"{type(final_format).__name__} {final_format!r}")
+    try:
+        final_format.format(0.0, 0.0, 0.0)
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ValueError(f"final_format must be a str.format template with three fields (mean, low, high); got "
+                         f"{final_format!r} ({type(exc).__name__}: {exc})") from None
+    runs = shape[0]
+    rows = []
+    for i, name in enumerate(names):
+        s = steps[:, i]
+        hit = s >= 0
+        ms = mean_interval(s[hit]) if hit.any() else (np.nan,) * 3
+        mf = mean_interval(final[:, i])
+        ratio = grads[:, i].sum() / max(evals[:, i].sum(), 1)
+        rows.append(f"{name:<22s} {ms[0]:6.1f} [{ms[1]:6.1f}, {ms[2]:6.1f}]  {int(hit.sum())}/{runs}   "
+                    + final_format.format(*mf) + f"   {int(div[:, i].sum())}/{runs}   {ratio:5.0f}")
+    return rows
+
+
+def paired_step_difference(steps_to_target, a: int, b: int) -> tuple[tuple[float, float, float], int]:
+    """((mean, low, high), n): the steps to target of rule ``a`` minus those of rule ``b``, paired by run, over the
+    n runs where both reached the target, with the 95 % interval of :func:`reluflow.training.practice.mean_interval`
+    (NaN when no run qualifies).
+
+    Parameters
+    ----------
+    steps_to_target : array_like, shape (runs, rules)
+        The first step at target of each run, −1 where it was never reached (:func:`steps_to_target`).
+    a, b : int
+        The columns of the two rules.
+    """
+    steps = _steps_table(steps_to_target)
+    n_rules = steps.shape[1]
+    for value, name in ((a, "a"), (b, "b")):
+        if check_positive_int(value, name, minimum=0) >= n_rules:
+            raise ValueError(f"{name} must be a column of steps_to_target, in [0, {n_rules - 1}]; got {value}")
+    both = (steps[:, a] >= 0) & (steps[:, b] >= 0)
+    return mean_interval(steps[both, a] - steps[both, b]), int(both.sum())
 
 
 # ------------------------------------------------------------------------------------------------ notebook 12's result
