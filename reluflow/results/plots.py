@@ -9,6 +9,7 @@ here lets the notebooks show a figure in one line and lets the tests draw each o
 ``threshold_flow_figure``                       figure 02a: bias-flow field, distance, rate
 ``scale_bias_figure``                           figure 02b: λ² + b² along (4.3) and descent
 ``threshold_events_figure``                     figure 03b: θ_0(t) and its events, four classes
+``collapse_sequence_figure``                    figure 04a: each layer's cone and the images, snapshots
 ``collapse_rates_figure``                       figure 04b: cost, NC1 per cluster, apex gaps
 ``adaptedness_drift_figure``                    figure 06b: drift, cost error, count error
 ``validity_map_figure``                         figure 06c: where the effective equations hold
@@ -23,10 +24,11 @@ from matplotlib.colors import LogNorm
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from reluflow.results.figures import CLUSTER_COLORS, figure
+from reluflow.results.figures import CLUSTER_COLORS, draw_cone, figure
+from reluflow.validation import as_labels, as_points, as_real_array
 
 __all__ = ["COORDINATE_COLORS", "threshold_flow_figure", "scale_bias_figure", "threshold_events_figure",
-           "collapse_rates_figure", "adaptedness_drift_figure", "validity_map_figure"]
+           "collapse_sequence_figure", "collapse_rates_figure", "adaptedness_drift_figure", "validity_map_figure"]
 
 #: Colours of the activation coordinates k = 1, 2 (distinct from the cluster colours).
 COORDINATE_COLORS = ["#009E73", "#CC79A7"]
@@ -202,6 +204,74 @@ def threshold_events_figure(runs, u, targets, titles, *, coordinate: int = 0):
 
 
 # --------------------------------------------------------------------------- notebook 04
+
+
+def collapse_sequence_figure(scenario, snapshot_time, snapshot_thresholds, snapshot_images):
+    """Figure 04a: one panel per snapshot time, with the cone K_ℓ(t) = {x : R_ℓ x ≥ θ_ℓ(t)} of every layer, the
+    data, the truncated images x^(τ,L)(t) of each cluster and the cluster targets ỹ_j.
+
+    Parameters
+    ----------
+    scenario : SeparatedClusters
+        An S4 scenario in the plane (:func:`~reluflow.dynamics.solutions.separated_clusters` with M = 2): its
+        ``data`` (points (N, 2), labels), ``net.frames`` (L, 2, 2) and ``class_targets`` (Q, 2).
+    snapshot_time : array_like, shape (S,)
+        The flow times of the snapshots (the panel titles).
+    snapshot_thresholds : array_like, shape (S, L, 2)
+        The thresholds θ_ℓ(t) at those times (the apexes of the cones).
+    snapshot_images : array_like, shape (S, N, 2)
+        The images of the points at those times
+        (:func:`~reluflow.dynamics.solutions.truncated_images` of the thresholds).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The panels side by side, sharing their axes, with one legend on the right.
+    """
+    try:
+        data, frames, class_targets = scenario.data, scenario.net.frames, scenario.class_targets
+        X, lab = data.points, data.labels
+    except AttributeError:
+        raise TypeError(f"scenario must be a SeparatedClusters (data, net, class_targets); got "
+                        f"{type(scenario).__name__}") from None
+    X = as_points(X, "scenario.data.points", dim=2)
+    lab = as_labels(lab, "scenario.data.labels")
+    frames = as_real_array(frames, "scenario.net.frames", ndim=3)
+    targets = as_real_array(class_targets, "scenario.class_targets", ndim=2)
+    L, Q, N = frames.shape[0], targets.shape[0], X.shape[0]
+    if frames.shape[1:] != (2, 2) or targets.shape[1] != 2 or lab.shape != (N,) or lab.max() >= Q:
+        raise ValueError(f"scenario must lie in the plane, with (L, 2, 2) frames, (Q, 2) class targets and N labels "
+                         f"in [0, Q); got frames {frames.shape}, class targets {targets.shape}, points {X.shape}, "
+                         f"labels {lab.shape} up to {int(lab.max())}")
+    t = as_real_array(snapshot_time, "snapshot_time", ndim=1)
+    S = t.size
+    if S == 0:
+        raise ValueError("snapshot_time must hold at least one time; got none")
+    theta = as_real_array(snapshot_thresholds, "snapshot_thresholds", ndim=3)
+    if theta.shape != (S, L, 2):
+        raise ValueError(f"snapshot_thresholds must have shape (snapshots, layers, 2) = ({S}, {L}, 2); got "
+                         f"{theta.shape}")
+    images = as_real_array(snapshot_images, "snapshot_images", ndim=3)
+    if images.shape != (S, N, 2):
+        raise ValueError(f"snapshot_images must have shape (snapshots, points, 2) = ({S}, {N}, 2); got "
+                         f"{images.shape}")
+    lo, hi = X.min() - 0.8, X.max() + 0.8
+    lim = max(abs(lo), abs(hi)) + 1
+    fig, axes = figure(1, S, width=2.55 * S + 1.9, height=3.5, sharex=True, sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, st, sth, img in zip(axes, t, theta, images):
+        cones = [draw_cone(ax, frames[ell], sth[ell], lim=lim, color=CLUSTER_COLORS[ell],
+                           label=f"cone $K_{ell + 1}(t)$ of layer {ell + 1}") for ell in range(L)]
+        ax.scatter(*X.T, s=5, color="0.75", zorder=2)
+        pts = [ax.scatter(*img[lab == j].T, s=9, color=CLUSTER_COLORS[j], zorder=3, label=f"cluster {j + 1} images")
+               for j in range(Q)]
+        stars = [ax.plot(*targets[j], marker="*", ms=12, color=CLUSTER_COLORS[j], mec="k", ls="none", zorder=4,
+                         label=f"target of cluster {j + 1}")[0] for j in range(Q)]
+        ax.set(xlim=(lo, hi), ylim=(lo, hi), aspect="equal", xlabel="$x_1$ (a.u.)", title=f"t = {st:.3g}")
+    axes[0].set_ylabel("$x_2$ (a.u.)")
+    grey = Line2D([], [], marker="o", ls="none", color="0.75", label="data $x_i$")
+    fig.legend(handles=[*cones, grey, *pts, *stars], loc="outside right center")
+    return fig
 
 
 def collapse_rates_figure(summaries, *, styles=None):

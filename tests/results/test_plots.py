@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 import xarray as xr
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 from reluflow.dynamics import scenarios as sc
 from reluflow.dynamics.descent import scale_bias_descent
+from reluflow.dynamics.solutions import separated_clusters, truncated_images
 from reluflow.dynamics.solver import solve
 from reluflow.results import plots
 from reluflow.results.figures import savefig
@@ -88,6 +90,67 @@ def test_threshold_events_figure(tmp_path):
     assert _legend_labels(fig) == [r"threshold $\theta_0(t)$", r"target $\hat y_0$", "truncation event",
                                    "release event", r"data values $u_{i,0}$"]
     savefig(fig, tmp_path / "c.png")
+
+
+def test_collapse_sequence_figure(tmp_path):
+    scenario = separated_clusters(2, 2, 4, seed=1)
+    X, lab = scenario.data.points, scenario.data.labels
+    times = np.array([0.0, 1.5, 12.0])
+    # thresholds: the start, halfway to theta*, theta* (each cluster then collapses onto its target)
+    start, final = scenario.net.thresholds, scenario.collapse_thresholds
+    theta = np.stack([start, 0.5 * (start + final), final])
+    images = truncated_images(scenario.net.frames, theta, X)
+    fig = plots.collapse_sequence_figure(scenario, times, theta, images)
+    assert len(fig.axes) == 3
+    assert _titles(fig) == ["t = 0", "t = 1.5", "t = 12"]
+    assert _legend_labels(fig) == ["cone $K_1(t)$ of layer 1", "cone $K_2(t)$ of layer 2", "data $x_i$",
+                                   "cluster 1 images", "cluster 2 images", "target of cluster 1",
+                                   "target of cluster 2"]
+    assert fig.axes[0].get_ylabel() == "$x_2$ (a.u.)" and all(ax.get_xlabel() == "$x_1$ (a.u.)" for ax in fig.axes)
+    for ax, th, img in zip(fig.axes, theta, images):
+        # the scatters: the data (grey), then each cluster's images, at the images given
+        data, *clusters = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(clusters) == 2
+        np.testing.assert_array_equal(np.asarray(data.get_offsets()), X)
+        for j, c in enumerate(clusters):
+            np.testing.assert_array_equal(np.asarray(c.get_offsets()), img[lab == j])
+        stars = [ln for ln in ax.get_lines() if ln.get_marker() == "*"]
+        np.testing.assert_array_equal([ln.get_xydata()[0] for ln in stars], scenario.class_targets)
+        # each cone's two edges start at its apex x with R_l x = theta_l
+        edges = [ln for ln in ax.get_lines() if ln.get_marker() != "*"]
+        assert len(edges) == 4
+        for ell in range(2):
+            apex = np.linalg.solve(scenario.net.frames[ell], th[ell])
+            for ln in edges[2 * ell:2 * ell + 2]:
+                np.testing.assert_allclose(ln.get_xydata()[0], apex, atol=1e-12)
+        # every point, image and target is inside the panel
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        shown = np.vstack([X, img, scenario.class_targets])
+        assert np.all((shown[:, 0] > x0) & (shown[:, 0] < x1) & (shown[:, 1] > y0) & (shown[:, 1] < y1))
+    # at theta* each cluster's images are its target
+    np.testing.assert_allclose(images[-1], scenario.targets, atol=1e-12)
+    savefig(fig, tmp_path / "g.png")
+    one = plots.collapse_sequence_figure(scenario, times[:1], theta[:1], images[:1])  # a single panel
+    assert _titles(one) == ["t = 0"]
+
+
+def test_collapse_sequence_figure_bad_input():
+    scenario = separated_clusters(2, 2, 4, seed=1)
+    X = scenario.data.points
+    times = np.array([0.0, 1.0])
+    theta = np.stack([scenario.net.thresholds] * 2)
+    images = np.stack([X, X])
+    bad = [("snapshot_thresholds", (scenario, times, theta[:1], images), ValueError),
+           ("snapshot_thresholds", (scenario, times, theta[..., :1], images), ValueError),
+           ("snapshot_images", (scenario, times, theta, images[:, :3]), ValueError),
+           ("snapshot_images", (scenario, times, theta, np.where(images > 0, np.nan, images)), ValueError),
+           ("snapshot_time", (scenario, times[:0], theta[:0], images[:0]), ValueError),
+           ("snapshot_time", (scenario, times.reshape(2, 1), theta, images), ValueError),
+           ("scenario", ({"data": None}, times, theta, images), TypeError),
+           ("scenario", (separated_clusters(3, 3, 4, distance=8.0, seed=1), times, theta, images), ValueError)]
+    for name, args, err in bad:
+        with pytest.raises(err, match=rf"^{name}\b"):
+            plots.collapse_sequence_figure(*args)
 
 
 def _collapse(Q, T=30):
