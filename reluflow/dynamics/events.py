@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
+from reluflow.theory.flows import mix
+
 __all__ = [
     "EVENT_KINDS",
     "event_values",
@@ -69,17 +71,20 @@ _EPS = np.finfo(float).eps
 # --------------------------------------------------------------------------- event functions, any depth
 
 
-def event_values(R, theta, X):
+def event_values(R, theta, X, patterns=None):
     """g_{ℓ,i,k} = (R_ℓ x_i^(τ,ℓ-1))_k − θ_{ℓ,k}, shape (L, N, M), by the cone projections.
 
     A point is truncated in coordinate k of layer ℓ when g_{ℓ,i,k} ≤ 0 (ties count as truncated).
+    ``patterns`` ((L, N, M), bool or real in [0, 1]) freezes the truncation of the earlier layers
+    (:func:`reluflow.theory.flows.mix`) instead of reading it from the signs.
     """
     x = X
     out = np.empty((R.shape[0],) + X.shape)
     for l in range(R.shape[0]):
         u = x @ R[l].T
         out[l] = u - theta[l]
-        x = np.maximum(u, theta[l]) @ R[l]
+        m = np.maximum(u, theta[l]) if patterns is None else mix(patterns[l], theta[l], u)
+        x = m @ R[l]
     return out
 
 

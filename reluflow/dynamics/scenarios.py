@@ -803,9 +803,9 @@ class CoordinateRuns:
     """Coordinate-by-coordinate runs (:func:`coordinatewise_solve`), each of shape (M,).
 
     ``thresholds`` θ_k at the end of run k; ``t_stop`` the time it ended; ``status`` its solver status
-    (0 reached ``t_end``; 1 the general backend stopped at the onset of sliding, where the threshold
-    rests on a point from then on); ``n_events`` its number of events; ``cost`` the coordinate's
-    share ½ Σ_i w_i (max(x_ik, θ_k) − ỹ_ik)² of C_in at the end.
+    (0 reached ``t_end``; the general backend follows sliding in one layer, where the threshold rests
+    on a point from its onset on, so 1, a stop at that onset, no longer occurs); ``n_events`` its number
+    of events; ``cost`` the coordinate's share ½ Σ_i w_i (max(x_ik, θ_k) − ỹ_ik)² of C_in at the end.
     """
 
     thresholds: np.ndarray
@@ -825,8 +825,8 @@ def coordinatewise_solve(X, targets, theta0, t_end, *, scale: float = 1.0, point
     With the identity frame, coordinate k of the bias flow involves only the column k of ``X`` and
     ``targets``, so each is a problem of width 1. Solved separately, the general backend
     (``method="general"``, ``solve_ivp`` with event location) follows every coordinate to its own
-    rest: its stop at the onset of sliding (status 1) ends one coordinate only, with the threshold on
-    the point it rests on. ``scale`` is λ (common), ``point_weights`` as in :func:`solve`.
+    rest, with its own event log and stopping time (a threshold that starts to slide rests on its
+    point from then on). ``scale`` is λ (common), ``point_weights`` as in :func:`solve`.
     """
     from reluflow.dynamics.solver import solve
 

@@ -38,7 +38,9 @@ sides, so that flipping the pattern would chatter). The exact backend follows sl
 layer the threshold rests on the point for good; in the deep case it moves with the sliding
 points (the projected, still affine, flow) until the field on one side stops pushing back, when
 the points are released or truncated. The general backend detects the onset of sliding (a
-Filippov test after each crossing) and stops there with ``status = 1``, saying so in ``message``.
+Filippov test after each crossing); in one layer it follows it (an equivalent control keeps the
+sliding rows on their thresholds), in deep networks it stops there with ``status = 1``, saying so
+in ``message``. Near a stable rest point it holds the state (see :mod:`reluflow.dynamics.general`).
 
 Degenerate ties (exact backend, deep case). Several rows can sit on their thresholds at one instant:
 duplicated points, a point on several thresholds, points collapsed onto one threshold by an earlier
@@ -170,8 +172,10 @@ def solve(net, X, targets, t_eval, *, method: str = "exact", flow="bias", kernel
         for the frame flow, ``frames``. At an event time, ``n_truncated``, ``rate``, ``sliding``
         and ``dissipation`` are right limits (the pattern that drives the flow from then on).
         Attributes ``status`` (a code of :data:`reluflow.results.schema.STATUS`: 0 reached the
-        last time; 1 the general backend stopped at the onset of sliding; -1 stopped by
-        ``max_events``, by ``solve_ivp``, or by degenerate ties that recur after every settlement (the
+        last time (the general backend says so when it held a rest point); 1 the general backend
+        stopped at the onset of sliding (deep networks, or a callable flow); -1 stopped by ``max_events``,
+        by ``solve_ivp``, by the general backend's evaluation cap or a crossing it missed inside one step,
+        or by degenerate ties that recur after every settlement (the
         message names their rows as "layer ℓ coordinate k point i"; see the module docstring)),
         ``status_name``, ``message``, ``method``, ``flow``, ``algorithm``, ``n_events``, for the
         exact method ``kernel`` and, for the general backend, ``nfev``,

@@ -19,7 +19,7 @@ as :func:`scipy.integrate.solve_ivp` does. The codes and their meanings are :dat
 code  name                meaning
 ====  ==================  ======================================================================
  0    completed           reached the last requested time (or step)
- 1    sliding             the general backend stopped where a point starts to slide on a threshold
+ 1    sliding             the general backend stopped where a point starts to slide (deep networks)
 -1    stopped             the solver gave up or ``max_events`` was exceeded
 -2    diverged            gradient descent produced a non-finite cost or parameters
 -3    ill_conditioned     gradient descent made a weight matrix too ill-conditioned to invert

@@ -150,23 +150,44 @@ def _adapted_inputs(net, X, targets, point_weights):
 # --------------------------------------------------------------------------- adapted passes
 
 
-def adapted_forward(R, theta, X, *, keep_activations: bool = False):
+def mix(T, a, b):
+    """``a`` where the pattern ``T`` holds and ``b`` elsewhere: np.where for a boolean pattern, and b + T (a − b) for a
+    real one in [0, 1], a convex combination of the two sides (Filippov's sliding, :mod:`reluflow.dynamics.general`).
+    """
+    if T.dtype == bool:
+        return np.where(T, a, b)
+    return b + T * (np.asarray(a) - b)
+
+
+def adapted_forward(R, theta, X, *, keep_activations: bool = False, patterns=None):
     """Unvalidated adapted forward pass: m_L = R_L x^(τ,L), the patterns T_ℓ = [u_ℓ ≤ θ_ℓ] and
     (optionally) u_ℓ = R_ℓ x^(τ,ℓ-1), ℓ = 1..L. Arrays in, arrays out: callers validate first.
 
     Works in activation coordinates throughout: u_{ℓ+1} = (R_{ℓ+1} R_ℓᵀ) max(u_ℓ, θ_ℓ), one
     (N, M) × (M, M) product per layer. x^(τ,L) itself is R_Lᵀ m_L.
+
+    ``patterns`` (L × (N, M), bool, or real in [0, 1]: see :func:`mix`) freezes the truncation pattern
+    instead of reading it from the signs: m_ℓ = θ_ℓ where T_ℓ, else u_ℓ. Where T_ℓ = [u_ℓ ≤ θ_ℓ] this is
+    the same pass; elsewhere it is the pass of that pattern continued smoothly across the thresholds,
+    which is what an ODE solver integrating between two pattern changes needs (its stages may overshoot
+    a threshold).
     """
     u = X @ R[0].T
-    patterns, activations = [], []
+    frozen = patterns is not None
+    patterns = list(patterns) if frozen else []
+    activations = []
     L = len(R)
     for l in range(L):
-        patterns.append(u <= theta[l])
+        if frozen:
+            T = patterns[l]
+        else:
+            T = u <= theta[l]
+            patterns.append(T)
         if keep_activations:
             activations.append(u)
-            m = np.maximum(u, theta[l])
+            m = mix(T, theta[l], u) if frozen else np.maximum(u, theta[l])
         else:
-            m = np.maximum(u, theta[l], out=u)
+            m = mix(T, theta[l], u) if frozen else np.maximum(u, theta[l], out=u)
         if l + 1 < L:
             u = m @ (R[l] @ R[l + 1].T)  # rows: u_{ℓ+1} = R_{ℓ+1} R_ℓᵀ m_ℓ
     return m, patterns, activations
@@ -187,7 +208,7 @@ def _adapted_backward(R, patterns, rotated_adjoint, *, keep_adjoints: bool = Fal
         if keep_adjoints:
             rotated[l] = at
         if l > 0:
-            at = (at * ~T) @ (R[l] @ R[l - 1].T)  # rows: ã_{ℓ-1} = R_{ℓ-1} R_ℓᵀ D_ℓ ã_ℓ
+            at = mix(T, 0.0, at) @ (R[l] @ R[l - 1].T)  # rows: ã_{ℓ-1} = R_{ℓ-1} R_ℓᵀ D_ℓ ã_ℓ
     return g, rotated
 
 
@@ -202,14 +223,15 @@ def _threshold_gradient(net, X, targets, w):
     return threshold_gradient_arrays(net.frames, net.thresholds, X, targets, w)
 
 
-def threshold_gradient_arrays(R, theta, X, targets, w) -> np.ndarray:
+def threshold_gradient_arrays(R, theta, X, targets, w, patterns=None) -> np.ndarray:
     """(4.1) ∂C_in/∂θ_ℓ = Σ_i w_i P_ℓ R_ℓ Π_{ℓ+1} ⋯ Π_L r_i on plain arrays, without validation; shape (L, M).
 
     The kernel of :func:`threshold_gradient`, for callers that validate their inputs once and then
     evaluate the gradient many times (the right-hand side of :func:`reluflow.dynamics.solver.solve`):
     R (L, M, M) orthogonal frames, theta (L, M), X and targets (N, M) finite, w (N,) ≥ 0.
+    ``patterns`` (bool (L, N, M)) freezes the truncation pattern (see :func:`adapted_forward`).
     """
-    m_L, patterns, _ = adapted_forward(R, theta, X)
+    m_L, patterns, _ = adapted_forward(R, theta, X, patterns=patterns)
     g, _ = _adapted_backward(R, patterns, _rotated_adjoint(R[-1], m_L, targets, w))
     return g
 
@@ -275,13 +297,14 @@ def scale_bias_flow(net, X, targets, *, point_weights=None) -> ScaleBiasFlow:
     return scale_bias_flow_arrays(net.frames, net.scales, net.thresholds, X, targets, w)
 
 
-def scale_bias_flow_arrays(R, lam, theta, X, targets, w) -> ScaleBiasFlow:
+def scale_bias_flow_arrays(R, lam, theta, X, targets, w, patterns=None) -> ScaleBiasFlow:
     """(4.3) on plain arrays, without validation: the kernel of :func:`scale_bias_flow`.
 
     For solvers that validate once and evaluate the flow many times, including at intermediate
     Runge–Kutta stages where a scale may transiently leave (0, ∞): R (L, M, M), lam and theta (L, M).
+    ``patterns`` (bool (L, N, M)) freezes the truncation pattern (see :func:`adapted_forward`).
     """
-    g = threshold_gradient_arrays(R, theta, X, targets, w)
+    g = threshold_gradient_arrays(R, theta, X, targets, w, patterns)
     return ScaleBiasFlow(scales=theta * g / lam, biases=g / lam, thresholds=-(1.0 + theta**2) * g / lam**2)
 
 
@@ -303,18 +326,19 @@ def frame_flow(net, X, targets, *, point_weights=None) -> np.ndarray:
     return frame_flow_arrays(net.frames, net.thresholds, X, targets, w)
 
 
-def frame_flow_arrays(R, theta, X, targets, w) -> np.ndarray:
+def frame_flow_arrays(R, theta, X, targets, w, patterns=None) -> np.ndarray:
     """(4.4) on plain arrays, without validation: the kernel of :func:`frame_flow`; shape (L, M, M).
 
     For solvers that validate once and evaluate the flow many times, including at intermediate
     Runge–Kutta stages whose frames are orthogonal only to the integrator's accuracy.
+    ``patterns`` (bool (L, N, M)) freezes the truncation pattern (see :func:`adapted_forward`).
     """
-    m_L, patterns, us = adapted_forward(R, theta, X, keep_activations=True)
+    m_L, patterns, us = adapted_forward(R, theta, X, keep_activations=True, patterns=patterns)
     _, rotated = _adapted_backward(R, patterns, _rotated_adjoint(R[-1], m_L, targets, w), keep_adjoints=True)
     out = np.empty_like(R)
     for l in range(R.shape[0]):
         u, T, at = us[l], patterns[l], rotated[l]
-        GRt = np.maximum(u, theta[l]).T @ at + np.where(T, 0.0, at).T @ u
+        GRt = mix(T, theta[l], u).T @ at + mix(T, 0.0, at).T @ u
         omega = 0.5 * (GRt - GRt.T)
         out[l] = -omega @ R[l]
     return out
@@ -323,22 +347,31 @@ def frame_flow_arrays(R, theta, X, targets, w) -> np.ndarray:
 # --------------------------------------------------------------------------- general cumulative parameters
 
 
-def _general_gradient(Wcs, bcs, X, targets, w):
-    """∇_{W^(ℓ)} C and ∇_{b^(ℓ)} C by the adjoint recursion of the module docstring."""
-    xs, patterns = [X], []
+def _general_gradient(Wcs, bcs, X, targets, w, patterns=None):
+    """∇_{W^(ℓ)} C and ∇_{b^(ℓ)} C by the adjoint recursion of the module docstring.
+
+    ``patterns`` (bool, L × (N, M)) freezes the truncation pattern T = [z ≤ 0]: τ(x) = x + W^-1 (T ⊙ (−z)),
+    the same map where T agrees with the signs, continued smoothly across the thresholds elsewhere.
+    """
+    frozen = patterns is not None
+    xs, patterns = [X], list(patterns) if frozen else []
     x = X
-    for W, b in zip(Wcs, bcs, strict=True):
+    for l, (W, b) in enumerate(zip(Wcs, bcs, strict=True)):
         z = x @ W.T + b
-        T = z <= 0.0
-        x = x + np.linalg.solve(W, np.maximum(-z, 0.0).T).T  # τ(x) = x + W^-1 (Wx + b)_−
+        if frozen:
+            T = patterns[l]
+            x = x + np.linalg.solve(W, mix(T, -z, 0.0).T).T
+        else:
+            T = z <= 0.0
+            x = x + np.linalg.solve(W, np.maximum(-z, 0.0).T).T  # τ(x) = x + W^-1 (Wx + b)_−
+            patterns.append(T)
         xs.append(x)
-        patterns.append(T)
     a = w[:, None] * (x - targets)
     dW, db = [None] * len(Wcs), [None] * len(Wcs)
     for l in range(len(Wcs) - 1, -1, -1):
         W = Wcs[l]
         alpha = np.linalg.solve(W.T, a.T).T  # α_i = W^-ᵀ a_i
-        D_alpha = np.where(patterns[l], 0.0, alpha)
+        D_alpha = mix(patterns[l], 0.0, alpha)
         dW[l] = D_alpha.T @ xs[l] - alpha.T @ xs[l + 1]  # Σ_i (D α_i) x_iᵀ − α_i y_iᵀ
         db[l] = D_alpha.sum(axis=0) - alpha.sum(axis=0)  # −Σ_i T α_i
         a = D_alpha @ W  # Wᵀ D α

@@ -394,3 +394,65 @@ def test_flow_error_paths():
         layer_gradient(weights, biases, X, Y[:, :2])
     with pytest.raises(ValueError, match="ill-conditioned"):
         induced_cumulative_flow([np.eye(3), np.diag([1.0, 1e-13, 1.0])], biases, X, Y)
+
+
+# --------------------------------------------------------------------------- frozen patterns (the general backend)
+
+
+def _frozen_cost(R, X, Y, w, P):
+    """C_P(θ) = ½ Σ_i w_i |x_i^(τ,L) − ỹ_i|² with the pattern P held fixed, m = u + P (θ − u), written with autograd's
+    numpy: an independent forward pass for the frozen-pattern kernels."""
+    def cost(theta):
+        x = X
+        for l in range(R.shape[0]):
+            u = x @ R[l].T
+            m = u + P[l] * (theta[l] - u)
+            x = m @ R[l]
+        r = x - Y
+        return 0.5 * anp.sum(w[:, None] * r * r)
+    return cost
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("kind", ["signs", "boolean", "real"])
+def test_frozen_pattern_gradient_matches_autodiff(seed, kind):
+    """Oracle: autodiff of a separately written frozen-pattern forward pass (``kind="signs"``: the pattern the signs
+    give, where the frozen kernel must also equal the ordinary one, an identity of the implementation)."""
+    from reluflow.dynamics.events import event_values
+    from reluflow.theory.flows import frame_flow_arrays, scale_bias_flow_arrays, threshold_gradient_arrays
+
+    rng = np.random.default_rng(seed)
+    L, N, M = 3, 20, 3
+    net = random_adapted_network(M, L, seed=seed)
+    X, Y = rng.standard_normal((N, M)), rng.standard_normal((N, M))
+    w = rng.uniform(0.1, 1.0, N)
+    R, lam, th = net.frames, net.scales, net.thresholds
+    signs = event_values(R, th, X) <= 0.0
+    P = {"signs": signs, "boolean": rng.random((L, N, M)) < 0.5, "real": rng.random((L, N, M))}[kind]
+    g = threshold_gradient_arrays(R, th, X, Y, w, P)
+    np.testing.assert_allclose(g, autograd.grad(_frozen_cost(R, X, Y, w, P.astype(float)))(th), rtol=1e-10,
+                               atol=1e-12)
+    f = scale_bias_flow_arrays(R, lam, th, X, Y, w, P)
+    np.testing.assert_allclose(f.thresholds, -(1 + th**2) * g / lam**2, rtol=1e-13, atol=0)
+    if kind == "signs":
+        np.testing.assert_array_equal(g, threshold_gradient_arrays(R, th, X, Y, w))
+        np.testing.assert_allclose(frame_flow_arrays(R, th, X, Y, w, P), frame_flow_arrays(R, th, X, Y, w),
+                                   rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(event_values(R, th, X, P), event_values(R, th, X))
+
+
+@pytest.mark.parametrize("kind", ["boolean", "real"])
+def test_frozen_pattern_general_gradient_matches_the_adapted_one(kind):
+    """Oracle: the adapted kernel (activation coordinates) against the general cumulative one (input space), two
+    separately derived formulations, with the same frozen pattern: ∂C/∂θ_ℓ = −λ_ℓ ⊙ ∇_{b^(ℓ)} C."""
+    from reluflow.theory.flows import _general_gradient, threshold_gradient_arrays
+
+    rng = np.random.default_rng(11)
+    L, N, M = 2, 15, 3
+    net = random_adapted_network(M, L, seed=5)
+    X, Y, w = rng.standard_normal((N, M)), rng.standard_normal((N, M)), np.full(N, 1 / N)
+    P = rng.random((L, N, M)) < 0.5 if kind == "boolean" else rng.random((L, N, M))
+    Wc, bc = net.cumulative_parameters()
+    _, db = _general_gradient(Wc, bc, X, Y, w, P)
+    g = threshold_gradient_arrays(net.frames, net.thresholds, X, Y, w, P)
+    np.testing.assert_allclose(g, -net.scales * np.stack(db), rtol=1e-9, atol=1e-12)
