@@ -76,6 +76,10 @@ MAX_NFEV_PER_SEGMENT = 200_000
 REST_DROP = 1e-6
 #: :meth:`GeneralBackend.at_rest` holds a state within REST_TOL (atol + rtol |y|) of a stable rest point.
 REST_TOL = 10.0
+#: The deepest network in which the backend follows sliding (deeper: it stops at the onset, status 1). Sliding rows
+#: of points that cross thresholds in several layers chatter through the equivalent control, which this backend
+#: does not group the way the exact backend groups its tied units.
+SLIDING_DEPTH = 1
 #: Newton iterations of the equivalent control of sliding rows (:meth:`GeneralBackend._controlled`).
 _CONTROL_ITERATIONS = 4
 
@@ -696,7 +700,7 @@ class GeneralBackend(Backend):
             new = rows[slides]
             for f in new:
                 self.events.add_flat(t, f, shape, SLIDING)
-            if self.spec.along is None or self.L > 1:  # sliding is followed in one layer, for the named flows
+            if self.spec.along is None or self.L > SLIDING_DEPTH:  # sliding is followed in one layer, named flows
                 sl = np.zeros((self.L, self.M), np.int8)
                 l, i, k = np.unravel_index(new, shape)
                 sl[l, k] = 1

@@ -252,7 +252,8 @@ def threshold_relaxation(solution: xr.Dataset, U, point_targets, scales) -> Thre
 
     ``U`` (N, M) are the activation coordinates u_i = R x_i, ``point_targets`` (N, M) the rotated
     target (R ỹ_(j(i))) of each point and ``scales`` λ (M,). The rate is n_k/(λ_k² N) (uniform weights)
-    and θ*_k = Σ_i T_ik(end) (R ỹ_(j(i)))_k / n_k(end).
+    and θ*_k = Σ_i T_ik(end) (R ỹ_(j(i)))_k / n_k(end), NaN (and its ``distance`` too) for a coordinate with no
+    truncated point at the end, where the flow has no rest point of that form.
     """
     as_dataset(solution, "solution", ("thresholds",))
     U = as_points(U, "U")
@@ -267,7 +268,8 @@ def threshold_relaxation(solution: xr.Dataset, U, point_targets, scales) -> Thre
     truncated_end = U <= theta[-1]
     changes = np.diff(n, axis=0) != 0
     settled = np.where(changes.any(axis=0), changes.shape[0] - np.argmax(changes[::-1], axis=0), 0)
-    theta_star = (truncated_end * point_targets).sum(axis=0) / truncated_end.sum(axis=0)
+    count = truncated_end.sum(axis=0)
+    theta_star = np.where(count > 0, (truncated_end * point_targets).sum(axis=0) / np.maximum(count, 1), np.nan)
     return ThresholdRelaxation(time=solution.time.values, thresholds=theta, n_truncated=n, rate=n / (lam**2 * N),
                                equilibrium=theta_star, truncated_end=truncated_end,
                                full=np.argmax(n == N, axis=0), distance=np.abs(theta - theta_star),

@@ -60,7 +60,11 @@ curve of maximal slope; exhaustive over the 2^n cells for n ≤ ``affine._MAX_ST
 search by single flips from the present sides, all in and all out). This is Filippov's solution
 wherever that is unique (a crossing is crossed, a valley slid on); where Filippov's solutions are not
 unique (a ridge, or several surfaces through one point, typically a point on thresholds of several
-layers) it is the selection rule, and the solver continues with it rather than stop. Units on the
+layers) it is the selection rule, and the solver continues with it rather than stop. (Where the
+row-by-row resolution succeeds, it selects instead, rows pushed hardest first, and its cell need not be
+the steepest: at θ(0) of fuzz problem 28, six cells are consistent and it picks UTUT, |ψ̇| = 0.7816,
+not the steepest TUUU, 0.7974; the general backend, meeting the ties one row at a time, picks UTUT
+too. Both are solutions; see tests/dynamics/test_fuzz.py.) Units on the
 face of the chosen cone slide, the others take its sides, and the projected direction is
 first-order consistent by construction; a row left at rest to first order that crosses at second
 order is followed along the settled flow until it is ``affine._PROBE_DEPTH`` roundings of g past its

@@ -28,8 +28,7 @@ iff η r_k < 2. Map from formula to function:
 - the rest pattern of small-step descent, and whether it settles                  → :func:`rest_pattern`
 - notebook 12's tables: the best constant step (the most runs at target, then the fewest mean steps), log10 of
   the final / initial excess cost, one formatted row per rule, and the paired difference in steps of two rules
-                                          → :func:`best_constant_index`, :func:`log_excess_ratio`,
-                                            :func:`rule_summary_rows`, :func:`paired_step_difference`
+  → :func:`best_constant_index`, :func:`log_excess_ratio`, :func:`rule_summary_rows`, :func:`paired_step_difference`
 """
 
 from __future__ import annotations

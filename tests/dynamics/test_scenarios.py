@@ -95,6 +95,7 @@ def test_threshold_relaxation_recounts_the_pattern(example):
     np.testing.assert_array_equal(r.settled, [2, 3])  # first index after the last change of n_k
     still = threshold_relaxation(ds.isel(time=[0, 0, 0]).assign_coords(time=[0.0, 1.0, 2.0]), U, pt, lam)
     np.testing.assert_array_equal(still.settled, [0, 0])  # n_k never changes: settled from the start
+    assert np.all(np.isnan(still.equilibrium)) and np.all(np.isnan(still.distance))  # nothing truncated at the end
     np.testing.assert_allclose(r.distance, np.abs(theta - pt.mean(axis=0)))
     with pytest.raises(ValueError, match="point_targets"):
         threshold_relaxation(ds, U, pt[:3], lam)
