@@ -306,7 +306,8 @@ def _extrapolated(dense, t_e, y_e, v):
 
 
 class GeneralBackend(Backend):
-    """solve_ivp between events; one terminal event function for all rows; a restart after each event."""
+    """solve_ivp between events, on the segment's frozen pattern; one terminal event function for all rows and a
+    restart after each event; sliding followed in one layer (equivalent control); a stable rest point held."""
 
     algorithm = "solve_ivp"
 
@@ -331,7 +332,7 @@ class GeneralBackend(Backend):
         self._p = np.empty(0)
         self.offset = self._offsets()
         self.calls = 0
-        self._last = None  # (t, y, field) of the last evaluation with the present pattern
+        self._last = None  # (t, y, field, control) of the last evaluation with the present pattern
         self._test_rest = True  # at the start, and after the field has slowed down (the `slow` event)
         self._rest_level = None  # the field's size at which the last failed rest test predicts rest
 
@@ -342,12 +343,11 @@ class GeneralBackend(Backend):
         if self.calls > MAX_NFEV_PER_SEGMENT:
             raise _Stalled(t, y)
         present = P is None
-        n = self.spec.network(y)
         P = self._P3() if present else P
         if self.S.size:
             f, p = self._controlled(y, P, self.S, self._p)
         else:
-            f, p = self.spec.rhs(n, P), None
+            f, p = self.spec.rhs(self.spec.network(y), P), None
         if present:
             self._last = (t, y.copy(), f, p)
         return f
@@ -373,6 +373,7 @@ class GeneralBackend(Backend):
         """
         base = P.astype(float).ravel()
         k = S.size
+        n = self.spec.network(y)
 
         def rates(p):
             Pf = base.copy()
@@ -389,7 +390,6 @@ class GeneralBackend(Backend):
             g_down = event_values(down.frames, down.thresholds, X, Pf).ravel()[S]
             return (g_up - g_down) / (2 * eta), F, speed
 
-        n = self.spec.network(y)
         p = np.asarray(p0, dtype=float).copy()
         G, F, speed = rates(p)
         for _ in range(_CONTROL_ITERATIONS):
