@@ -13,7 +13,7 @@ model untouched) and records, in one xarray Dataset that follows :mod:`reluflow.
   first layer (J_i = D_L W_L ⋯ W_2 D_1 ≠ 0, :func:`reluflow.theory.generic.gradient_path_mask`), and N_eff;
 - with ``labels``: ``nc1`` (time, layer), NC1 = tr(Σ_W Σ_B⁺)/Q of the activations x^(ℓ)
   (:func:`reluflow.theory.collapse.nc1_variability`; NaN where the class means coincide), and ``accuracy``
-  (time) of the output's argmax.
+  (time) of the output's argmax (NaN without an output layer W_out, b_out, or with a single output).
 
 Every count is the one :mod:`reluflow.theory.generic` gives for the same parameters (the tests recount them
 by brute force). Models:
