@@ -361,3 +361,57 @@ def as_adapted_network(net, name: str = "net"):
         raise TypeError(f"{name} must be a reluflow.AdaptedNetwork (build one with adapted_network); "
                         f"got {type(net).__name__}")
     return net
+
+
+def as_network(weights, biases, W_out=None, b_out=None, *, terminal_required: bool = False, prefix: str = ""):
+    """The parameters of a ReLU network of any widths, ``(weights, biases, W_out, b_out)``, as float arrays checked
+    as a chain (:func:`validate_layers`), with an optional terminal layer W_out (Q, d_L), b_out (Q,) given together
+    (required when ``terminal_required``); ``prefix`` starts every argument name in messages."""
+    Ws, bs = validate_layers(weights, biases, square=False, max_condition=MAX_CONDITION, prefix=prefix)
+    dim = Ws[-1].shape[0]
+    if (W_out is None) != (b_out is None):
+        raise ValueError(f"{prefix}W_out and {prefix}b_out must be given together; got "
+                         f"W_out={'None' if W_out is None else 'an array'}, "
+                         f"b_out={'None' if b_out is None else 'an array'}")
+    if W_out is None:
+        if terminal_required:
+            raise ValueError(f"a terminal layer is needed: {prefix}W_out (Q, {dim}) and {prefix}b_out (Q,) must be "
+                             "given; got None")
+        return Ws, bs, None, None
+    W_out = as_terminal_weights(W_out, dim, f"{prefix}W_out")
+    return Ws, bs, W_out, as_vector(b_out, f"{prefix}b_out", W_out.shape[0])
+
+
+def as_network_state(state, name: str = "state", *, terminal_required: bool = False):
+    """A network state: the tuple ``(weights, biases, W_out, b_out)`` of :func:`as_network` (W_out, b_out None
+    without a terminal layer); messages name the state's fields as ``state: weights[0] (layer 1)``."""
+    if isinstance(state, (str, bytes)) or not isinstance(state, Sequence):
+        raise TypeError(f"{name} must be a tuple (weights, biases, W_out, b_out); got {type(state).__name__}")
+    if len(state) != 4:
+        raise ValueError(f"{name} must be a tuple (weights, biases, W_out, b_out); got a sequence of {len(state)}")
+    return as_network(*state, terminal_required=terminal_required, prefix=f"{name}: ")
+
+
+def as_indices(value, name: str, n: int) -> np.ndarray:
+    """Row indices into n rows: a non-empty 1-D integer array with entries in 0..n-1 (no wrap-around of negative
+    indices, no booleans, no floats)."""
+    arr = np.asarray(value)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{name} must be an integer array of row indices; got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array of row indices; got shape {arr.shape}")
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"{name} must be row indices in 0..{n - 1}; got entries from {int(arr.min())} to "
+                         f"{int(arr.max())}")
+    return arr.astype(np.intp, copy=False)
+
+
+def as_data_array(value, name: str, dims=()):
+    """An xarray DataArray over the dimensions ``dims`` (in any order)."""
+    import xarray as xr
+
+    if not isinstance(value, xr.DataArray):
+        raise TypeError(f"{name} must be an xarray.DataArray over {tuple(dims)}; got {type(value).__name__}")
+    if dims and set(value.dims) != set(dims):
+        raise ValueError(f"{name} must be a DataArray over the dimensions {tuple(dims)}; got {value.dims}")
+    return value

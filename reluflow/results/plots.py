@@ -25,7 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from reluflow.results.figures import CLUSTER_COLORS, draw_cone, figure
-from reluflow.validation import as_labels, as_points, as_real_array
+from reluflow.validation import as_data_array, as_dataset, as_labels, as_points, as_real, as_real_array, as_tolerance
 
 __all__ = ["COORDINATE_COLORS", "threshold_flow_figure", "scale_bias_figure", "threshold_events_figure",
            "collapse_sequence_figure", "collapse_rates_figure", "adaptedness_drift_figure", "validity_map_figure"]
@@ -320,6 +320,13 @@ def adaptedness_drift_figure(drift, *, holds_tolerance: float, weight_scale: flo
     ``weight_scale``, ``weight_lr_ratio``, ``time``); one line per weight-to-bias step ratio ρ, at
     ``weight_scale``; the dotted line marks ``holds_tolerance``.
     """
+    as_dataset(drift, "drift", ("adaptedness", "cost_error", "count_error", "depth", "weight_scale",
+                                "weight_lr_ratio", "time"))
+    holds_tolerance = as_tolerance(holds_tolerance, "holds_tolerance")
+    weight_scale = as_real(weight_scale, "weight_scale")
+    if weight_scale not in drift.weight_scale.values:
+        raise ValueError(f"weight_scale must be one of drift's weight scales {drift.weight_scale.values.tolist()}; "
+                         f"got {weight_scale!r}")
     depths, ratios = drift.depth.values.tolist(), drift.weight_lr_ratio.values.tolist()
     fig, axes = figure(len(depths), 3, width=12.0, height=3.2 * len(depths), sharex=True)
     axes = np.asarray(axes).reshape(len(depths), 3)
@@ -347,6 +354,9 @@ def validity_map_figure(map_error, *, holds_tolerance: float):
     ``map_error`` (``depth``, ``weight_scale``, ``weight_lr_ratio``) is the second value of
     :func:`reluflow.training.experiments.holds_map`; NaN marks a run that stopped early.
     """
+    as_data_array(map_error, "map_error", ("depth", "weight_scale", "weight_lr_ratio"))
+    as_real_array(map_error.values, "map_error", finite=False)
+    holds_tolerance = as_tolerance(holds_tolerance, "holds_tolerance")
     depths = map_error.depth.values.tolist()
     scales, ratios = map_error.weight_scale.values.tolist(), map_error.weight_lr_ratio.values.tolist()
     fig, axes = figure(1, len(depths), width=5.2 * len(depths) + 1.0, height=4.0)

@@ -63,7 +63,18 @@ import xarray as xr
 
 from reluflow.theory.kernels import forward_pass
 from reluflow.training import monitor
-from reluflow.validation import as_labels, as_points, as_positive_float, as_real, check_positive_int
+from reluflow.validation import (
+    as_dataset,
+    as_indices,
+    as_labels,
+    as_network,
+    as_points,
+    as_positive_float,
+    as_real,
+    as_real_array,
+    check_memory,
+    check_positive_int,
+)
 
 __all__ = ["SCORES", "KEEPS", "HARD_WHEN_HIGH", "network_parameters", "engine_run", "run_scores", "truncation_score",
            "scores", "prune", "rank_correlations", "accuracy_on", "retrain", "curation_sweep", "CurationData"]
@@ -113,8 +124,7 @@ def network_parameters(model) -> tuple:
     weights, biases, W_out, b_out = model
     if W_out is None or b_out is None:
         raise ValueError("the scores need the output layer: W_out and b_out must be given; got None")
-    return ([np.asarray(W, dtype=float) for W in weights], [np.asarray(b, dtype=float) for b in biases],
-            np.asarray(W_out, dtype=float), np.asarray(b_out, dtype=float))
+    return as_network(weights, biases, W_out, b_out, terminal_required=True, prefix="model: ")
 
 
 def _states(run):
@@ -149,15 +159,22 @@ def engine_run(X, y, *, hidden, seed: int, n_steps: int, lr: float, record_every
     from reluflow.training.init import he_network
 
     X = as_points(X, "X")
-    y = as_labels(y, "y")
     seed = check_positive_int(seed, "seed", minimum=0)
-    Q = int(y.max()) + 1 if n_classes is None else check_positive_int(n_classes, "n_classes", minimum=2)
     hidden = [check_positive_int(d, f"hidden[{i}]") for i, d in enumerate(hidden)]
+    if n_classes is not None:
+        n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
+        check_memory(8.0 * n_classes * (hidden[-1] + 1 if hidden else X.shape[1] + 1),
+                     f"n_classes = {n_classes}")  # the output layer
+    y = as_labels(y, "y", n_classes=n_classes)
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},), one label per row of X; got {y.shape}")
+    Q = int(y.max()) + 1 if n_classes is None else n_classes
     params = he_network([X.shape[1], *hidden], Q, seed=np.random.default_rng(np.random.SeedSequence(seed)))
     traj = train(params[0], params[1], X, y, mode="full", cost="cross_entropy", lr=lr, n_steps=n_steps,
                  record_every=record_every, W_out=params[2], b_out=params[3], train_terminal=True)
-    if traj.attrs["status"] != 0:
-        raise RuntimeError(f"training did not complete: {traj.attrs['message']}")
+    if traj.attrs["status"] != 0:  # the run diverged: the step is too large for these data
+        raise ValueError(f"lr = {lr!r} is too large for these data: training did not complete: "
+                         f"{traj.attrs['message']}")
     return traj
 
 
@@ -301,7 +318,7 @@ def rank_correlations(score: xr.DataArray) -> xr.DataArray:
 
     if not isinstance(score, xr.DataArray) or set(score.dims) != {"score", "point"}:
         raise TypeError(f"score must be a DataArray over (score, point); got {type(score).__name__}")
-    v = score.transpose("score", "point").values
+    v = as_real_array(score.transpose("score", "point").values, "score")
     names = score.score.values
     rho = np.full((len(names), len(names)), np.nan)
     ok = np.ptp(v, axis=1) > 0
@@ -390,14 +407,21 @@ class CurationData:
 
 def accuracy_on(trajectory: xr.Dataset, X, y) -> float:
     """Share of the points (X, y) whose output argmax at the trajectory's last recorded state is their label."""
-    params = monitor.trajectory_parameters(trajectory.isel(time=[-1]))[0]
-    return float(np.mean(_forward(params, np.asarray(X, float))[2].argmax(axis=1) == np.asarray(y)))
+    as_dataset(trajectory, "trajectory", ("time",))
+    params = network_parameters(monitor.trajectory_parameters(trajectory.isel(time=[-1]))[0])
+    X = as_points(X, "X", dim=params[0][0].shape[1])
+    y = as_labels(y, "y")
+    if y.shape != (X.shape[0],):
+        raise ValueError(f"y must have shape ({X.shape[0]},), one label per row of X; got {y.shape}")
+    return float(np.mean(_forward(params, X)[2].argmax(axis=1) == y))
 
 
 def retrain(data: CurationData, kept, *, hidden, seed: int, n_steps: int, lr: float) -> xr.Dataset:
     """Train from scratch on the kept training points only, with :func:`engine_run` (the same steps, the same
     initialisation for a given seed); records the first and last states."""
-    kept = np.asarray(kept, dtype=np.int64)
+    if not isinstance(data, CurationData):
+        raise TypeError(f"data must be a CurationData; got {type(data).__name__}")
+    kept = as_indices(kept, "kept", len(data.y_train))
     return engine_run(data.X_train[kept], data.y_train[kept], hidden=hidden, seed=seed, n_steps=n_steps, lr=lr,
                       record_every=n_steps, n_classes=data.n_classes)
 

@@ -328,6 +328,7 @@ def truncation_heatmap(ds: xr.Dataset, layer: int = 1, ax=None):
     import matplotlib.pyplot as plt
 
     _check_result(ds)
+    layer = check_positive_int(layer, "layer")
     if layer not in ds.layer.values:
         raise ValueError(f"layer must be one of {ds.layer.values.tolist()}; got {layer!r}")
     ax = ax if ax is not None else plt.subplots()[1]

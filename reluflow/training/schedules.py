@@ -34,6 +34,7 @@ iff η r_k < 2. Map from formula to function:
 from __future__ import annotations
 
 import math
+import string
 import time
 import warnings
 from dataclasses import dataclass
@@ -46,7 +47,19 @@ from reluflow.theory.network import haar_orthogonal, layer_parameters
 from reluflow.training.gd import backprop_gradient, train
 from reluflow.training.init import he_network
 from reluflow.training.practice import mean_interval
-from reluflow.validation import as_points, as_real, as_real_array, check_positive_int
+from reluflow.validation import (
+    as_bool,
+    as_labels,
+    as_network,
+    as_network_state,
+    as_points,
+    as_real,
+    as_real_array,
+    as_targets,
+    check_memory,
+    check_positive_int,
+    check_size,
+)
 
 __all__ = ["RULES", "IdealisedProblem", "idealised_problem", "threshold_rates", "adapted_counts", "stability_limit",
            "flow_step", "output_layer_rate", "cosine_step", "hessian_lambda_max", "finite_difference_hessian",
@@ -78,6 +91,7 @@ def threshold_rates(counts, scales, n_points) -> np.ndarray:
 
 def adapted_counts(weights, biases, X) -> tuple[np.ndarray, np.ndarray]:
     """(n, λ) of a one-layer network from a plain forward pass: n_k = #{i : (W x_i + b)_k ≤ 0}, λ_k = |row k of W|."""
+    weights, biases, _, _ = as_network(weights, biases)
     if len(weights) != 1 or len(biases) != 1:
         raise ValueError(f"weights and biases must describe one layer (the rate n_k/(λ_k² N) is the one-layer bias "
                          f"flow's); got {len(weights)} and {len(biases)} layers")
@@ -118,14 +132,13 @@ def output_layer_rate(weights, biases, W_out, b_out, X, *, cost: str = "cross_en
     extension of n_k/(λ_k² N) to generic networks: it ignores the hidden layers' own curvature."""
     if cost not in ("cross_entropy", "output"):
         raise ValueError(f"cost must be 'cross_entropy' or 'output'; got {cost!r}")
-    X = as_points(X, "X")
+    weights, biases, W_out, b_out = as_network(weights, biases, W_out, b_out, terminal_required=True)
+    X = as_points(X, "X", dim=weights[0].shape[1])
     h = X
     for W, b in zip(weights, biases):
-        h = np.maximum(h @ np.asarray(W).T + np.asarray(b), 0.0)
-    if W_out is None or b_out is None:
-        raise ValueError("W_out and b_out must be given (the rate is the output layer's); got None")
+        h = np.maximum(h @ W.T + b, 0.0)
     if cost == "cross_entropy":
-        z = h @ np.asarray(W_out).T + np.asarray(b_out)
+        z = h @ W_out.T + b_out
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
@@ -192,11 +205,31 @@ def _hvp(state, X, targets, cost, mode, train_terminal, v, eps):
     return (gp - gm) / (2.0 * eps)
 
 
-def _check_rule_inputs(mode, cost):
+def _check_rule_inputs(mode, cost, state=None, X=None, targets=None, train_terminal=True, eps=1e-5):
+    """Validate the arguments shared by the curvature estimates and :func:`run_rule`; returns the state, X and targets
+    as arrays (the state checked by :func:`reluflow.validation.as_network_state`)."""
     if mode not in ("biases", "full"):
         raise ValueError(f"mode must be 'biases' or 'full'; got {mode!r}")
     if cost not in ("input", "output", "cross_entropy"):
         raise ValueError(f"cost must be 'input', 'output' or 'cross_entropy'; got {cost!r}")
+    as_bool(train_terminal, "train_terminal")
+    _check_eps(eps)
+    state = as_network_state(state, terminal_required=cost != "input")
+    X = as_points(X, "X", dim=state[0][0].shape[1])
+    if cost == "cross_entropy":
+        targets = as_labels(targets, "targets", n_classes=state[2].shape[0])
+        if targets.shape != (X.shape[0],):
+            raise ValueError(f"targets must have shape ({X.shape[0]},), one label per row of X; got {targets.shape}")
+    else:
+        dim = X.shape[1] if cost == "input" else state[2].shape[0]
+        targets = as_targets(targets, X.shape[0], dim)
+    return state, X, targets
+
+
+def _check_eps(eps) -> float:
+    """A finite-difference step in (0, 1] (the parameters are of order 1; a larger step overflows the cost)."""
+    return as_real(eps, "eps", minimum=0.0, strict=True, maximum=1.0,
+                   expectation="a finite-difference step in (0, 1]")
 
 
 def hessian_lambda_max(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
@@ -214,9 +247,11 @@ def hessian_lambda_max(state, X, targets, *, cost: str, mode: str = "full", trai
 
 def _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed):
     """(λ_max, gradient evaluations) of :func:`hessian_lambda_max`."""
-    _check_rule_inputs(mode, cost)
+    checked = _check_rule_inputs(mode, cost, state, X, targets, train_terminal, eps)
+    if checked is not None:
+        state, X, targets = checked
     n_iter = check_positive_int(n_iter, "n_iter")
-    eps = as_real(eps, "eps", minimum=0.0, strict=True)
+    eps = float(eps)
     p = _pack(state, mode, train_terminal)
 
     def power(shift):
@@ -241,7 +276,8 @@ def _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed
 def finite_difference_hessian(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
                               eps: float = 1e-5) -> np.ndarray:
     """The dense H_{ij} ≈ (∂_i C(p + ε e_j) − ∂_i C(p − ε e_j))/(2ε), symmetrised (H + Hᵀ)/2 (small problems only)."""
-    _check_rule_inputs(mode, cost)
+    state, X, targets = _check_rule_inputs(mode, cost, state, X, targets, train_terminal, eps)
+    eps = float(eps)
     p = _pack(state, mode, train_terminal)
     E = np.eye(p.size)
     H = np.stack([_hvp(state, X, targets, cost, mode, train_terminal, E[j], eps) for j in range(p.size)], axis=1)
@@ -312,8 +348,8 @@ def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}; got {rule!r}")
-    _check_rule_inputs(mode, cost)
-    S = check_positive_int(n_steps, "n_steps")
+    state, X, targets = _check_rule_inputs(mode, cost, state, X, targets, train_terminal, eps)
+    S = check_size(n_steps, "n_steps", bytes_per_unit=16.0)  # the cost and the step of every step
     K = check_positive_int(segment, "segment")
     if rule in ("constant", "cosine"):
         if base_step is None:
@@ -322,6 +358,7 @@ def run_rule(rule: str, state, X, targets, *, n_steps: int, cost: str, mode: str
         if rule == "constant":
             K = S
     c = as_real(c, "c", minimum=0.0, strict=True)
+    max_step = as_real(max_step, "max_step", minimum=0.0, strict=True, allow_inf=True)
     weights, biases, W_out, b_out = state
     state = ([np.array(W, dtype=float) for W in weights], [np.array(b, dtype=float) for b in biases],
              None if W_out is None else np.array(W_out, dtype=float),
@@ -413,10 +450,14 @@ def idealised_problem(seed, *, M: int = 3, n_clusters: int = 3, n_per_cluster: i
     if targets not in ("beyond", "interior"):
         raise ValueError(f"targets must be 'beyond' or 'interior'; got {targets!r}")
     M = check_positive_int(M, "M")
+    check_memory(8.0 * M * M, f"M = {M}")  # the frame (M, M)
     Q = check_positive_int(n_clusters, "n_clusters")
     n = check_positive_int(n_per_cluster, "n_per_cluster")
+    check_memory(8.0 * 4 * Q * n * M, f"n_clusters = {Q}, n_per_cluster = {n}, M = {M}")  # X, U, Y and X @ R
     share = as_real(initial_share, "initial_share", minimum=0.0, strict=True, maximum=1.0)
     margin = as_real(margin, "margin", minimum=0.0)
+    if isinstance(scale_range, (str, bytes)) or not hasattr(scale_range, "__len__") or len(scale_range) != 2:
+        raise ValueError(f"scale_range must be a pair (low, high) of positive numbers; got {scale_range!r}")
     lo, hi = (as_real(v, f"scale_range[{i}]", minimum=0.0, strict=True) for i, v in enumerate(scale_range))
     if hi < lo:
         raise ValueError(f"scale_range must satisfy low <= high; got {scale_range!r}")
@@ -447,7 +488,9 @@ def bias_descent(problem: IdealisedProblem, lrs, n_steps: int) -> np.ndarray:
     lrs = as_real_array(lrs, "lrs", ndim=1)
     if lrs.size == 0 or np.any(lrs <= 0):
         raise ValueError(f"lrs must be a non-empty list of positive steps; got {lrs.tolist()}")
-    n_steps = check_positive_int(n_steps, "n_steps")
+    problem = _as_problem(problem)
+    n_steps = check_size(n_steps, "n_steps", bytes_per_unit=8.0 * lrs.size * problem.X.shape[1],
+                         what=f"n_steps = {n_steps} of {lrs.size} steps in {problem.X.shape[1]} coordinates")
     U = problem.X @ problem.frame.T
     Yh = problem.targets @ problem.frame.T
     N = U.shape[0]
@@ -470,10 +513,7 @@ def converges(problem: IdealisedProblem, lrs, *, n_steps: int = 1500, window: in
     ``n_steps`` no coordinate may be dead (some u_ik ≤ θ_k) and the largest threshold change over the last
     ``window`` steps must be ≤ 1e-13 or below half that of the window before it. In a fixed pattern the change
     decays by |1 − η r| per step, so the test accepts η r < 1 + 2^(−1/window) (:func:`criterion_limit`)."""
-    n_steps = check_positive_int(n_steps, "n_steps")
-    window = check_positive_int(window, "window")
-    if 2 * window >= n_steps:
-        raise ValueError(f"window must be below n_steps/2 = {n_steps / 2}; got {window}")
+    n_steps, window = _steps_and_window(n_steps, window)
     th = bias_descent(problem, lrs, n_steps)
     U = problem.X @ problem.frame.T
     with np.errstate(invalid="ignore"):
@@ -482,6 +522,22 @@ def converges(problem: IdealisedProblem, lrs, *, n_steps: int = 1500, window: in
         last, before = d[window:].max(axis=0), d[:window].max(axis=0)
         ok = np.isfinite(th[-1]).all(axis=1) & alive & ((last <= 1e-13) | (last < 0.5 * before))
     return ok
+
+
+def _steps_and_window(n_steps, window):
+    """A number of descent steps and a window of the last steps, below n_steps/2 (two windows are compared)."""
+    n_steps = check_positive_int(n_steps, "n_steps")
+    window = check_positive_int(window, "window")
+    if 2 * window >= n_steps:
+        raise ValueError(f"window must be below n_steps/2 = {n_steps / 2}; got {window}")
+    return n_steps, window
+
+
+def _as_problem(problem) -> IdealisedProblem:
+    if not isinstance(problem, IdealisedProblem):
+        raise TypeError(f"problem must be an IdealisedProblem (schedules.idealised_problem); got "
+                        f"{type(problem).__name__}")
+    return problem
 
 
 def criterion_limit(rate: float, window: int) -> float:
@@ -498,7 +554,9 @@ def observed_threshold(problem: IdealisedProblem, *, n_rounds: int = 3, n_grid: 
     first step that does not converge and the one below it, ``n_rounds`` times; returns the bracket's midpoint (NaN
     if even the smallest step does not converge, or the largest does)."""
     n_rounds = check_positive_int(n_rounds, "n_rounds")
-    n_grid = check_positive_int(n_grid, "n_grid", minimum=3)
+    problem = _as_problem(problem)
+    n_grid = check_size(n_grid, "n_grid", minimum=3, bytes_per_unit=float(problem.X.size),
+                        what=f"n_grid = {n_grid} steps on {problem.X.shape[0]} points")  # the mask per step
     ref = problem.final_limit if reference is None else as_real(reference, "reference", minimum=0.0, strict=True)
     lo, hi = 0.25 * ref, 4.0 * ref
     for _ in range(n_rounds):
@@ -515,6 +573,8 @@ def rest_pattern(problem: IdealisedProblem, *, lr: float = 0.02, n_steps: int = 
                  window: int = 2000) -> tuple[np.ndarray, bool]:
     """(n, settled): the counts n_k at the end of small-step descent on the biases (:func:`bias_descent` with step
     ``lr``), and whether it settled there (:func:`converges`); a sliding rest point never settles."""
+    lr = as_real(lr, "lr", minimum=0.0, strict=True)
+    n_steps, window = _steps_and_window(n_steps, window)
     th = bias_descent(problem, [lr], n_steps)
     U = problem.X @ problem.frame.T
     n = np.count_nonzero(U <= th[-1, 0], axis=0)
@@ -568,8 +628,14 @@ ROUNDOFF_FLOOR = 1e-6
 
 
 def steps_to_target(cost, target: float) -> int:
-    """The first step s with C_s ≤ target, or −1 if none."""
-    hit = np.flatnonzero(np.asarray(cost, dtype=float) <= target)
+    """The first step s with C_s ≤ target, or −1 if none (NaN and +inf, a run after its stop or divergence, never
+    reach it)."""
+    cost = as_real_array(cost, "cost", ndim=1, finite=False)
+    if cost.size == 0 or np.any(cost == -np.inf):
+        raise ValueError(f"cost must be a non-empty 1-D array of costs per step (NaN or +inf after a stop); got "
+                         f"shape {cost.shape}{', with -inf' if cost.size else ''}")
+    target = as_real(target, "target")
+    hit = np.flatnonzero(cost <= target)
     return int(hit[0]) if hit.size else -1
 
 
@@ -611,6 +677,9 @@ def idealised_point(point, rng_seed, *, seed: int, M: int, n_clusters: int, n_pe
 
 def idealised_rule_names(grid) -> list:
     """The rule labels of :func:`idealised_point`, in its order."""
+    grid = as_real_array(grid, "grid", ndim=1)
+    if grid.size == 0 or np.any(grid <= 0):
+        raise ValueError(f"grid must be a non-empty 1-D array of positive constant steps; got {grid.tolist()}")
     names = []
     for eta in grid:
         names += [f"constant {eta:g}", f"cosine {eta:g}"]
@@ -619,11 +688,14 @@ def idealised_rule_names(grid) -> list:
 
 def accuracy(state, X, labels) -> float:
     """The share of points whose output argmax is their label (a plain forward pass)."""
-    weights, biases, W_out, b_out = state
-    h = np.asarray(X, dtype=float)
+    weights, biases, W_out, b_out = as_network_state(state, terminal_required=True)
+    h = as_points(X, "X", dim=weights[0].shape[1])
+    labels = as_labels(labels, "labels")
+    if labels.shape != (h.shape[0],):
+        raise ValueError(f"labels must have shape ({h.shape[0]},), one per row of X; got {labels.shape}")
     for W, b in zip(weights, biases):
-        h = np.maximum(h @ np.asarray(W).T + np.asarray(b), 0.0)
-    z = h @ np.asarray(W_out).T + np.asarray(b_out)
+        h = np.maximum(h @ W.T + b, 0.0)
+    z = h @ W_out.T + b_out
     with np.errstate(invalid="ignore"):
         return float(np.mean(np.argmax(np.nan_to_num(z, nan=-np.inf), axis=1) == labels)) if np.isfinite(z).all() \
             else float("nan")
@@ -787,9 +859,13 @@ def rule_summary_rows(steps_to_target, final, diverged, gradient_evaluations, ru
                         f"{type(final_format).__name__} {final_format!r}")
     try:
         final_format.format(0.0, 0.0, 0.0)
+        n_fields = sum(field is not None for _, field, _, _ in string.Formatter().parse(final_format))
     except (IndexError, KeyError, ValueError) as exc:
         raise ValueError(f"final_format must be a str.format template with three fields (mean, low, high); got "
                          f"{final_format!r} ({type(exc).__name__}: {exc})") from None
+    if n_fields != 3:
+        raise ValueError(f"final_format must be a str.format template with three fields (mean, low, high); got "
+                         f"{final_format!r} with {n_fields}")
     runs = shape[0]
     rows = []
     for i, name in enumerate(names):
