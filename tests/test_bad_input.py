@@ -357,7 +357,7 @@ def _practice_builders():
     one = ([P2.weights[0].copy()], [P2.biases[0].copy()])
     data = curation.CurationData("t", X, lab, X, lab, 3)
     sep = fx()["sep"]
-    times = np.array([0.0, 1.0])
+    times = np.array([0.0])  # one snapshot: a panel takes ~0.1 s to draw
     drift = _drift_dataset()
     return {
         # curation
@@ -435,8 +435,8 @@ def _practice_builders():
                                                   thresholds={"dead_share": 0.5})),
         # plots (each figure is closed by the matrix's call wrapper)
         "collapse_sequence_figure": (plots.collapse_sequence_figure, lambda: _f(
-            scenario=sep, snapshot_time=times.copy(), snapshot_thresholds=np.stack([sep.net.thresholds] * 2),
-            snapshot_images=np.stack([sep.data.points] * 2))),
+            scenario=sep, snapshot_time=times.copy(), snapshot_thresholds=sep.net.thresholds[None].copy(),
+            snapshot_images=sep.data.points[None].copy())),
         "adaptedness_drift_figure": (plots.adaptedness_drift_figure, lambda: _f(drift=drift, holds_tolerance=0.05,
                                                                                 weight_scale=1.0)),
         "validity_map_figure": (plots.validity_map_figure, lambda: _f(map_error=drift.cost_error.max("time") / 10,
