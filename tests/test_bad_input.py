@@ -59,8 +59,8 @@ POSITIVE = {"scale", "radius", "distance", "target_gap", "b_target_gap", "lr", "
 #: Integer arguments for which 0 is a valid value.
 ZERO_OK = {"index", "bias_scale", "weight_lr_ratio", "threshold_scale",
            # a recorded step and a step number start at 0; min_per_class=0 switches the class guarantee off
-           # (documented, tests/training/test_curation.py); a and b are column indices (schedules)
-           "score_step", "step", "min_per_class", "a", "b"}
+           # (documented, tests/training/test_curation.py); a and b are column indices (schedules), coordinate an index
+           "score_step", "step", "min_per_class", "a", "b", "coordinate"}
 #: Float arguments for which +inf is a valid value (documented: no bound).
 INF_OK = {"max_condition", "max_step"}
 #: Arguments that are passed to numpy's random generators as they are (their errors are numpy's).
@@ -356,7 +356,8 @@ def _practice_builders():
     counts, scales = np.array([2, 0, 3]), np.array([0.5, 1.0, 2.0])
     one = ([P2.weights[0].copy()], [P2.biases[0].copy()])
     data = curation.CurationData("t", X, lab, X, lab, 3)
-    sep = fx()["sep"]
+    F = fx()
+    sep = F["sep"]
     times = np.array([0.0])  # one snapshot: a panel takes ~0.1 s to draw
     drift = _drift_dataset()
     return {
@@ -434,6 +435,9 @@ def _practice_builders():
         "diagnose": (monitor.diagnose, lambda: _f(record=record, trajectory=run,
                                                   thresholds={"dead_share": 0.5})),
         # plots (each figure is closed by the matrix's call wrapper)
+        "threshold_events_figure": (plots.threshold_events_figure, lambda: _f(
+            runs={"a": F["sol1"]}, u=X @ F["net1"].frames[0].T, targets={"a": 1.0}, titles={"a": "first"},
+            coordinate=0)),
         "collapse_sequence_figure": (plots.collapse_sequence_figure, lambda: _f(
             scenario=sep, snapshot_time=times.copy(), snapshot_thresholds=sep.net.thresholds[None].copy(),
             snapshot_images=sep.data.points[None].copy())),
@@ -525,8 +529,7 @@ NOT_CASES = {
     "step_size_result": "notebook result assembler (arguments are sweep outputs; notebook 12 only)",
     **{name: "figure assembler whose arguments are other functions' result containers "
              "(tests/results/test_plots.py)"
-       for name in ("threshold_flow_figure", "scale_bias_figure", "threshold_events_figure",
-                    "collapse_rates_figure")},
+       for name in ("threshold_flow_figure", "scale_bias_figure", "collapse_rates_figure")},
 }
 
 
@@ -727,7 +730,9 @@ def mutations_of(fname, name, v, default):
         yield "missing key", "refuse", {k: v[k] for k in keys[1:]}, None
         yield "empty", "refuse", {}, None
         k0 = keys[0]
-        if np.ndim(v[k0]) == 0:
+        if isinstance(v[k0], xr.Dataset):  # a mapping of results (e.g. runs of solve)
+            yield "value not a Dataset", "refuse", {**v, k0: 3.0}, None
+        elif np.ndim(v[k0]) == 0:
             yield "NaN value", "refuse", {**v, k0: math.nan}, None
         else:
             yield "empty values", "refuse", {**v, k0: []}, None

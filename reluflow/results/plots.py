@@ -25,7 +25,17 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from reluflow.results.figures import CLUSTER_COLORS, draw_cone, figure
-from reluflow.validation import as_data_array, as_dataset, as_labels, as_points, as_real, as_real_array, as_tolerance
+from reluflow.validation import (
+    as_data_array,
+    as_dataset,
+    as_labels,
+    as_mapping,
+    as_points,
+    as_real,
+    as_real_array,
+    as_tolerance,
+    check_positive_int,
+)
 
 __all__ = ["COORDINATE_COLORS", "threshold_flow_figure", "scale_bias_figure", "threshold_events_figure",
            "collapse_sequence_figure", "collapse_rates_figure", "adaptedness_drift_figure", "validity_map_figure"]
@@ -177,7 +187,27 @@ def threshold_events_figure(runs, u, targets, titles, *, coordinate: int = 0):
     (N, M) are the activation coordinates of the data, ``targets`` maps a name to the frame target
     ŷ_k drawn as a dashed line (or None) and ``titles`` a name to its panel title.
     """
-    k0 = coordinate
+    as_mapping(runs, "runs")
+    if not runs:
+        raise ValueError("runs must map at least one name to a solution; got an empty mapping")
+    for name, ds in runs.items():
+        as_dataset(ds, f"runs[{name!r}]", ("time", "thresholds", "requested", "event_coordinate", "event_point",
+                                          "event_kind", "event_time"))
+    u = as_points(u, "u")
+    k0 = check_positive_int(coordinate, "coordinate", minimum=0)
+    if k0 >= u.shape[1]:
+        raise ValueError(f"coordinate must be a coordinate of u, in 0..{u.shape[1] - 1}; got {k0}")
+    for name, ds in runs.items():
+        if ds.sizes.get("coordinate") != u.shape[1] or (ds.event_point.size and ds.event_point.values.max() >= len(u)):
+            raise ValueError(f"u must have one row per point and one column per coordinate of runs[{name!r}]; got "
+                             f"shape {u.shape}")
+    as_mapping(targets, "targets", keys=list(runs))
+    as_mapping(titles, "titles", keys=list(runs))
+    for name in runs:
+        if targets[name] is not None:
+            as_real(targets[name], f"targets[{name!r}]")
+        if not isinstance(titles[name], str):
+            raise TypeError(f"titles[{name!r}] must be a str; got {type(titles[name]).__name__}")
     t_end = max(float(ds.time.values[-1]) for ds in runs.values())
     fig, axes = figure(1, len(runs), width=12.5, height=3.6, sharey=True)
     axes = np.atleast_1d(axes)
