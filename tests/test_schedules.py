@@ -194,7 +194,7 @@ def test_lambda_max_is_the_largest_eigenvalue_when_a_negative_one_dominates(monk
         H = Q @ np.diag(eigs) @ Q.T
         monkeypatch.setattr(SC, "_pack", lambda *a, **k: np.zeros(3))
         monkeypatch.setattr(SC, "_hvp", lambda state, X, t, cost, mode, tt, v, eps, H=H: H @ v)
-        monkeypatch.setattr(SC, "_check_rule_inputs", lambda *a: None)
+        monkeypatch.setattr(SC, "_check_rule_inputs", lambda mode, cost, state, X, targets, *_: (state, X, targets))
         lam, used = SC._lambda_max(None, None, None, "input", "biases", False, 200, 1e-5, 0)
         assert lam == pytest.approx(want, rel=1e-9) and used == evals
         assert SC.hessian_lambda_max(None, None, None, cost="input", mode="biases", n_iter=200) == pytest.approx(want)

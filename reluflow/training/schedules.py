@@ -247,9 +247,7 @@ def hessian_lambda_max(state, X, targets, *, cost: str, mode: str = "full", trai
 
 def _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed):
     """(λ_max, gradient evaluations) of :func:`hessian_lambda_max`."""
-    checked = _check_rule_inputs(mode, cost, state, X, targets, train_terminal, eps)
-    if checked is not None:  # None only where a test replaces the check (and the Hessian) by a closed form
-        state, X, targets = checked
+    state, X, targets = _check_rule_inputs(mode, cost, state, X, targets, train_terminal, eps)
     n_iter = check_positive_int(n_iter, "n_iter")
     eps = float(eps)
     p = _pack(state, mode, train_terminal)
