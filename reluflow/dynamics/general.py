@@ -638,6 +638,11 @@ class GeneralBackend(Backend):
         stop = self._settle()
         if stop is not None:
             return [stop]
+        return self._after_event()
+
+    def _after_event(self):
+        """After a pattern change (a flip or a release): reset the rest test and the early firing, shift the event
+        functions to start positive, and stop once more than max_events events have occurred."""
         self._rest_level = None
         self.early[:] = self.eps_event
         self.offset = self._offsets()
@@ -716,9 +721,4 @@ class GeneralBackend(Backend):
             stop = self._settle(rows[slides])
             if stop is not None:
                 return [stop]
-        self._rest_level = None
-        self.early[:] = self.eps_event
-        self.offset = self._offsets()
-        if self.too_many_events():
-            return [self._segment(self.t, _constant(self.y))]
-        return []
+        return self._after_event()
