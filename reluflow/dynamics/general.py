@@ -701,8 +701,8 @@ class GeneralBackend(Backend):
         for f in rows:
             self.P[f] = ~self.P[f]
             self.events.add_flat(t, f, shape, TRUNCATED if self.P[f] else UNTRUNCATED)
-        if slides.any():
-            new = rows[slides]
+        new = rows[slides]
+        if new.size:
             for f in new:
                 self.events.add_flat(t, f, shape, SLIDING)
             if self.spec.along is None or self.L > SLIDING_DEPTH:  # sliding is followed in one layer, named flows
@@ -717,8 +717,8 @@ class GeneralBackend(Backend):
             new = self._same_threshold(new)
         self.last_flip_time[:] = -np.inf
         self.last_flip_time[rows] = t
-        if slides.any() or self.S.size:
-            stop = self._settle(rows[slides])
+        if new.size or self.S.size:
+            stop = self._settle(new)
             if stop is not None:
                 return [stop]
         return self._after_event()
