@@ -193,7 +193,8 @@ def test_lambda_max_is_the_largest_eigenvalue_when_a_negative_one_dominates(monk
     for eigs, want, evals in (([-5.0, 1.0, 2.0], 2.0, 4 * 200), ([5.0, 1.0, -2.0], 5.0, 2 * 200)):
         H = Q @ np.diag(eigs) @ Q.T
         monkeypatch.setattr(SC, "_pack", lambda *a, **k: np.zeros(3))
-        monkeypatch.setattr(SC, "_hvp", lambda state, X, t, cost, mode, tt, v, eps, H=H: H @ v)
+        monkeypatch.setattr(SC, "_hvp", lambda state, X, t, cost, mode, tt, v, eps, H=H, base=None: H @ v)
+        monkeypatch.setattr(SC, "_pattern", lambda state, X: None)
         monkeypatch.setattr(SC, "_check_rule_inputs", lambda mode, cost, state, X, targets, *_: (state, X, targets))
         lam, used = SC._lambda_max(None, None, None, "input", "biases", False, 200, 1e-5, 0)
         assert lam == pytest.approx(want, rel=1e-9) and used == evals
@@ -300,3 +301,79 @@ def test_table_bad_input_names_the_argument():
         SC.paired_step_difference([[1, 2]], 0, -1)
     with pytest.raises(TypeError, match=r"^a\b"):
         SC.paired_step_difference([[1, 2]], 1.0, 0)
+
+
+# ------------------------------------------------------------------------------------------------ HVP at a ReLU kink
+
+
+def _autograd_hvp(state, X, labels, v):
+    """Oracle: autograd's Hessian-vector product of a plain cross-entropy forward pass written here, over the flat
+    (W_1.., b_1.., W_out, b_out) vector. autograd's second derivative of max(z, 0) is 0 away from z = 0, so this is
+    the Hessian within the activation region."""
+    import autograd
+    import autograd.numpy as anp
+
+    weights, biases, Wo, bo = state
+    shapes = [np.shape(W) for W in weights] + [np.shape(b) for b in biases] + [Wo.shape, bo.shape]
+
+    def cost(p):
+        parts, i = [], 0
+        for s in shapes:
+            n = int(np.prod(s))
+            parts.append(anp.reshape(p[i:i + n], s))
+            i += n
+        L = len(weights)
+        h = X
+        for W, b in zip(parts[:L], parts[L:2 * L]):
+            h = anp.maximum(anp.dot(h, W.T) + b, 0.0)
+        z = anp.dot(h, parts[-2].T) + parts[-1]
+        z = z - anp.max(z, axis=1, keepdims=True)
+        logp = z - anp.log(anp.sum(anp.exp(z), axis=1, keepdims=True))
+        return -anp.mean(logp[np.arange(len(labels)), labels])
+
+    p = np.concatenate([np.ravel(a) for a in [*weights, *biases, Wo, bo]])
+    return autograd.grad(lambda q: anp.dot(autograd.grad(cost)(q), v))(p)
+
+
+def test_hessian_vector_product_stays_inside_the_activation_region():
+    """Oracle: autodiff (autograd) of a plain forward pass. Notebook 12's fast profile at seed 50 (run 1) has a
+    hidden pre-activation 7.4e-7 from zero; the plain central difference at ε = 1e-5 crossed that kink and gave
+    λ_max = −143 (n_iter = 4). Inside the region the Hessian-vector products agree with autograd's, and λ_max is
+    positive."""
+    from reluflow.theory.realdata import load_split
+
+    split = load_split("digits", seed=50, n_train=200)
+    state = he_network([split.n_features, 32], split.n_classes, seed=np.random.SeedSequence([50, 1]))
+    X, y = split.X_train, split.y_train
+    z = X @ state[0][0].T + state[1][0]
+    assert np.abs(z).min() < 1e-6  # the fixture does sit next to a kink
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        v = rng.standard_normal(sum(np.size(a) for a in [*state[0], *state[1], state[2], state[3]]))
+        v /= np.linalg.norm(v)
+        got = SC._hvp(state, X, y, "cross_entropy", "full", True, v, 1e-5)
+        want = _autograd_hvp(state, X, y, v)
+        assert np.linalg.norm(got - want) <= 1e-5 * np.linalg.norm(want)
+    lam = SC.hessian_lambda_max(state, X, y, cost="cross_entropy", n_iter=30, seed=1)
+    assert 1.5 < lam < 3.0  # the region's top eigenvalue, ~2.11, against -129 across the kink
+
+
+def test_hessian_at_a_threshold_on_a_point_counts_the_point_truncated():
+    """Separately derived closed form: one adapted layer, input cost, biases only: H = diag(n_k / (λ_k² N)) with a
+    point on its threshold counted truncated (the engine's convention z ≤ 0). With threshold 0 exactly on a point,
+    both ends of every central difference change the pattern; the one-sided difference from the truncated side
+    gives the closed form (the central one would count the point as a half)."""
+    p = SC.idealised_problem(3)
+    W = p.weights[0]
+    lam = np.linalg.norm(W, axis=1)
+    u = p.X @ p.frame.T
+    b = p.biases[0].copy()
+    b[0] = -lam[0] * u[7, 0]  # threshold 0 on point 7
+    z0 = p.X @ W.T + b
+    assert z0[7, 0] == 0.0 or abs(z0[7, 0]) < 1e-15
+    b[0] -= z0[7, 0]  # exactly 0 in floating point
+    z = p.X @ W.T + b
+    n = (z <= 0).sum(axis=0)
+    H = SC.finite_difference_hessian(([W], [b], None, None), p.X, p.targets, cost="input", mode="biases",
+                                     train_terminal=False)
+    np.testing.assert_allclose(H, np.diag(n / (lam ** 2 * p.X.shape[0])), atol=1e-8)

@@ -18,7 +18,8 @@ iff η r_k < 2. Map from formula to function:
   the curvature bound of the output layer through the active units, and η = c / r̂ → :func:`output_layer_rate`
 - cosine decay η_s = η_0 (1 + cos(π s/S))/2                                      → :func:`cosine_step`
 - curvature-adaptive η = c / λ_max(∇²C) (edge-of-stability studies, Cohen et al. 2021), λ_max by power iteration on
-  Hessian-vector products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε)                   → :func:`hessian_lambda_max`,
+  Hessian-vector products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε), ε shrunk until no ReLU changes sign between the
+  two ends (the Hessian within the current activation region)                   → :func:`hessian_lambda_max`,
   :func:`finite_difference_hessian` (the dense matrix, for checks)
 - gradient descent on the biases for many η at once, and whether it settles      → :func:`bias_descent`,
   :func:`converges`, :func:`criterion_limit`
@@ -198,11 +199,52 @@ def _gradient_vector(state, X, targets, cost, mode, train_terminal):
     return _pack((g.weights, g.biases, g.W_out, g.b_out), mode, train_terminal)
 
 
-def _hvp(state, X, targets, cost, mode, train_terminal, v, eps):
+#: the finite-difference step of a Hessian-vector product is divided by this factor, at most HVP_SHRINKS times, until
+#: no hidden pre-activation changes sign between p − εv and p + εv (see :func:`_hvp`)
+HVP_SHRINK = 4.0
+HVP_SHRINKS = 10
+
+
+def _pattern(state, X):
+    """The truncation pattern (z ≤ 0) of every hidden layer at ``state``, one boolean array (N, Σ d_ℓ)."""
+    h, masks = X, []
+    for W, b in zip(state[0], state[1]):
+        z = h @ np.asarray(W).T + b
+        masks.append(z <= 0)
+        h = np.maximum(z, 0.0)
+    return np.concatenate(masks, axis=1)
+
+
+def _hvp(state, X, targets, cost, mode, train_terminal, v, eps, base=None):
+    """Hv within the activation region of ``state``: the central difference (∇C(p + εv) − ∇C(p − εv))/(2ε), with ε
+    divided by :data:`HVP_SHRINK` until neither end changes the truncation pattern ``base`` (that of ``state``,
+    computed when not given). A kink of the ReLU between the two ends would add a spurious term of order 1/ε (a
+    pre-activation 7e-7 from zero gave an eigenvalue of −257 against the region's 2.1 on the digits). When the
+    pattern still changes after :data:`HVP_SHRINKS` divisions (a point on a threshold), a one-sided difference from
+    the end that keeps it is used; when both ends change it, the central difference at ``eps``."""
     p = _pack(state, mode, train_terminal)
-    gp = _gradient_vector(_unpack(p + eps * v, state, mode, train_terminal), X, targets, cost, mode, train_terminal)
-    gm = _gradient_vector(_unpack(p - eps * v, state, mode, train_terminal), X, targets, cost, mode, train_terminal)
-    return (gp - gm) / (2.0 * eps)
+    if base is None:
+        base = _pattern(state, X)
+
+    def at(e):
+        return _unpack(p + e * v, state, mode, train_terminal)
+
+    def grad(s):
+        return _gradient_vector(s, X, targets, cost, mode, train_terminal)
+
+    e, side = eps, None
+    for _ in range(HVP_SHRINKS + 1):
+        sp, sm = at(e), at(-e)
+        keep_p, keep_m = np.array_equal(_pattern(sp, X), base), np.array_equal(_pattern(sm, X), base)
+        if keep_p and keep_m:
+            return (grad(sp) - grad(sm)) / (2.0 * e)
+        if side is None and (keep_p or keep_m):
+            side = (e, 1.0 if keep_p else -1.0)
+        e /= HVP_SHRINK
+    if side is not None:
+        e, sign = side
+        return sign * (grad(at(sign * e)) - grad(state)) / e
+    return (grad(at(eps)) - grad(at(-eps))) / (2.0 * eps)
 
 
 def _check_rule_inputs(mode, cost, state=None, X=None, targets=None, train_terminal=True, eps=1e-5):
@@ -235,7 +277,8 @@ def _check_eps(eps) -> float:
 def hessian_lambda_max(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
                        n_iter: int = 20, eps: float = 1e-5, seed=0) -> float:
     """λ_max(∇²C) over the trained parameters by power iteration v ← Hv/|Hv| on finite-difference Hessian-vector
-    products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε); returns the Rayleigh quotient vᵀHv of the last iterate.
+    products Hv ≈ (∇C(p + εv) − ∇C(p − εv))/(2ε) taken inside the activation region of ``state`` (:func:`_hvp`
+    shrinks ε until no pre-activation changes sign); returns the Rayleigh quotient vᵀHv of the last iterate.
 
     Power iteration finds the eigenvalue of largest *magnitude*. The Hessian of a ReLU network's cost is indefinite,
     so that one can be negative (a saddle direction); then a second power iteration on H − μI, μ the negative
@@ -251,13 +294,14 @@ def _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed
     n_iter = check_positive_int(n_iter, "n_iter")
     eps = float(eps)
     p = _pack(state, mode, train_terminal)
+    base = _pattern(state, X)
 
     def power(shift):
         v = np.random.default_rng(seed).standard_normal(p.size)
         v /= np.linalg.norm(v)
         lam = 0.0
         for _ in range(n_iter):
-            hv = _hvp(state, X, targets, cost, mode, train_terminal, v, eps) - shift * v
+            hv = _hvp(state, X, targets, cost, mode, train_terminal, v, eps, base=base) - shift * v
             lam = float(v @ hv)
             nrm = np.linalg.norm(hv)
             if nrm == 0 or not np.isfinite(nrm):
@@ -273,12 +317,15 @@ def _lambda_max(state, X, targets, cost, mode, train_terminal, n_iter, eps, seed
 
 def finite_difference_hessian(state, X, targets, *, cost: str, mode: str = "full", train_terminal: bool = True,
                               eps: float = 1e-5) -> np.ndarray:
-    """The dense H_{ij} ≈ (∂_i C(p + ε e_j) − ∂_i C(p − ε e_j))/(2ε), symmetrised (H + Hᵀ)/2 (small problems only)."""
+    """The dense H_{ij} ≈ (∂_i C(p + ε e_j) − ∂_i C(p − ε e_j))/(2ε), symmetrised (H + Hᵀ)/2 (small problems only);
+    each column inside the activation region of ``state``, as in :func:`hessian_lambda_max`."""
     state, X, targets = _check_rule_inputs(mode, cost, state, X, targets, train_terminal, eps)
     eps = float(eps)
     p = _pack(state, mode, train_terminal)
     E = np.eye(p.size)
-    H = np.stack([_hvp(state, X, targets, cost, mode, train_terminal, E[j], eps) for j in range(p.size)], axis=1)
+    base = _pattern(state, X)
+    H = np.stack([_hvp(state, X, targets, cost, mode, train_terminal, E[j], eps, base=base) for j in range(p.size)],
+                 axis=1)
     return 0.5 * (H + H.T)
 
 
