@@ -157,16 +157,22 @@ def test_bad_models_and_misuse():
 # ------------------------------------------------------------------------------------------------ PyTorch
 
 
+@pytest.mark.parametrize("subclass", [False, True])
 @pytest.mark.parametrize("inplace", [False, True])
-def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount(inplace):
-    """With ``ReLU(inplace=True)`` the hooked pre-activation tensors are overwritten by the ReLU after the hook; the
-    monitor copies them then (it shares them otherwise), and the recount must agree either way."""
+def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount(inplace, subclass):
+    """With ``ReLU(inplace=True)`` the pre-activation tensors are overwritten by the ReLU after they are read; the
+    monitor copies them then (it shares them otherwise), and the recount must agree either way. A plain Sequential
+    is evaluated module by module; a subclass with its own ``forward`` through forward hooks: both agree."""
     torch = pytest.importorskip("torch")
     from torch import nn
 
+    class Chain(nn.Sequential):
+        def forward(self, x):
+            return super().forward(x)
+
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace), nn.Linear(6, 5), nn.ReLU(inplace),
-                          nn.Linear(5, 3)).double()
+    model = (Chain if subclass else nn.Sequential)(nn.Linear(4, 6), nn.ReLU(inplace), nn.Linear(6, 5),
+                                                    nn.ReLU(inplace), nn.Linear(5, 3)).double()
     rng = np.random.default_rng(0)
     X, labels = rng.standard_normal((50, 4)), np.arange(50) % 3
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
@@ -191,6 +197,7 @@ def test_torch_sequential_is_recorded_through_hooks_and_equals_the_recount(inpla
                 snapshots.append(params())
     assert hooked and not any(hooked)  # hooks live only during the monitor's own evaluation
     assert not any(m._forward_hooks for m in model)
+    assert mon._model.walk is not subclass
     ds = mon.result()
     assert ds.step.values.tolist() == [0, 5, 10, 15, 20] and ds.attrs["model"] == "torch.nn.Sequential"
     for s, (W_s, b_s) in enumerate(snapshots):
@@ -249,3 +256,76 @@ def test_from_trajectory_of_the_engine_equals_the_recount_of_each_recorded_state
         assert mon.accuracy.values[s] == pytest.approx(np.mean(out.argmax(1) == labels))
     with pytest.raises(TypeError, match="trajectory of reluflow.train"):
         monitor.from_trajectory(mon, X)
+
+
+# ------------------------------------------------------------------------------------------------ diverged runs
+
+
+def test_a_run_that_diverges_is_recorded_not_refused():
+    """Oracle: the recount at the finite states; at a state with a NaN weight nothing is counted (the documented
+    fill values), ``finite`` says which states those are, and the diagnosis flags the run unstable from the record
+    alone."""
+    Ws, bs = _layers([3, 5, 4], 0)
+    net = _Net([W.copy() for W in Ws], [b.copy() for b in bs], np.ones((2, 4)), np.zeros(2))
+    X = np.random.default_rng(1).standard_normal((30, 3))
+    labels = np.arange(30) % 2
+    with monitor.watch(net, X, labels) as mon:
+        mon.step()
+        net.weights[1][0, 0] = np.inf
+        mon.step()
+        net.weights[1][0, 0] = Ws[1][0, 0]  # back to the start's state
+        mon.step()
+    ds = mon.result()
+    check_dataset(ds)
+    assert ds.finite.values.tolist() == [1, 1, 0, 1]
+    counts, dead, frozen, frac, path = _recount(Ws, bs, X)
+    for s in (0, 1, 3):
+        for ell, c in enumerate(counts):
+            np.testing.assert_array_equal(ds.n_truncated.values[s, ell, :c.size], c)
+        np.testing.assert_array_equal(ds.effective.values[s].astype(bool), path)
+        assert np.isfinite(ds.nc1.values[s]).all()
+    assert (ds.n_truncated.values[2] == -1).all() and (ds.dead_units.values[2] == -1).all()
+    assert (ds.frozen_layer.values[2] == -1).all() and ds.n_effective.values[2] == -1
+    assert np.isnan(ds.truncation_fraction.values[2]).all() and np.isnan(ds.nc1.values[2]).all()
+    assert np.isnan(ds.accuracy.values[2]) and not ds.effective.values[2].any()
+    d = monitor.diagnose(ds)
+    unstable = next(f for f in d.flags if f.name == "unstable")
+    assert unstable.fired and unstable.step == 2 and unstable.evaluated
+    dead_flag = next(f for f in d.flags if f.name == "dead_units")
+    assert dead_flag.value == max(dead[ell] / Ws[ell].shape[0] for ell in range(2))  # the finite states only
+    fig = monitor.monitor_figure(ds)  # the diverged state is left out of the plots, not drawn as -1
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_a_torch_run_that_diverges_is_recorded():
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    X = np.random.default_rng(0).standard_normal((20, 3))
+    with monitor.watch(model, X, np.arange(20) % 2) as mon:
+        with torch.no_grad():
+            model[2].weight[0, 0] = float("nan")  # only the output is affected
+        mon.step()
+        with torch.no_grad():
+            model[0].weight[0, 0] = float("nan")
+        mon.step()
+    ds = mon.result()
+    assert ds.finite.values.tolist() == [1, 0, 0]
+    assert ds.n_effective.values[1:].tolist() == [-1, -1]
+
+
+def test_a_model_whose_shapes_change_is_refused():
+    Ws, bs = _layers([3, 5, 4], 0)
+    net = _Net(list(Ws), list(bs))
+    with monitor.watch(net, np.ones((4, 3))) as mon:
+        net.weights = [Ws[0][:4], Ws[1][:, :4]]
+        net.biases = [bs[0][:4], bs[1]]
+        with pytest.raises(ValueError, match="shapes must stay"):
+            mon.step()
+        net.weights = [Ws[0], Ws[1][:, :4]]  # inconsistent: the full validation names the layer
+        with pytest.raises(ValueError, match=r"biases\[0\] \(layer 1\) must have shape \(5,\)"):
+            mon.step()

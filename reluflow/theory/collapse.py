@@ -80,20 +80,25 @@ PINV_RCOND = 1e-15
 def _features(H, labels, n_classes=None, name="H"):
     """(H (N, p), labels (N,), one-hot (N, Q), class sizes (Q,)) with every class 0..Q-1 present, Q ≥ 2."""
     H = as_points(H, name)
+    return (H, *_label_data(labels, H.shape[0], n_classes, name))
+
+
+def _label_data(labels, N, n_classes=None, name="H"):
+    """(labels (N,), one-hot (N, Q), class sizes (Q,)), validated: every class 0..Q-1 present, Q ≥ 2."""
     if n_classes is not None:
         n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
     lab = as_labels(labels, "labels", n_classes=n_classes)
-    if lab.shape != (H.shape[0],):
-        raise ValueError(f"labels must have shape ({H.shape[0]},), one label per row of {name}; got {lab.shape}")
+    if lab.shape != (N,):
+        raise ValueError(f"labels must have shape ({N},), one label per row of {name}; got {lab.shape}")
     Q = n_classes if n_classes is not None else int(lab.max()) + 1
     if Q < 2:
         raise ValueError(f"labels must hold at least 2 classes (neural collapse compares classes); got Q = {Q}")
     sizes = np.bincount(lab, minlength=Q)
     if np.any(sizes == 0):
         raise ValueError(f"labels must use every class 0..{Q - 1}; class {int(np.argmin(sizes))} has no point")
-    onehot = np.zeros((H.shape[0], Q))
-    onehot[np.arange(H.shape[0]), lab] = 1.0
-    return H, lab, onehot, sizes
+    onehot = np.zeros((N, Q))
+    onehot[np.arange(N), lab] = 1.0
+    return lab, onehot, sizes
 
 
 def _means(H, onehot, sizes):
@@ -205,16 +210,24 @@ def nc1_layers(features, labels, *, n_classes=None) -> np.ndarray:
     if not Hs:
         raise ValueError("features must hold at least one (N, p) array; got none")
     H0, lab, onehot, sizes = _features(Hs[0], labels, n_classes, name="features[0]")
-    out = np.empty(len(Hs))
     for i, H in enumerate(Hs):
         if H.shape[0] != H0.shape[0]:
             raise ValueError(f"features[{i}] must have N = {H0.shape[0]} rows like features[0]; got shape {H.shape}")
+    return _nc1_each(Hs, lab, onehot, sizes)
+
+
+def _nc1_each(Hs, lab, onehot, sizes) -> np.ndarray:
+    """NC1 of each validated H_ℓ with the label data of :func:`_label_data`; NaN where the class means coincide
+    (the kernel of :func:`nc1_layers`, which the training monitor calls with labels validated once)."""
+    out = np.empty(len(Hs))
+    for i, H in enumerate(Hs):
         mu = _means(H, onehot, sizes)
         try:
             out[i] = _nc1(H, lab, mu, _centred(mu))
         except ValueError:  # the class means coincide: Σ_B = 0
             out[i] = np.nan
     return out
+
 
 def nc2_etf_error(H, labels, *, n_classes=None) -> float:
     """NC2 = ‖ M̃M̃ᵀ/‖M̃M̃ᵀ‖_F − (1_Q − 𝟙𝟙ᵀ/Q)/√(Q−1) ‖_F: distance of the centred means' normalised Gram matrix

@@ -219,9 +219,15 @@ def pattern_summary(pattern, weights=None) -> PatternSummary:
     :func:`truncation_counts`, :func:`truncation_fractions`, :func:`dead_units`, :func:`frozen_layer` and
     :func:`gradient_path_mask`, which share its kernels (the training monitor calls this at every record)."""
     T = _as_pattern(pattern)
+    return _summary(T, None if weights is None else _path_weights(weights, T))
+
+
+def _summary(T, Ws=None) -> PatternSummary:
+    """:func:`pattern_summary` of a validated pattern T (boolean (N, d_ℓ) per layer) and matching weights Ws (or
+    None): the kernel the training monitor calls on the masks of its own forward pass."""
     N, widths = T[0].shape[0], np.array([t.shape[1] for t in T])
     units, points = _counts(T)
-    effective = None if weights is None else _gradient_path_mask(_path_weights(weights, T), T)
+    effective = None if Ws is None else _gradient_path_mask(Ws, T)
     return PatternSummary(units, points / widths, points.sum(axis=1) / widths.sum(), [n == N for n in units],
                           _frozen(points, widths), effective)
 

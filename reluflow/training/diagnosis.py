@@ -8,8 +8,9 @@ which it holds is reported):
   max_ℓ dead_ℓ(t)/d_ℓ > ``dead_share`` (default 0.5);
 - ``frozen_out``: the share of points frozen out, 1 − N_eff(t)/N > ``frozen_share`` (default 0.2), where N_eff
   counts the points with a gradient path to the first layer (:func:`reluflow.theory.generic.gradient_path_mask`);
-- ``unstable`` (needs the trajectory's cost): a non-finite cost, a trajectory whose ``status`` is not 0 (it stopped:
-  diverged, ill-conditioned), or a cost that rises between two consecutive records,
+- ``unstable``: a recorded state that is not finite (the record's ``finite`` = 0: parameters or activations
+  overflowed, seen without a trajectory too); with the trajectory's cost also a non-finite cost, a trajectory whose
+  ``status`` is not 0 (it stopped: diverged, ill-conditioned), or a cost that rises between two consecutive records,
   (C(t_{s+1}) − C(t_s))/C(t_s) > ``rise_tol`` (default 0.05). Full-batch descent with a stable step decreases the
   cost, so a rise means the step is too large; a step too large often shows as a spike that kills units (then
   ``dead_units`` and ``frozen_out`` fire too), so record densely (``record_every`` small) early in the run.
@@ -22,7 +23,8 @@ which it holds is reported):
   max_t |θ_flow(t) − θ_flow(0)|, above ``gap_share`` (default 0.1)
   (:func:`reluflow.training.comparison.matched_time_error`).
 
-Flags that cannot be evaluated (no trajectory, no prediction) are reported as not evaluated and never fire.
+Flags that cannot be evaluated (no trajectory, no prediction) are reported as not evaluated and never fire. States
+that are not finite count for ``unstable`` only; ``dead_units`` and ``frozen_out`` look at the finite ones.
 """
 
 from __future__ import annotations
@@ -153,20 +155,26 @@ def diagnose(record: xr.Dataset, *, trajectory: xr.Dataset | None = None, predic
     widths = np.asarray(record.layer_width.values, dtype=float)
     flags = []
 
+    finite = np.asarray(record.finite.values, dtype=bool) if "finite" in record \
+        else np.ones(record.sizes["time"], dtype=bool)
+    ok = finite.any()
     dead = np.asarray(record.dead_units.values, dtype=float) / widths[None, :]
-    dead_share = dead.max(axis=1)
+    dead_share = np.where(finite, dead.max(axis=1), -np.inf)
     hit = dead_share > th["dead_share"]
-    flags.append(Flag("dead_units", bool(hit.any()), float(dead_share.max()), th["dead_share"], _first(hit, steps),
-                      True, "largest share of a layer's units dead"))
+    flags.append(Flag("dead_units", bool(hit.any()), float(dead_share.max()) if ok else np.nan, th["dead_share"],
+                      _first(hit, steps), bool(ok), "largest share of a layer's units dead"))
 
-    frozen = 1.0 - np.asarray(record.n_effective.values, dtype=float) / N
+    frozen = np.where(finite, 1.0 - np.asarray(record.n_effective.values, dtype=float) / N, -np.inf)
     hit = frozen > th["frozen_share"]
-    flags.append(Flag("frozen_out", bool(hit.any()), float(frozen.max()), th["frozen_share"], _first(hit, steps),
-                      True, "largest share of points frozen out"))
+    flags.append(Flag("frozen_out", bool(hit.any()), float(frozen.max()) if ok else np.nan, th["frozen_share"],
+                      _first(hit, steps), bool(ok), "largest share of points frozen out"))
 
     if trajectory is None:
-        flags.append(Flag("unstable", False, np.nan, th["rise_tol"], -1, False,
-                          "largest relative rise of the cost between records"))
+        bad = ~finite
+        flags.append(Flag("unstable", bool(bad.any()), np.inf if bad.any() else np.nan, th["rise_tol"],
+                          _first(bad, steps), bool(bad.any()),
+                          "a recorded state not finite" if bad.any()
+                          else "largest relative rise of the cost between records"))
         flags.append(Flag("stalled", False, np.nan, th["min_decrease"], -1, False, "relative fall over the tail"))
     else:
         C = np.asarray(trajectory.cost.values, dtype=float)
@@ -178,8 +186,10 @@ def diagnose(record: xr.Dataset, *, trajectory: xr.Dataset | None = None, predic
             rise[1:] = np.where(np.isfinite(C[1:]) & np.isfinite(C[:-1]) & (C[:-1] > 0),
                                 (C[1:] - C[:-1]) / np.where(C[:-1] > 0, C[:-1], 1.0), np.inf)
         hit = (rise > th["rise_tol"]) | ~np.isfinite(C)
-        fired = bool(hit.any()) or status != 0
+        fired = bool(hit.any()) or status != 0 or not finite.all()
         step = _first(hit, tsteps) if hit.any() else (int(tsteps[-1]) if status != 0 else -1)
+        if not finite.all():
+            step = min(s for s in (step, _first(~finite, steps)) if s >= 0)
         flags.append(Flag("unstable", fired, float(rise.max()), th["rise_tol"], step, True,
                           "largest relative rise of the cost between records"))
         S = C.size

@@ -13,7 +13,10 @@ model untouched) and records, in one xarray Dataset that follows :mod:`reluflow.
   first layer (J_i = D_L W_L ⋯ W_2 D_1 ≠ 0, :func:`reluflow.theory.generic.gradient_path_mask`), and N_eff;
 - with ``labels``: ``nc1`` (time, layer), NC1 = tr(Σ_W Σ_B⁺)/Q of the activations x^(ℓ)
   (:func:`reluflow.theory.collapse.nc1_variability`; NaN where the class means coincide), and ``accuracy``
-  (time) of the output's argmax (NaN without an output layer W_out, b_out, or with a single output).
+  (time) of the output's argmax (NaN without an output layer W_out, b_out, or with a single output);
+- ``finite`` (time): 1 when the parameters, the pre-activations and the outputs on X are finite. A run that
+  diverges is recorded, not refused: at a state that is not finite nothing is counted (counts, dead units, frozen
+  layers and N_eff −1, fractions, NC1 and accuracy NaN, ``effective`` 0), and :func:`diagnose` flags it unstable.
 
 Every count is the one :mod:`reluflow.theory.generic` gives for the same parameters (the tests recount them
 by brute force). Models:
@@ -53,11 +56,16 @@ class _Snapshot:
     weights: list  # W_1..W_L as numpy arrays
     output: np.ndarray | None  # (N, Q) or None
     post: list | None = None  # activations x^(ℓ) = max(z, 0) when the model computed them
+    finite: bool = True  # parameters, pre-activations and outputs all finite
+
+
+def _all_finite(arrays) -> bool:
+    return all(np.isfinite(a).all() for a in arrays if a is not None)
 
 
 def _is_torch_module(model) -> bool:
-    mod = type(model).__module__
-    return mod.startswith("torch.") and hasattr(model, "named_modules")
+    """Whether ``model`` is a torch module, a user's subclass included (torch itself is not imported for this)."""
+    return hasattr(model, "named_modules") and any(c.__module__.startswith("torch.") for c in type(model).__mro__)
 
 
 def _as_float64(tensor, copy: bool) -> np.ndarray:
@@ -86,35 +94,65 @@ class _TorchModel:
                              f"least one hidden layer; got {[type(m).__name__ for m in mods]}")
         self.torch, self.model = torch, model
         self.hidden = [m for m, nxt in zip(mods, mods[1:]) if isinstance(m, nn.Linear) and isinstance(nxt, nn.ReLU)]
+        self.relus = [nxt for m, nxt in zip(mods, mods[1:]) if isinstance(m, nn.Linear) and isinstance(nxt, nn.ReLU)]
         self.has_output = isinstance(mods[-1], nn.Linear)
         self.inplace = any(getattr(m, "inplace", False) for m in mods)
+        # a plain Sequential's forward is the chain of its modules' calls: the monitor then makes those calls itself
+        # and reads each output as it comes, with no hooks; a subclass that overrides forward is evaluated through
+        # forward hooks, registered for the pass only
+        self.walk = type(model).forward is nn.Sequential.forward
+        self.mods = mods
         if self.hidden[0].in_features != X.shape[1]:
             raise ValueError(f"X must have {self.hidden[0].in_features} columns, the model's input width; "
                              f"got shape {X.shape}")
         p = next(model.parameters())
         self.X = torch.as_tensor(X, dtype=p.dtype, device=p.device)
 
-    def _hook(self, i, captured):
+    def _hook(self, i, captured, copy):
         def hook(_module, _inputs, output):
-            captured[i] = _as_float64(output, self.inplace)
+            captured[i] = _as_float64(output, copy)
         return hook
 
+    def _walk(self, pre, post):
+        """The model's own forward, module by module (a plain Sequential), each hidden output read as it comes."""
+        x, hidden, relus = self.X, {id(m): i for i, m in enumerate(self.hidden)}, {id(m): i for i, m in
+                                                                                  enumerate(self.relus)}
+        with self.torch.no_grad():
+            for m in self.mods:
+                x = m(x)
+                i = hidden.get(id(m))
+                if i is not None:
+                    pre[i] = _as_float64(x, self.inplace)
+                i = relus.get(id(m))
+                if i is not None:
+                    post[i] = _as_float64(x, False)
+        return x
+
     def snapshot(self) -> _Snapshot:
-        # hooks registered for this pass only: a module with forward hooks takes PyTorch's slower call path, which
-        # made every training step 2.3 % slower on the benchmark's medium case
-        captured = {}
-        handles = [m.register_forward_hook(self._hook(i, captured)) for i, m in enumerate(self.hidden)]
-        try:
-            with self.torch.no_grad():
-                out = self.model(self.X)
-        finally:
-            for h in handles:
-                h.remove()
-        # the weights change in place at the next optimiser step: copied; a pre-activation is a fresh tensor of
-        # this no-grad pass, overwritten later only by an in-place ReLU, so it is shared unless there is one
+        pre, post = {}, {}
+        if self.walk:
+            # registering and removing 2L hooks cost as much as the no-grad pass itself on the benchmark's medium
+            # case (0.22 ms against 0.21 ms)
+            out = self._walk(pre, post)
+        else:
+            # hooks registered for this pass only: a module with forward hooks takes PyTorch's slower call path,
+            # which made every training step 2.3 % slower on the benchmark's medium case
+            handles = [m.register_forward_hook(self._hook(i, pre, self.inplace)) for i, m in enumerate(self.hidden)]
+            handles += [m.register_forward_hook(self._hook(i, post, False)) for i, m in enumerate(self.relus)]
+            try:
+                with self.torch.no_grad():
+                    out = self.model(self.X)
+            finally:
+                for h in handles:
+                    h.remove()
+        # the weights change in place at the next optimiser step: copied. A pre-activation is a fresh tensor of this
+        # no-grad pass, overwritten later only by an in-place ReLU, so it is shared unless there is one; the ReLU's
+        # output (the activation x^(ℓ)) is shared too, since nothing writes it afterwards
         weights = [_as_float64(m.weight, True) for m in self.hidden]
         output = _as_float64(out, False) if self.has_output else None
-        return _Snapshot([captured[i] for i in range(len(self.hidden))], weights, output)
+        L = len(self.hidden)
+        pre, post = [pre[i] for i in range(L)], [post[i] for i in range(L)]
+        return _Snapshot(pre, weights, output, post, _all_finite(pre) and _all_finite([output]))
 
 
 class _ArrayModel:
@@ -122,9 +160,10 @@ class _ArrayModel:
 
     def __init__(self, model, X):
         self.model, self.X = model, X
-        self._parameters()  # validate once up front
+        Ws, bs, W_out, _ = self._parameters()  # validate once up front
+        self._shapes = ([W.shape for W in Ws], [b.shape for b in bs], None if W_out is None else W_out.shape)
 
-    def _parameters(self, check_points=True):
+    def _raw(self):
         m = self.model
         if hasattr(m, "weights") and hasattr(m, "biases"):
             got = (m.weights, m.biases, getattr(m, "W_out", None), getattr(m, "b_out", None))
@@ -138,10 +177,13 @@ class _ArrayModel:
         else:
             raise TypeError("model must be a torch.nn.Sequential, an object with attributes weights and biases, or a "
                             f"callable returning them; got {type(m).__name__}")
-        Ws, bs, W_out, b_out = got
+        return got
+
+    def _parameters(self):
+        """The model's layers, fully validated (finite, consistent shapes, X's width)."""
+        Ws, bs, W_out, b_out = self._raw()
         Ws, bs = validate_layers(Ws, bs, square=False, max_condition=np.inf)
-        if check_points or Ws[0].shape[1] != self.X.shape[1]:
-            as_points(self.X, "X", dim=Ws[0].shape[1])
+        as_points(self.X, "X", dim=Ws[0].shape[1])
         if (W_out is None) != (b_out is None):
             raise ValueError("W_out and b_out must be given together")
         if W_out is not None:
@@ -152,16 +194,39 @@ class _ArrayModel:
                                  f"and {b_out.shape}")
         return Ws, bs, W_out, b_out
 
+    def _current(self):
+        """The layers as float arrays: checked in full (:meth:`_parameters`) only when their shapes are not the ones
+        validated at the start, so a run that diverges is recorded (``finite`` = 0) rather than refused."""
+        try:
+            Ws, bs, W_out, b_out = self._raw()
+            Ws = [np.asarray(W, dtype=float) for W in Ws]
+            bs = [np.asarray(b, dtype=float) for b in bs]
+            if W_out is not None:
+                W_out, b_out = np.asarray(W_out, dtype=float), np.asarray(b_out, dtype=float)
+            same = ([W.shape for W in Ws], [b.shape for b in bs], None if W_out is None else W_out.shape) \
+                == self._shapes and (b_out is None) == (W_out is None) and (b_out is None or b_out.shape
+                                                                          == (W_out.shape[0],))
+        except (TypeError, ValueError):
+            same = False
+        if not same:
+            self._parameters()  # raises, naming what is wrong
+            raise ValueError("the model's layer shapes must stay those of the first record "
+                             f"({self._shapes[0]}, output {self._shapes[2]}); they changed during the run")
+        return Ws, bs, W_out, b_out
+
     def snapshot(self) -> _Snapshot:
-        Ws, bs, W_out, b_out = self._parameters(check_points=False)  # X was checked once, in __init__
+        Ws, bs, W_out, b_out = self._current()
+        finite = _all_finite(Ws) and _all_finite(bs) and _all_finite([W_out, b_out])
         pre, post, x = [], [], self.X
-        for W, b in zip(Ws, bs):
-            z = x @ W.T
-            z += b
-            pre.append(z)
-            x = np.maximum(z, 0.0)
-            post.append(x)
-        return _Snapshot(pre, Ws, None if W_out is None else x @ W_out.T + b_out, post)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged run: recorded as not finite
+            for W, b in zip(Ws, bs):
+                z = x @ W.T
+                z += b
+                pre.append(z)
+                x = np.maximum(z, 0.0)
+                post.append(x)
+            out = None if W_out is None else x @ W_out.T + b_out
+        return _Snapshot(pre, Ws, out, post, finite and _all_finite(pre) and _all_finite([out]))
 
 
 class Watch:
@@ -180,6 +245,8 @@ class Watch:
         if self.labels is not None and np.unique(self.labels).size < 2:
             raise ValueError("labels must contain at least two classes (NC1 compares classes); "
                              f"got {np.unique(self.labels).size}")
+        # the labels' one-hot matrix and class sizes, made once (every class 0..Q-1 must occur)
+        self._label_data = None if self.labels is None else collapse._label_data(self.labels, X.shape[0], name="X")
         self._model = _TorchModel(model, X) if _is_torch_module(model) else _ArrayModel(model, X)
         self.N = X.shape[0]
         self.steps, self.times, self.records, self._count, self._open = [], [], [], 0, False
@@ -205,15 +272,26 @@ class Watch:
     def _record(self, time: float | None = None):
         """Evaluate the model on X and store the record of step ``self._count`` (at ``time``: default step·η)."""
         snap = self._model.snapshot()
-        T = [z <= 0.0 for z in snap.pre]
-        summary = generic.pattern_summary(T, snap.weights)
-        rec = {"counts": summary.counts, "dead": [int(d.sum()) for d in summary.dead], "fraction": summary.fractions,
-               "frozen": summary.frozen, "effective": summary.effective, "widths": [t.shape[1] for t in T]}
-        if self.labels is not None:
-            post = snap.post if snap.post is not None else [np.maximum(z, 0.0) for z in snap.pre]
-            rec["nc1"] = list(collapse.nc1_layers(post, self.labels))
-            rec["accuracy"] = (float(np.mean(snap.output.argmax(axis=1) == self.labels))
-                               if snap.output is not None and snap.output.shape[1] > 1 else np.nan)
+        widths = [z.shape[1] for z in snap.pre]
+        if not snap.finite:  # a diverged state: nothing is counted (see the module docstring)
+            rec = {"counts": [np.full(d, -1) for d in widths], "dead": [-1] * len(widths),
+                   "fraction": np.full(self.N, np.nan), "frozen": np.full(self.N, -1),
+                   "effective": np.zeros(self.N, dtype=bool), "widths": widths, "finite": False}
+            if self.labels is not None:
+                rec["nc1"], rec["accuracy"] = [np.nan] * len(widths), np.nan
+        else:
+            # the kernels of generic.pattern_summary and collapse.nc1_layers: the masks, weights and activations
+            # come from the monitor's own forward pass, so their shapes need no second validation
+            T = [z <= 0.0 for z in snap.pre]
+            summary = generic._summary(T, snap.weights)
+            rec = {"counts": summary.counts, "dead": [int(d.sum()) for d in summary.dead],
+                   "fraction": summary.fractions, "frozen": summary.frozen, "effective": summary.effective,
+                   "widths": widths, "finite": True}
+            if self.labels is not None:
+                post = snap.post if snap.post is not None else [np.maximum(z, 0.0) for z in snap.pre]
+                rec["nc1"] = list(collapse._nc1_each(post, *self._label_data))
+                rec["accuracy"] = (float(np.mean(snap.output.argmax(axis=1) == self.labels))
+                                   if snap.output is not None and snap.output.shape[1] > 1 else np.nan)
         self.steps.append(self._count)
         self.times.append(float(self._count * (self.lr or 1.0) if time is None else time))
         self.records.append(rec)
@@ -239,8 +317,12 @@ class Watch:
                              "first layer truncating all of the point's units (0: none)"),
             "effective": (("time", "point"), np.stack([r["effective"] for r in self.records]).astype(np.int8),
                           "1 while the point has a gradient path to the first layer"),
-            "n_effective": (("time",), np.array([int(r["effective"].sum()) for r in self.records]),
-                            "N_eff, the points with a gradient path to the first layer"),
+            "n_effective": (("time",), np.array([int(r["effective"].sum()) if r["finite"] else -1
+                                                 for r in self.records]),
+                            "N_eff, the points with a gradient path to the first layer (-1: not finite)"),
+            "finite": (("time",), np.array([r["finite"] for r in self.records], dtype=np.int8),
+                       "1 when the parameters, pre-activations and outputs on X are finite; 0 (a diverged state): "
+                       "counts -1, fractions and NC1 NaN"),
         }
         if self.labels is not None:
             extra["nc1"] = (("time", "layer"), np.array([r["nc1"] for r in self.records], dtype=float),
@@ -251,7 +333,7 @@ class Watch:
                   "point": np.arange(self.N)}
         attrs = {"every": self.every, "n_points": self.N,
                  "model": "torch.nn.Sequential" if isinstance(self._model, _TorchModel) else "reluflow arrays",
-                 "n_truncated_fill": "-1 for units beyond a layer's width"}
+                 "n_truncated_fill": "-1 for units beyond a layer's width, and at states that are not finite"}
         return make_dataset({"n_truncated": n}, coords, status=0, message=f"recorded {S} states", attrs=attrs,
                             extra_variables=extra)
 
@@ -323,6 +405,14 @@ def _check_result(ds):
         raise TypeError(f"ds must be the Dataset of Watch.result(); got {type(ds).__name__}")
 
 
+def _finite_rows(ds, values):
+    """``values`` (time, …) as floats, NaN (not drawn) at the states that are not finite."""
+    values = np.asarray(values, dtype=float)
+    if "finite" in ds:
+        values[~ds.finite.values.astype(bool)] = np.nan
+    return values
+
+
 def truncation_heatmap(ds: xr.Dataset, layer: int = 1, ax=None):
     """Heat map of n_{ℓ,k}(t)/N for one layer: units down, time across."""
     import matplotlib.pyplot as plt
@@ -333,7 +423,7 @@ def truncation_heatmap(ds: xr.Dataset, layer: int = 1, ax=None):
         raise ValueError(f"layer must be one of {ds.layer.values.tolist()}; got {layer!r}")
     ax = ax if ax is not None else plt.subplots()[1]
     width = int(ds.layer_width.sel(layer=layer))
-    frac = ds.n_truncated.sel(layer=layer).values[:, :width].T / ds.sizes["point"]
+    frac = _finite_rows(ds, ds.n_truncated.sel(layer=layer).values[:, :width]).T / ds.sizes["point"]
     t = ds.time.values
     im = ax.imshow(frac, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis",
                    extent=(t[0], t[-1] if t[-1] > t[0] else t[0] + 1, -0.5, width - 0.5), interpolation="nearest")
@@ -350,9 +440,9 @@ def effective_set_plot(ds: xr.Dataset, ax=None):
     _check_result(ds)
     ax = ax if ax is not None else plt.subplots()[1]
     t = ds.time.values
-    ax.plot(t, ds.n_effective.values / ds.sizes["point"], color="k", lw=2, label="N_eff / N")
+    ax.plot(t, _finite_rows(ds, ds.n_effective.values) / ds.sizes["point"], color="k", lw=2, label="N_eff / N")
     for l in ds.layer.values:
-        ax.plot(t, ds.dead_units.sel(layer=l).values / int(ds.layer_width.sel(layer=l)), ls="--",
+        ax.plot(t, _finite_rows(ds, ds.dead_units.sel(layer=l).values) / int(ds.layer_width.sel(layer=l)), ls="--",
                 label=f"dead units, layer {l} (fraction)")
     ax.set(xlabel="time (step·η, or step) (1)", ylabel="fraction (1)", ylim=(-0.02, 1.02),
            title="effective training set and dead units")
