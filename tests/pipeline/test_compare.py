@@ -147,6 +147,35 @@ def test_notebook_outputs(tmp_path, new, agrees):
     assert compare_notebook(a, _notebook(tmp_path, "b.ipynb", new)).agrees is agrees
 
 
+@pytest.mark.parametrize("new, agrees", [
+    ("check_rate: True\nrate 1.23\nerror 1.25e-14\n", True),
+    ("check_rate: True\nrate 1.23\nerror 3.1e-12\n", True),   # round-off, which nbval masks too
+    ("check_rate: True\nrate 1.24\nerror 1.25e-14\n", False),  # within 1 %, but nbval would fail on it
+])
+def test_nbval_checked_outputs_must_match_as_nbval_compares_them(tmp_path, new, agrees):
+    """Oracle: nbval's rule, exact after its sanitising. Last session a change moved a checked number by < 1 %
+    (6.95 -> 7): reproduce kept the committed notebook and make test failed."""
+    def tagged(name, text):
+        path = _notebook(tmp_path, name, text)
+        nb = json.loads(path.read_text())
+        nb["cells"][0]["metadata"]["tags"] = ["nbval-check-output"]
+        path.write_text(json.dumps(nb))
+        return path
+
+    a = tagged("a.ipynb", "check_rate: True\nrate 1.23\nerror 1.25e-14\n")
+    assert compare_notebook(a, tagged("b.ipynb", new)).agrees is agrees
+
+
+def test_the_sanitising_patterns_are_nbvals():
+    import configparser
+
+    from reluflow.pipeline.compare import NBVAL_SANITIZE
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(ROOT / "tests" / "nbval_sanitize.cfg")
+    assert tuple((cfg[s]["regex"], cfg[s]["replace"]) for s in cfg.sections()) == NBVAL_SANITIZE
+
+
 def test_notebook_source_changes_are_differences(tmp_path):
     a = _notebook(tmp_path, "a.ipynb", "1\n")
     assert not compare_notebook(a, _notebook(tmp_path, "b.ipynb", "1\n", source="print(y)")).agrees
