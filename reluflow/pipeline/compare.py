@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TOLERANCES", "DATA_OVERRIDES", "NBVAL_SANITIZE", "Deviation", "compare_artefact", "compare_data", "compare_figure",
-           "compare_notebook"]
+__all__ = ["TOLERANCES", "DATA_OVERRIDES", "NBVAL_SANITIZE", "Deviation", "compare_artefact", "compare_data",
+           "compare_figure", "compare_notebook"]
 
 #: The project's reproducibility tolerances (see the module docstring for the reasons).
 TOLERANCES = {"data_rtol": 1e-7, "data_atol_scale": 1e-9, "data_roundoff": 1e-8, "figure_rms": 2.0,
