@@ -289,9 +289,11 @@ def validate_layers(weights, biases, *, square: bool, max_condition: float, pref
     return Ws, bs
 
 
-def as_labels(labels, name: str = "labels", *, n_classes: int | None = None, ndim=1) -> np.ndarray:
+def as_labels(labels, name: str = "labels", *, n_classes: int | None = None, ndim=1, rows: int | None = None,
+              of: str = "X") -> np.ndarray:
     """Integer class labels 0..Q-1, one per point, shape (N,) (``ndim``: another number of dimensions, or a tuple
-    of the allowed ones, e.g. (1, 2) for labels shared by B networks or given per network)."""
+    of the allowed ones, e.g. (1, 2) for labels shared by B networks or given per network). With ``rows``, 1-D
+    labels must have exactly that many entries, one per row of the array named ``of``."""
     arr = np.asarray(labels)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{name} must be an integer array of class indices; got dtype {arr.dtype}")
@@ -303,6 +305,8 @@ def as_labels(labels, name: str = "labels", *, n_classes: int | None = None, ndi
         raise ValueError(f"{name} must be class indices >= 0; got minimum {int(arr.min())}")
     if n_classes is not None and arr.max() >= n_classes:
         raise ValueError(f"{name} must be class indices in 0..{n_classes - 1}; got maximum {int(arr.max())}")
+    if rows is not None and arr.shape != (rows,):
+        raise ValueError(f"{name} must have shape ({rows},), one label per row of {of}; got shape {arr.shape}")
     return arr.astype(np.intp, copy=False)
 
 

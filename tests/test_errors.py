@@ -94,3 +94,15 @@ def test_parameter_checks_name_the_parameter():
         P.check_int(True, "flag")
     with pytest.raises(ValueError, match=r"parameter 'eta' must be positive"):
         P.check_float(0.0, "eta", positive=True)
+
+
+def test_labels_of_the_wrong_length_name_the_array_they_belong_to():
+    """The shared check of as_labels(rows=…), which the monitor, curation, schedules and NC1 measures use."""
+    from reluflow import monitor
+    from reluflow.theory import collapse
+
+    X = np.random.default_rng(0).standard_normal((6, 2))
+    with pytest.raises(ValueError, match=r"labels must have shape \(6,\), one label per row of X; got shape \(5,\)"):
+        monitor.watch(lambda: ([np.eye(2)], [np.zeros(2)]), X, labels=np.arange(5) % 2)
+    with pytest.raises(ValueError, match=r"labels must have shape \(6,\), one label per row of H; got shape \(4,\)"):
+        collapse.nc1_variability(X, np.arange(4) % 2)

@@ -87,9 +87,7 @@ def _label_data(labels, N, n_classes=None, name="H"):
     """(labels (N,), one-hot (N, Q), class sizes (Q,)), validated: every class 0..Q-1 present, Q ≥ 2."""
     if n_classes is not None:
         n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
-    lab = as_labels(labels, "labels", n_classes=n_classes)
-    if lab.shape != (N,):
-        raise ValueError(f"labels must have shape ({N},), one label per row of {name}; got {lab.shape}")
+    lab = as_labels(labels, "labels", n_classes=n_classes, rows=N, of=name)
     Q = n_classes if n_classes is not None else int(lab.max()) + 1
     if Q < 2:
         raise ValueError(f"labels must hold at least 2 classes (neural collapse compares classes); got Q = {Q}")

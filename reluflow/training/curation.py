@@ -165,9 +165,7 @@ def engine_run(X, y, *, hidden, seed: int, n_steps: int, lr: float, record_every
         n_classes = check_positive_int(n_classes, "n_classes", minimum=2)
         check_memory(8.0 * n_classes * (hidden[-1] + 1 if hidden else X.shape[1] + 1),
                      f"n_classes = {n_classes}")  # the output layer
-    y = as_labels(y, "y", n_classes=n_classes)
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y must have shape ({X.shape[0]},), one label per row of X; got {y.shape}")
+    y = as_labels(y, "y", n_classes=n_classes, rows=X.shape[0])
     Q = int(y.max()) + 1 if n_classes is None else n_classes
     params = he_network([X.shape[1], *hidden], Q, seed=np.random.default_rng(np.random.SeedSequence(seed)))
     traj = train(params[0], params[1], X, y, mode="full", cost="cross_entropy", lr=lr, n_steps=n_steps,
@@ -232,9 +230,7 @@ def run_scores(run, X, labels, *, score_step: int, seed=0) -> dict:
     random score."""
     steps, params = _states(run)
     X = as_points(X, "X", dim=params[0][0][0].shape[1])
-    y = as_labels(labels, "labels", n_classes=params[0][2].shape[0])
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"labels must have shape ({X.shape[0]},), one per row of X; got {y.shape}")
+    y = as_labels(labels, "labels", n_classes=params[0][2].shape[0], rows=X.shape[0])
     score_step = check_positive_int(score_step, "score_step", minimum=0)
     if score_step not in steps:
         raise ValueError(f"score_step must be one of the recorded steps {steps.tolist()}; got {score_step}")
@@ -410,9 +406,7 @@ def accuracy_on(trajectory: xr.Dataset, X, y) -> float:
     as_dataset(trajectory, "trajectory", ("time",))
     params = network_parameters(monitor.trajectory_parameters(trajectory.isel(time=[-1]))[0])
     X = as_points(X, "X", dim=params[0][0].shape[1])
-    y = as_labels(y, "y")
-    if y.shape != (X.shape[0],):
-        raise ValueError(f"y must have shape ({X.shape[0]},), one label per row of X; got {y.shape}")
+    y = as_labels(y, "y", rows=X.shape[0])
     return float(np.mean(_forward(params, X)[2].argmax(axis=1) == y))
 
 

@@ -44,7 +44,8 @@ import xarray as xr
 
 from reluflow.results.schema import make_dataset
 from reluflow.theory import collapse, generic
-from reluflow.validation import as_labels, as_points, as_positive_float, check_positive_int, validate_layers
+from reluflow.theory.kernels import forward_pass
+from reluflow.validation import as_labels, as_network, as_points, as_positive_float, check_positive_int
 
 __all__ = ["Watch", "watch", "from_trajectory", "trajectory_parameters", "truncation_heatmap", "effective_set_plot",
            "nc1_plot", "monitor_figure", "diagnose"]
@@ -160,8 +161,7 @@ class _ArrayModel:
 
     def __init__(self, model, X):
         self.model, self.X = model, X
-        Ws, bs, W_out, _ = self._parameters()  # validate once up front
-        self._shapes = ([W.shape for W in Ws], [b.shape for b in bs], None if W_out is None else W_out.shape)
+        self._shapes = self._shapes_of(self._parameters())  # validated once up front
 
     def _raw(self):
         m = self.model
@@ -179,19 +179,15 @@ class _ArrayModel:
                             f"callable returning them; got {type(m).__name__}")
         return got
 
+    @staticmethod
+    def _shapes_of(layers):
+        return [None if a is None else [np.shape(x) for x in a] if isinstance(a, list) else np.shape(a)
+                for a in layers]
+
     def _parameters(self):
         """The model's layers, fully validated (finite, consistent shapes, X's width)."""
-        Ws, bs, W_out, b_out = self._raw()
-        Ws, bs = validate_layers(Ws, bs, square=False, max_condition=np.inf)
+        Ws, bs, W_out, b_out = as_network(*self._raw())
         as_points(self.X, "X", dim=Ws[0].shape[1])
-        if (W_out is None) != (b_out is None):
-            raise ValueError("W_out and b_out must be given together")
-        if W_out is not None:
-            W_out = np.asarray(W_out, dtype=float)
-            b_out = np.asarray(b_out, dtype=float)
-            if W_out.ndim != 2 or W_out.shape[1] != Ws[-1].shape[0] or b_out.shape != (W_out.shape[0],):
-                raise ValueError(f"W_out must have shape (Q, {Ws[-1].shape[0]}) and b_out (Q,); got {W_out.shape} "
-                                 f"and {b_out.shape}")
         return Ws, bs, W_out, b_out
 
     def _current(self):
@@ -201,11 +197,8 @@ class _ArrayModel:
             Ws, bs, W_out, b_out = self._raw()
             Ws = [np.asarray(W, dtype=float) for W in Ws]
             bs = [np.asarray(b, dtype=float) for b in bs]
-            if W_out is not None:
-                W_out, b_out = np.asarray(W_out, dtype=float), np.asarray(b_out, dtype=float)
-            same = ([W.shape for W in Ws], [b.shape for b in bs], None if W_out is None else W_out.shape) \
-                == self._shapes and (b_out is None) == (W_out is None) and (b_out is None or b_out.shape
-                                                                          == (W_out.shape[0],))
+            W_out, b_out = (None if a is None else np.asarray(a, dtype=float) for a in (W_out, b_out))
+            same = self._shapes_of([Ws, bs, W_out, b_out]) == self._shapes
         except (TypeError, ValueError):
             same = False
         if not same:
@@ -217,15 +210,10 @@ class _ArrayModel:
     def snapshot(self) -> _Snapshot:
         Ws, bs, W_out, b_out = self._current()
         finite = _all_finite(Ws) and _all_finite(bs) and _all_finite([W_out, b_out])
-        pre, post, x = [], [], self.X
         with np.errstate(over="ignore", invalid="ignore"):  # a diverged run: recorded as not finite
-            for W, b in zip(Ws, bs):
-                z = x @ W.T
-                z += b
-                pre.append(z)
-                x = np.maximum(z, 0.0)
-                post.append(x)
-            out = None if W_out is None else x @ W_out.T + b_out
+            pre, acts = forward_pass(Ws, bs, self.X)
+            post = acts[1:]
+            out = None if W_out is None else post[-1] @ W_out.T + b_out
         return _Snapshot(pre, Ws, out, post, finite and _all_finite(pre) and _all_finite([out]))
 
 
@@ -239,9 +227,7 @@ class Watch:
         self.lr = None if lr is None else as_positive_float(lr, "lr")
         self.labels = None
         if labels is not None:
-            self.labels = as_labels(labels, "labels")
-            if self.labels.shape != (X.shape[0],):
-                raise ValueError(f"labels must have shape ({X.shape[0]},), one per row of X; got {self.labels.shape}")
+            self.labels = as_labels(labels, "labels", rows=X.shape[0])
         if self.labels is not None and np.unique(self.labels).size < 2:
             raise ValueError("labels must contain at least two classes (NC1 compares classes); "
                              f"got {np.unique(self.labels).size}")

@@ -44,6 +44,7 @@ import numpy as np
 import xarray as xr
 
 from reluflow.results.schema import variable
+from reluflow.theory.kernels import forward_pass
 from reluflow.theory.network import haar_orthogonal, layer_parameters
 from reluflow.training.gd import backprop_gradient, train
 from reluflow.training.init import he_network
@@ -207,12 +208,7 @@ HVP_SHRINKS = 10
 
 def _pattern(state, X):
     """The truncation pattern (z ≤ 0) of every hidden layer at ``state``, one boolean array (N, Σ d_ℓ)."""
-    h, masks = X, []
-    for W, b in zip(state[0], state[1]):
-        z = h @ np.asarray(W).T + b
-        masks.append(z <= 0)
-        h = np.maximum(z, 0.0)
-    return np.concatenate(masks, axis=1)
+    return np.concatenate([z <= 0 for z in forward_pass(state[0], state[1], X)[0]], axis=1)
 
 
 def _hvp(state, X, targets, cost, mode, train_terminal, v, eps, base=None):
@@ -259,9 +255,7 @@ def _check_rule_inputs(mode, cost, state=None, X=None, targets=None, train_termi
     state = as_network_state(state, terminal_required=cost != "input")
     X = as_points(X, "X", dim=state[0][0].shape[1])
     if cost == "cross_entropy":
-        targets = as_labels(targets, "targets", n_classes=state[2].shape[0])
-        if targets.shape != (X.shape[0],):
-            raise ValueError(f"targets must have shape ({X.shape[0]},), one label per row of X; got {targets.shape}")
+        targets = as_labels(targets, "targets", n_classes=state[2].shape[0], rows=X.shape[0])
     else:
         dim = X.shape[1] if cost == "input" else state[2].shape[0]
         targets = as_targets(targets, X.shape[0], dim)
@@ -735,9 +729,7 @@ def accuracy(state, X, labels) -> float:
     """The share of points whose output argmax is their label (a plain forward pass)."""
     weights, biases, W_out, b_out = as_network_state(state, terminal_required=True)
     h = as_points(X, "X", dim=weights[0].shape[1])
-    labels = as_labels(labels, "labels")
-    if labels.shape != (h.shape[0],):
-        raise ValueError(f"labels must have shape ({h.shape[0]},), one per row of X; got {labels.shape}")
+    labels = as_labels(labels, "labels", rows=h.shape[0])
     for W, b in zip(weights, biases):
         h = np.maximum(h @ W.T + b, 0.0)
     z = h @ W_out.T + b_out
